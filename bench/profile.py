@@ -1,0 +1,118 @@
+"""Profile the daphne process with py-spy while it serves one of the benchmark loads.
+
+    python -m bench.profile single [--replies 50]        # 200-token replies one after another
+    python -m bench.profile long [--replies 3]           # 5,000-token replies, no delay
+    python -m bench.profile concurrent [--replies 100]   # N replies at once, 20 ms between tokens
+
+Samples daphne (all its threads, active time only) at 250 Hz with py-spy, writes the
+collapsed stacks to ``--out`` (default /tmp/parley-profile.txt; load it in speedscope or
+flamegraph.pl) and prints the functions with the largest share of samples, inclusive and
+self. Also prints daphne's CPU milliseconds per reply, which unlike wall times does not
+depend much on what else the machine is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.clients import Tab, prompt
+from bench.concurrency import _gather_in_batches
+from bench.harness import FakeUpstream, Parley
+
+PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+
+
+async def _sequential(parley: Parley, replies: int, tokens: int, tag: str) -> None:
+    tab = await Tab.open(parley.ws_url, parley.origin, parley.sessions[0])
+    try:
+        for i in range(replies):
+            reply = await tab.ask(prompt(tokens, 0, f"{tag}-{i}"))
+            if not reply.ok:
+                raise RuntimeError(f"reply failed: {reply.error}")
+    finally:
+        await tab.close()
+
+
+async def _concurrent(parley: Parley, replies: int, tag: str) -> None:
+    tabs = await _gather_in_batches(
+        [lambda s=s: Tab.open(parley.ws_url, parley.origin, s) for s in parley.sessions[:replies]]
+    )
+    try:
+        results = await asyncio.gather(*(t.ask(prompt(200, 0.02, f"{tag}-{i}")) for i, t in enumerate(tabs)))
+        failed = [r.error for r in results if not r.ok]
+        if failed:
+            print(f"{len(failed)} replies failed, e.g. {failed[0]}", file=sys.stderr)
+    finally:
+        await asyncio.gather(*(t.close() for t in tabs), return_exceptions=True)
+
+
+def summarize(path: Path, top: int) -> str:
+    inclusive: collections.Counter = collections.Counter()
+    own: collections.Counter = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        total += n
+        frames = [re.sub(r":\d+\)", ")", f) for f in stack.split(";")]
+        for frame in set(frames):
+            inclusive[frame] += n
+        own[frames[-1]] += n
+    if not total:
+        return "no samples"
+    lines = [f"{total} samples", "", "inclusive:"]
+    lines += [f"{n / total * 100:5.1f}%  {f}" for f, n in inclusive.most_common(top)]
+    lines += ["", "self:"]
+    lines += [f"{n / total * 100:5.1f}%  {f}" for f, n in own.most_common(top // 2)]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("load", choices=["single", "long", "concurrent"])
+    parser.add_argument("--replies", type=int)
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--out", default="/tmp/parley-profile.txt")
+    parser.add_argument("--top", type=int, default=60)
+    args = parser.parse_args(argv)
+    replies = args.replies or {"single": 50, "long": 3, "concurrent": 100}[args.load]
+    members = replies if args.load == "concurrent" else 1
+    out = Path(args.out)
+    with FakeUpstream() as upstream, Parley(upstream, database=args.database, members=members) as parley:
+        parley.start()
+        asyncio.run(_sequential(parley, 3, 200, "warm"))
+        spy = subprocess.Popen(
+            [PY_SPY, "record", "-p", str(parley.proc.pid), "-r", "250", "--format", "raw", "-o", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)  # py-spy attaches
+        before = parley.stat().cpu_seconds
+        started = time.perf_counter()
+        if args.load == "concurrent":
+            asyncio.run(_concurrent(parley, replies, "prof"))
+        else:
+            asyncio.run(_sequential(parley, replies, 5000 if args.load == "long" else 200, "prof"))
+        elapsed = time.perf_counter() - started
+        cpu = parley.stat().cpu_seconds - before
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=30)
+    print(f"{replies} replies in {elapsed:.1f} s; daphne CPU {cpu * 1000 / replies:.1f} ms per reply")
+    print(f"collapsed stacks: {out}\n")
+    print(summarize(out, args.top))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

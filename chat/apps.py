@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class ChatConfig(AppConfig):
+    name = "chat"
+    verbose_name = "Chat"
+
+    def ready(self):
+        # Blocklist edits made in any process reach every process's compiled copy.
+        from chat.services.moderation import connect_signals
+
+        connect_signals()

@@ -1,0 +1,97 @@
+"""Parley's failures, each with a stable code the browser and the docs rely on.
+
+Every failure that reaches a member is a :class:`ParleyError`: ``code`` never changes
+meaning (docs/websocket-protocol.md lists them), ``message`` is readable and translatable.
+"""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+
+
+class ParleyError(Exception):
+    code = "internal_error"
+    default_message = _("Something went wrong on our side. Please try again.")
+
+    def __init__(self, message=None, *, code: str | None = None, retry_after: float | None = None, **detail):
+        self.message = str(message if message is not None else self.default_message)
+        if code is not None:
+            self.code = code
+        self.retry_after = retry_after
+        self.detail = detail
+        super().__init__(self.message)
+
+    def as_frame(self) -> dict:
+        frame = {"type": "error", "code": self.code, "message": self.message}
+        if self.retry_after is not None:
+            frame["retry_after"] = round(self.retry_after, 1)
+        if self.detail:
+            frame["detail"] = self.detail
+        return frame
+
+
+class BadRequest(ParleyError):
+    code = "bad_request"
+    default_message = _("The request was not understood.")
+
+
+class NotFound(ParleyError):
+    # Another member's object is reported exactly like one that does not exist (T01).
+    code = "not_found"
+    default_message = _("That conversation or message does not exist.")
+
+
+class Busy(ParleyError):
+    code = "reply_in_progress"
+    default_message = _("A reply is already being written in this conversation. Stop it or wait for it to finish.")
+
+
+class TooManyReplies(ParleyError):
+    code = "too_many_replies"
+    default_message = _("You have too many replies in progress. Wait for one to finish.")
+
+
+class RateLimited(ParleyError):
+    code = "rate_limited"
+    default_message = _("Too many requests. Please wait a moment and try again.")
+
+
+class QuotaExceeded(ParleyError):
+    code = "quota_exceeded"
+    default_message = _("Your monthly budget is used up.")
+
+
+class ModelUnavailable(ParleyError):
+    code = "model_unavailable"
+    default_message = _("That model is not available to you. Pick another one.")
+
+
+class NoProvider(ParleyError):
+    code = "no_provider"
+    default_message = _("No model is configured yet. An admin can add a provider in the admin console.")
+
+
+class ContextTooLong(ParleyError):
+    code = "context_too_long"
+    default_message = _("This message is too long for the model's context window.")
+
+
+class MessageBlocked(ParleyError):
+    code = "moderation_blocked"
+    default_message = _("This message was blocked by moderation.")
+
+
+class ModerationUnavailable(ParleyError):
+    code = "moderation_unavailable"
+    default_message = _("Your message could not be checked by moderation, so it was not sent. Try again shortly.")
+
+
+class UpstreamError(ParleyError):
+    """A failure talking to the model provider (raised by chat/llm.py)."""
+
+    code = "upstream_unavailable"
+    default_message = _("The model provider is unavailable. Try again in a moment.")
+
+    def __init__(self, message=None, *, code=None, retry_after=None, status: int | None = None, **detail):
+        super().__init__(message, code=code, retry_after=retry_after, **detail)
+        self.status = status

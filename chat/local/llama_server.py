@@ -1,0 +1,99 @@
+"""llama-cpp-python's OpenAI-compatible server, plus the usage chunk that OpenAI clients ask for.
+
+chat.local.server starts this file as the model server's process (``python llama_server.py
+--model ... --port ...``, the flags of ``python -m llama_cpp.server``). It runs only there:
+it imports llama_cpp, which Parley's own processes never do.
+
+Why it exists: llama-cpp-python 0.3.36 ignores ``"stream_options": {"include_usage": true}``,
+so a streamed reply carries no token counts and Parley could only estimate usage. This adds
+the chunk the OpenAI API defines for it, after the one with ``finish_reason``: same id,
+``"choices": []`` and ``"usage": {prompt_tokens, completion_tokens, total_tokens}``, counted the
+way the library's own non-streaming replies count them (``len(prompt_tokens)`` and the
+generated tokens short of the end-of-generation token).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import llama_cpp
+from llama_cpp.server import __main__ as server_main
+from llama_cpp.server import app as server_app
+
+_generate = llama_cpp.Llama.generate
+_publish = server_app.get_event_publisher
+
+
+def _counting_generate(self, tokens, *args, **kwargs):
+    """Llama.generate, noting on the model the prompt length and tokens generated.
+
+    One request runs at a time per model (the server's llama lock), so the last counts on
+    the model are the current request's.
+    """
+    counts = {"prompt_tokens": len(tokens), "completion_tokens": 0}
+    self.parley_usage = counts
+    for token in _generate(self, tokens, *args, **kwargs):
+        # _create_completion stops at an end-of-generation token without keeping it.
+        if not llama_cpp.llama_vocab_is_eog(self._model.vocab, token):
+            counts["completion_tokens"] += 1
+        yield token
+
+
+def _with_usage_chunk(llama_call):
+    def call(llama, **kwargs):
+        llama.parley_usage = None
+        chunks = llama_call(llama, **kwargs)
+
+        def with_usage():
+            last = None
+            for chunk in chunks:
+                last = chunk
+                yield chunk
+            counts = llama.parley_usage
+            if last is not None and counts is not None:
+                yield {
+                    "id": last["id"],
+                    "object": "chat.completion.chunk",
+                    "created": last["created"],
+                    "model": last["model"],
+                    "choices": [],
+                    "usage": {**counts, "total_tokens": counts["prompt_tokens"] + counts["completion_tokens"]},
+                }
+
+        return with_usage()
+
+    return call
+
+
+async def _asks_for_usage(request) -> bool:
+    try:
+        # FastAPI has read and cached the body already; this parses the cached bytes.
+        options = json.loads(await request.body()).get("stream_options") or {}
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+async def get_event_publisher(request, inner_send_chan, body, body_model, llama_call, kwargs):
+    if llama_call is llama_cpp.Llama.create_chat_completion and await _asks_for_usage(request):
+        llama_call = _with_usage_chunk(llama_call)
+    await _publish(
+        request=request,
+        inner_send_chan=inner_send_chan,
+        body=body,
+        body_model=body_model,
+        llama_call=llama_call,
+        kwargs=kwargs,
+    )
+
+
+def main() -> None:
+    llama_cpp.Llama.generate = _counting_generate
+    # create_chat_completion looks the publisher up in its module when a request streams.
+    server_app.get_event_publisher = get_event_publisher
+    server_main.main()  # parses sys.argv: the flags of `python -m llama_cpp.server`
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Plain-dict views of conversations and messages, shared by the websocket and the HTTP API.
+
+Only whitelisted fields leave the server (never keys, never another member's data).
+"""
+
+from __future__ import annotations
+
+from chat.models import Conversation, Message
+
+
+def conversation_to_dict(conversation: Conversation) -> dict:
+    return {
+        "id": str(conversation.id),
+        "title": conversation.title,
+        "pinned": conversation.pinned,
+        "model_id": conversation.model_id,
+        "system_prompt": conversation.system_prompt,
+        "temperature": conversation.temperature,
+        "top_p": conversation.top_p,
+        "max_tokens": conversation.max_tokens,
+        "presence_penalty": conversation.presence_penalty,
+        "frequency_penalty": conversation.frequency_penalty,
+        "stop": conversation.stop,
+        "created_at": conversation.created_at.isoformat(),
+        "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+def message_to_dict(message: Message) -> dict:
+    usage = None
+    if message.status != Message.Status.STREAMING and (
+        message.prompt_tokens is not None or message.completion_tokens is not None
+    ):
+        usage = {
+            "prompt_tokens": message.prompt_tokens or 0,
+            "completion_tokens": message.completion_tokens or 0,
+            "estimated": message.usage_estimated,
+            "cost": None if message.cost is None else str(message.cost),
+        }
+    error = {"code": message.error_code, "message": message.error_text} if message.error_code else None
+    return {
+        "id": str(message.id),
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "finish_reason": message.finish_reason or None,
+        "error": error,
+        "usage": usage,
+        "omitted_messages": message.omitted_messages,
+        "moderation_categories": message.moderation_categories,
+        "model": message.model_name,
+        "created_at": message.created_at.isoformat(),
+    }

@@ -1,0 +1,20 @@
+"""The member's defaults for new conversations (``User.chat_defaults``)."""
+
+from __future__ import annotations
+
+from chat.selectors import model_for_user
+from chat.services.conversations import _clean_settings
+
+
+def chat_defaults_update(*, user, values: dict) -> dict:
+    """Replace the member's defaults with the known settings in ``values``.
+
+    Only the conversation settings a member may change are kept (unknown keys are ignored,
+    T06); a model is kept only if the member may use it (T07).
+    """
+    defaults = _clean_settings(values)
+    if values.get("model_id") not in (None, ""):
+        defaults["model_id"] = model_for_user(user=user, model_id=values["model_id"]).pk
+    user.chat_defaults = defaults
+    user.save(update_fields=["chat_defaults"])
+    return defaults

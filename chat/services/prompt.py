@@ -1,0 +1,232 @@
+"""Building the prompt for a reply: history replay with token-budget trimming.
+
+The prompt is the conversation's system prompt, its usable history in order, and the
+member's new message, trimmed to the model's context window minus the tokens reserved for
+the reply (issue 3). Token counts are read from each message's stored ``token_count``, so
+the prompt of a 10,000-message conversation is built without tokenizing old messages.
+
+The history is read newest first and only as far as the budget reaches (trimming.keep_newest
+stops there), then the left-out messages are counted on the index. A conversation that
+fits takes one query; a trimmed one a page or two more plus the count. Reading all 10,000
+bodies to send 1,000 of them would cost more than everything else together
+(bench/prompt_build.py measures it).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from django.db.models import CharField
+from django.db.models.functions import Cast
+from django.utils.crypto import salted_hmac
+
+from chat import tokens
+from chat.errors import NoProvider
+from chat.models import Conversation, Message
+from chat.services.trimming import PromptMessage, fixed_cost, keep_newest
+
+# Sampling parameters copied into the request only when the conversation sets them, so the
+# provider's own defaults apply otherwise (and models that reject some of them still work).
+SAMPLING_FIELDS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+PSEUDONYM_LENGTH = 32
+_REPLAYED = [Message.Role.USER, Message.Role.ASSISTANT]
+_REPLAYED_STATUSES = [Message.Status.COMPLETE, Message.Status.STOPPED]
+# Rows in the first page read while trimming walks back from the newest message; each
+# further page is twice as large, so a long history takes a handful of queries.
+_FIRST_PAGE = 200
+
+
+@dataclass(frozen=True)
+class Prompt:
+    # Body for POST /chat/completions without ``stream``/``stream_options`` (chat/llm.py adds them).
+    payload: dict
+    prompt_tokens: int  # what the messages cost, framing and reply priming included
+    reply_tokens: int  # the most the reply can cost: what budget_reserve must hold for it
+    omitted: int  # history messages left out to fit the context window
+    encoding: str = tokens.O200K  # the encoding counts were made in (for usage_estimate)
+
+
+def user_pseudonym(user_id) -> str:
+    """A stable id for the member that reveals nothing about them: OpenAI's ``user`` field.
+
+    HMAC-SHA256 keyed by SECRET_KEY (through Django's salted_hmac, so this value is useless
+    for anything else signed with the same key), hex, truncated.
+    """
+    return salted_hmac("parley.upstream-user", str(user_id), algorithm="sha256").hexdigest()[:PSEUDONYM_LENGTH]
+
+
+def message_token_count(message: Message, encoding_name: str) -> int:
+    """The token count of ``message.content`` under ``encoding_name``.
+
+    The stored count is used when it was made with that encoding. Otherwise (the
+    conversation switched to a model with another encoding, or the row predates counting)
+    the content is counted once and the row updated, so it is never counted again.
+    """
+    if message.token_encoding == encoding_name:
+        return message.token_count
+    count = tokens.count_tokens(message.content, encoding_name)
+    message.token_count = count
+    message.token_encoding = encoding_name
+    if message.pk is not None:
+        Message.objects.filter(pk=message.pk).update(token_count=count, token_encoding=encoding_name)
+    return count
+
+
+def tokens_for(message: Message) -> int:
+    """Count ``message.content`` and set ``token_count``/``token_encoding`` on the instance.
+
+    Call it whenever a message's content is set, before saving (the caller saves, with those
+    two fields in ``update_fields`` if it uses them). The encoding is that of the message's
+    model, else of its conversation's model.
+    """
+    model = message.model or message.conversation.model
+    encoding = tokens.encoding_name_for_model(model.model_id if model else "")
+    message.token_count = tokens.count_tokens(message.content, encoding)
+    message.token_encoding = encoding
+    return message.token_count
+
+
+@functools.lru_cache(maxsize=256)
+def _system_tokens(text: str, encoding_name: str) -> int:
+    # System prompts repeat on every turn of a conversation and are not stored per message,
+    # so their counts are cached here instead.
+    return tokens.count_tokens(text, encoding_name)
+
+
+def _reply_reservation(conversation: Conversation, window: int) -> tuple[int, bool]:
+    """Tokens the trimming keeps free for the reply, and whether max_tokens is sent upstream."""
+    max_output = conversation.model.max_output_tokens or window
+    if conversation.max_tokens:
+        # The member's choice, but never above what the model can write: a larger value
+        # would be refused upstream.
+        return min(conversation.max_tokens, max_output), True
+    # No limit chosen: reserve the model's maximum output, capped at half the window so a
+    # model whose maximum output equals its window (gpt-4: 8,192 and 8,192) still leaves
+    # room for a prompt.
+    return min(max_output, window // 2), False
+
+
+def _replayable(conversation: Conversation, newest: Message):
+    """History before ``newest`` that is replayed: complete replies and questions, and replies
+    stopped with some text. Blocked, failed, interrupted and still-streaming messages are
+    left out, and so are empty ones (a reply stopped before its first token carries nothing,
+    and some compatible servers refuse empty content).
+
+    Every condition is on a column of the ``msg_conv_history`` index, so counting these rows
+    never reads message bodies. A stored count of 0 means empty content; a message never
+    counted (``token_encoding`` empty) is checked when it is read.
+    """
+    return Message.objects.filter(
+        conversation_id=conversation.pk,
+        created_at__lt=newest.created_at,
+        role__in=_REPLAYED,
+        status__in=_REPLAYED_STATUSES,
+    ).exclude(token_count=0, token_encoding__gt="")
+
+
+class _History:
+    """Reads the history newest first, for ``keep_newest``, stopping where it stops.
+
+    Rows come in pages that double in size (LIMIT/OFFSET on the history index, the same on
+    every database and behind any connection pooler), so the database only produces the
+    rows the prompt can hold plus part of one page, never the whole conversation. Messages
+    counted under another encoding (the conversation switched model families) are counted
+    again as they are read; ``save_counts`` stores those counts so it happens once.
+    """
+
+    def __init__(self, conversation: Conversation, newest: Message, encoding: str):
+        self.encoding = encoding
+        self.rows = (
+            _replayable(conversation, newest)
+            .order_by("-created_at")
+            .values_list(Cast("id", CharField()), "role", "content", "token_count", "token_encoding")
+        )
+        self.recounted: list[Message] = []
+        self.exhausted = False
+
+    def newest_first(self):
+        offset, size = 0, _FIRST_PAGE
+        while True:
+            page = list(self.rows[offset : offset + size])
+            for key, role, content, count, counted_with in page:
+                if counted_with != self.encoding:
+                    count = tokens.count_tokens(content, self.encoding)
+                    self.recounted.append(Message(id=key, token_count=count, token_encoding=self.encoding))
+                    if not content:
+                        continue
+                yield PromptMessage(role=role, content=content, tokens=count + tokens.ROLE_TOKENS)
+            if len(page) < size:
+                self.exhausted = True
+                return
+            offset += size
+            size *= 2
+
+    def save_counts(self) -> None:
+        if self.recounted:
+            Message.objects.bulk_update(self.recounted, ["token_count", "token_encoding"], batch_size=500)
+
+
+def prompt_build(*, conversation: Conversation, newest: Message) -> Prompt:
+    """The request body for the reply to ``newest`` (a saved user message), trimmed to fit.
+
+    Raises NoProvider when the conversation has no model, ContextTooLong when the system
+    prompt and ``newest`` alone do not fit.
+    """
+    model = conversation.model
+    if model is None:
+        raise NoProvider()
+    encoding = tokens.encoding_name_for_model(model.model_id)
+    window = model.context_window
+    reserved, send_max_tokens = _reply_reservation(conversation, window)
+
+    system = None
+    if conversation.system_prompt:
+        system = PromptMessage(
+            role=Message.Role.SYSTEM,
+            content=conversation.system_prompt,
+            tokens=_system_tokens(conversation.system_prompt, encoding) + tokens.ROLE_TOKENS,
+        )
+    latest = PromptMessage(
+        role=Message.Role.USER,
+        content=newest.content,
+        tokens=message_token_count(newest, encoding) + tokens.ROLE_TOKENS,
+    )
+    budget = window - reserved
+    needed = fixed_cost(system=system, newest=latest, budget=budget)
+    history = _History(conversation, newest, encoding)
+    kept, used = keep_newest(history.newest_first(), room=budget - needed)
+    history.save_counts()
+    # Everything read means nothing left out; otherwise count what was (an index-only count).
+    omitted = 0 if history.exhausted else _replayable(conversation, newest).count() - len(kept)
+    messages = ([system] if system is not None else []) + kept[::-1] + [latest]
+    prompt_tokens = needed + used
+
+    if send_max_tokens:
+        reply_tokens = reserved
+    else:
+        # Without max_tokens the upstream may write up to its maximum output or the end of
+        # the window, whichever comes first: that is the worst case the budget must hold.
+        reply_tokens = min(model.max_output_tokens or window, window - prompt_tokens)
+
+    payload: dict = {
+        "model": model.model_id,
+        "messages": [{"role": str(m.role), "content": m.content} for m in messages],
+    }
+    for name in SAMPLING_FIELDS:
+        value = getattr(conversation, name)
+        if value is not None:
+            payload[name] = value
+    if send_max_tokens:
+        payload["max_tokens"] = reserved
+    stop = [sequence for sequence in conversation.stop or [] if sequence][:4]
+    if stop:
+        payload["stop"] = stop
+    payload["user"] = user_pseudonym(conversation.owner_id)
+    return Prompt(
+        payload=payload,
+        prompt_tokens=prompt_tokens,
+        reply_tokens=reply_tokens,
+        omitted=omitted,
+        encoding=encoding,
+    )

@@ -1,0 +1,76 @@
+"""Saving a reply as it streams and when it ends (called by chat.streaming.runner)."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from chat import tokens
+from chat.models import Conversation, Message
+from chat.services.quota import usage_settle_locked
+
+
+def replies_save_progress(*, texts: dict) -> set:
+    """Save the text so far of several replies ({reply id: text}) in one transaction, and
+    refresh their heartbeats; returns the ids still streaming (the others are gone or ended)."""
+    now = timezone.now()
+    alive = set()
+    with transaction.atomic():
+        for reply_id in sorted(texts, key=str):  # one order everywhere: no lock cycles on PostgreSQL
+            if Message.objects.filter(id=reply_id, status=Message.Status.STREAMING).update(
+                content=texts[reply_id], heartbeat_at=now, updated_at=now
+            ):
+                alive.add(reply_id)
+    return alive
+
+
+def reply_finish(
+    *,
+    reply_id,
+    content: str,
+    status: str,
+    finish_reason: str = "",
+    error_code: str = "",
+    error_text: str = "",
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    estimated: bool = False,
+) -> Message | None:
+    """Write the final state of a reply and settle its usage against the member's budget.
+
+    Only a reply still ``streaming`` is finished, so a reply the sweep already marked
+    interrupted (or that was deleted with its conversation) is left alone.
+    """
+    with transaction.atomic():
+        # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the outer join
+        # that select_related("model") makes; only the message row needs the lock.
+        message = (
+            Message.objects.select_for_update(of=("self",))
+            .filter(id=reply_id)
+            .select_related("model", "conversation")
+            .first()
+        )
+        if message is None or message.status != Message.Status.STREAMING:
+            return None
+        encoding = tokens.encoding_name_for_model(message.model.model_id if message.model else "")
+        now = timezone.now()
+        message.content = content
+        message.token_count = tokens.count_tokens(content, encoding)
+        message.token_encoding = encoding
+        message.status = status
+        message.finish_reason = finish_reason or ""
+        message.error_code = error_code
+        message.error_text = error_text[:2000]
+        message.updated_at = now
+        message.heartbeat_at = now
+        # Seen streaming under the lock, so not settled yet: settle, then one UPDATE of the row.
+        usage_settle_locked(
+            message=message,
+            owner_id=message.conversation.owner_id,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            estimated=estimated,
+        )
+        message.save()
+        Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
+    return message

@@ -1,0 +1,289 @@
+"""Starting a turn: save the member's message first, then check every rule, then begin a reply.
+
+The member's message is committed before any rule can refuse the reply, so nothing the member
+typed is ever lost; a refused reply leaves the message saved and says why. The rules that
+must hold across concurrent requests (one reply per conversation, concurrent replies per
+member, the budget reservation) run in one transaction that locks the conversation row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from chat import tokens
+from chat.errors import BadRequest, Busy, NoProvider, ParleyError, TooManyReplies
+from chat.models import Conversation, Message
+from chat.selectors import conversation_for_user, model_for_user
+from chat.services.conversations import conversation_create
+from chat.services.moderation import blocklist_match
+from chat.services.prompt import Prompt, prompt_build
+from chat.services.quota import budget_reserve, rate_limit_hit
+
+CLIENT_ID_MAX = 64
+
+
+class MessageTooLong(ParleyError):
+    code = "message_too_long"
+
+
+class NothingToRegenerate(ParleyError):
+    code = "nothing_to_regenerate"
+
+
+@dataclass(frozen=True)
+class SavedTurn:
+    conversation: Conversation
+    message: Message
+    created_conversation: bool
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class ReplyPlan:
+    conversation: Conversation
+    question: Message
+    reply: Message
+    prompt: Prompt
+    # The blocklist's verdict on the question, found in the same database call (the first
+    # check of the moderation gate, which the reply task then applies before any model call).
+    blocklist_hits: list[str] | None = None
+
+
+def _validate_content(content) -> str:
+    if not isinstance(content, str):
+        raise BadRequest(_("The message must be text."), code="bad_frame")
+    if len(content) > settings.PARLEY_MAX_MESSAGE_CHARS:
+        raise MessageTooLong(
+            _("This message is %(length)s characters long; the limit is %(limit)s.")
+            % {"length": len(content), "limit": settings.PARLEY_MAX_MESSAGE_CHARS}
+        )
+    if not content.strip():
+        raise BadRequest(_("The message is empty."), code="bad_frame")
+    return content
+
+
+def _encoding_for(conversation: Conversation) -> str:
+    return tokens.encoding_name_for_model(conversation.model.model_id if conversation.model else "")
+
+
+def _set_content(message: Message, content: str, encoding: str) -> None:
+    message.content = content
+    message.token_count = tokens.count_tokens(content, encoding)
+    message.token_encoding = encoding
+
+
+def message_save(
+    *, user, conversation_id, client_id, content, model_id=None, chat_settings=None, fresh_user=False
+) -> SavedTurn:
+    """Save the member's message (creating the conversation if ``conversation_id`` is None).
+
+    ``fresh_user``: ``user`` was just read from the database (the consumer's session check), so
+    its chat defaults need not be read again.
+    """
+    content = _validate_content(content)
+    if not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX:
+        raise BadRequest(_("Every message needs a client id."), code="bad_frame")
+    if conversation_id is None:
+        title = title_fallback(content)
+        with transaction.atomic():
+            try:
+                conversation = conversation_create(
+                    user=user, title=title, model_id=model_id, settings=chat_settings, fresh_user=fresh_user
+                )
+            except NoProvider:
+                # Keep the message even when no model is configured yet: it is saved, and the
+                # reply is refused with ``no_provider`` by reply_begin.
+                conversation = Conversation.objects.create(owner=user, title=title)
+            message = _user_message(conversation, client_id, content)
+            message.save()
+        return SavedTurn(conversation, message, created_conversation=True, duplicate=False)
+    conversation = conversation_for_user(user=user, conversation_id=conversation_id)
+    message = _user_message(conversation, client_id, content)
+    try:
+        with transaction.atomic():
+            message.save()
+            Conversation.objects.filter(pk=conversation.pk).update(updated_at=message.created_at)
+    except IntegrityError:
+        # This client id was saved already (a resend after a reconnect, or the same frame
+        # racing in from another socket): that message is the one, and nothing is added.
+        existing = conversation.messages.filter(client_id=client_id).first()
+        if existing is None:
+            raise
+        return SavedTurn(conversation, existing, created_conversation=False, duplicate=True)
+    return SavedTurn(conversation, message, created_conversation=False, duplicate=False)
+
+
+def _user_message(conversation: Conversation, client_id: str, content: str) -> Message:
+    message = Message(conversation=conversation, role=Message.Role.USER, client_id=client_id)
+    _set_content(message, content, _encoding_for(conversation))
+    return message
+
+
+@dataclass(frozen=True)
+class TurnStart:
+    saved: SavedTurn
+    plan: ReplyPlan | None  # None for a duplicate, or when the reply was refused
+    refusal: ParleyError | None  # why the reply was refused; the message is saved regardless
+
+
+def turn_start(*, user, conversation_id, client_id, content, model_id=None, chat_settings=None) -> TurnStart:
+    """Save the member's message, then begin its reply: one call, so one trip to the database
+    thread before the upstream request (docs/performance.md). ``user`` must be freshly read.
+
+    Errors about the message itself (empty, too long, not found) raise before anything is
+    saved; a refused reply (budget, rate, busy...) is returned, with the message saved.
+    """
+    saved = message_save(
+        user=user,
+        conversation_id=conversation_id,
+        client_id=client_id,
+        content=content,
+        model_id=model_id,
+        chat_settings=chat_settings,
+        fresh_user=True,
+    )
+    if saved.duplicate:
+        return TurnStart(saved, None, None)
+    # A conversation created just now had its model checked for this member a moment ago.
+    checked = saved.conversation.model if saved.created_conversation else None
+    try:
+        plan = reply_begin(conversation=saved.conversation, question=saved.message, user=user, model=checked)
+    except ParleyError as exc:
+        exc.detail.setdefault("message_id", str(saved.message.id))
+        return TurnStart(saved, None, exc)
+    return TurnStart(saved, plan, None)
+
+
+def title_fallback(content: str) -> str:
+    words = content.split()
+    title = " ".join(words[:8])
+    return (title[:80] + "…") if len(title) > 80 or len(words) > 8 else title
+
+
+def reply_begin(*, conversation: Conversation, question: Message, user=None, model=None) -> ReplyPlan:
+    """Check the rules and create the streaming assistant message that will hold the reply.
+
+    ``user`` is the conversation's owner when the caller has it loaded; ``model`` the
+    conversation's model when the caller checked it for this member in the same call.
+    """
+    if user is None:
+        user = conversation.owner
+    if conversation.model_id is None:
+        model = model_for_user(user=user, model_id=None)  # raises NoProvider when there is none
+        conversation.model = model
+        conversation.save(update_fields=["model"])
+    elif model is None or model.pk != conversation.model_id:
+        # A model that was disabled or ungranted since the conversation began is refused (T07).
+        model = model_for_user(user=user, model_id=conversation.model_id)
+    rate_limit_hit(user=user)
+    with transaction.atomic():
+        # Lock the conversation row: two sends racing into one conversation serialize here.
+        Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+        # The member's replies in progress, and whether one is in this conversation: one query.
+        streaming = Message.objects.filter(conversation__owner=user, status=Message.Status.STREAMING).aggregate(
+            total=Count("id"), here=Count("id", filter=Q(conversation=conversation))
+        )
+        if streaming["here"]:
+            raise Busy()
+        in_flight = streaming["total"]
+        if in_flight >= settings.PARLEY_MAX_CONCURRENT_REPLIES:
+            raise TooManyReplies(
+                _("You already have %(count)s replies in progress; the limit is %(limit)s.")
+                % {"count": in_flight, "limit": settings.PARLEY_MAX_CONCURRENT_REPLIES}
+            )
+        conversation.model = model
+        prompt = prompt_build(conversation=conversation, newest=question)
+        reservation = budget_reserve(
+            user=user, model=model, prompt_tokens=prompt.prompt_tokens, reply_tokens=prompt.reply_tokens
+        )
+        now = timezone.now()
+        reply = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.STREAMING,
+            model=model,
+            model_name=model.label,
+            omitted_messages=prompt.omitted,
+            # The prompt as built; the provider's own count replaces it when the reply ends.
+            prompt_tokens=prompt.prompt_tokens,
+            reserved_tokens=reservation.tokens,
+            reserved_cost=reservation.cost,
+            created_at=now,
+            updated_at=now,
+            heartbeat_at=now,
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=now)
+    return ReplyPlan(
+        conversation=conversation,
+        question=question,
+        reply=reply,
+        prompt=prompt,
+        blocklist_hits=blocklist_match(question.content),
+    )
+
+
+def _last_user_message(conversation: Conversation) -> Message | None:
+    return conversation.messages.filter(role=Message.Role.USER).order_by("-created_at").first()
+
+
+def _delete_after(conversation: Conversation, message: Message) -> list[str]:
+    later = conversation.messages.filter(created_at__gt=message.created_at)
+    if later.filter(status=Message.Status.STREAMING).exists():
+        raise Busy()
+    ids = [str(pk) for pk in later.values_list("id", flat=True)]
+    later.delete()
+    return ids
+
+
+def regenerate_prepare(*, user, conversation_id) -> tuple[Conversation, Message, list[str]]:
+    """Remove the last reply so a new one can be written; returns the question and removed ids."""
+    conversation = conversation_for_user(user=user, conversation_id=conversation_id)
+    with transaction.atomic():
+        Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+        question = _last_user_message(conversation)
+        if question is None:
+            raise NothingToRegenerate(_("There is no message to answer yet."))
+        removed = _delete_after(conversation, question)
+        if question.status == Message.Status.BLOCKED:
+            # Moderation runs again on the same text; start from a clean slate.
+            question.status = Message.Status.COMPLETE
+            question.moderation_categories = []
+            question.save(update_fields=["status", "moderation_categories"])
+    return conversation, question, removed
+
+
+def edit_prepare(*, user, conversation_id, message_id, content) -> tuple[Conversation, Message, list[str]]:
+    """Change the last user message and remove everything after it."""
+    content = _validate_content(content)
+    conversation = conversation_for_user(user=user, conversation_id=conversation_id)
+    with transaction.atomic():
+        Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+        question = _last_user_message(conversation)
+        if question is None or str(question.id) != str(message_id):
+            if not conversation.messages.filter(id=_uuid_or_none(message_id)).exists():
+                from chat.errors import NotFound
+
+                raise NotFound()
+            raise NothingToRegenerate(_("Only your last message can be edited."))
+        removed = _delete_after(conversation, question)
+        _set_content(question, content, _encoding_for(conversation))
+        question.status = Message.Status.COMPLETE
+        question.moderation_categories = []
+        question.updated_at = timezone.now()
+        question.save()
+    return conversation, question, removed
+
+
+def _uuid_or_none(value):
+    import uuid
+
+    try:
+        return uuid.UUID(str(value))
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,56 @@
+"""Server-sent events framing (WHATWG HTML "event stream interpretation"), without I/O.
+
+Fed one line at a time (line terminators already removed: CRLF, LF and CR all end a line), it
+returns a :class:`Message` when a blank line dispatches one. Comment lines (``: ping``) and the
+``id``/``retry`` fields are ignored; several ``data:`` lines join with "\\n". What the data means
+is the caller's business (chat/llm.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    data: str
+    event: str | None = None
+
+
+class Decoder:
+    __slots__ = ("_data", "_event", "_started")
+
+    def __init__(self):
+        self._data: list[str] = []
+        self._event: str | None = None
+        self._started = False
+
+    def feed(self, line: str) -> Message | None:
+        if not self._started:
+            self._started = True
+            line = line.removeprefix("\ufeff")  # a byte-order mark may open the stream
+        if not line:
+            return self._dispatch()
+        if line[0] == ":":
+            return None
+        name, colon, value = line.partition(":")
+        if colon and value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value or None
+        return None
+
+    def flush(self) -> Message | None:
+        """What is pending at the end of the stream (a last event without its blank line)."""
+        return self._dispatch()
+
+    def _dispatch(self) -> Message | None:
+        if not self._data:
+            self._event = None
+            return None
+        message = Message("\n".join(self._data), self._event)
+        self._data = []
+        self._event = None
+        return message

@@ -1,0 +1,95 @@
+"""Every string the chat page's JavaScript shows, translated on the server.
+
+The catalog is rendered into the page as a JSON data block (``<script type="application/json"
+id="i18n">``): data, not script, so the Content-Security-Policy allows it. Keys are the English
+source strings the modules pass to ``t()`` and ``nt()`` (static/app/util.js); a test checks that
+every string in the modules is listed here.
+"""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop, ngettext
+
+STRINGS = (
+    gettext_noop("%(field)s must be a number between %(min)s and %(max)s."),
+    gettext_noop("%(remaining)s of %(budget)s left this month"),
+    gettext_noop("%(remaining)s of %(budget)s tokens left this month"),
+    gettext_noop("%(tokens)s tokens used this month"),
+    gettext_noop("%(total)s tokens (%(prompt)s in, %(completion)s out)"),
+    gettext_noop("(estimated)"),
+    gettext_noop("At most four stop sequences."),
+    gettext_noop("Cancel"),
+    gettext_noop("Change settings"),
+    gettext_noop("Connection lost. Reconnecting…"),
+    gettext_noop("Conversation title"),
+    gettext_noop("Copied"),
+    gettext_noop("Copy"),
+    gettext_noop("Copy code"),
+    gettext_noop("Default model"),
+    gettext_noop("Delete"),
+    gettext_noop("Dismiss"),
+    gettext_noop("Edit"),
+    gettext_noop("Edit message"),
+    gettext_noop("Edit your message"),
+    gettext_noop("Get a reply"),
+    gettext_noop("Image: %(name)s"),
+    gettext_noop("New chat"),
+    gettext_noop("No conversations match “%(query)s”."),
+    gettext_noop("Older"),
+    gettext_noop("Older messages are not shown. Export the conversation to see all of it."),
+    gettext_noop("Parley could not be reached. Check your connection."),
+    gettext_noop("Parley is writing"),
+    gettext_noop("Parley said"),
+    gettext_noop("Pin"),
+    gettext_noop("Pinned"),
+    gettext_noop("Please sign in again."),
+    gettext_noop("Previous 7 days"),
+    gettext_noop("Regenerate"),
+    gettext_noop("Rename"),
+    gettext_noop("Save and send"),
+    gettext_noop("Searching…"),
+    gettext_noop("Something went wrong. Please try again."),
+    gettext_noop("That conversation no longer exists."),
+    gettext_noop("The connection dropped while sending. Check the conversation list, then send again if needed."),
+    gettext_noop("The provider's content filter ended this reply early."),
+    gettext_noop("The reply failed: %(reason)s"),
+    gettext_noop("The reply was cut off at the maximum reply length."),
+    gettext_noop("Theme: dark"),
+    gettext_noop("Theme: light"),
+    gettext_noop("Theme: system"),
+    gettext_noop("These settings apply to the chat you are about to start."),
+    gettext_noop("These settings apply to this conversation."),
+    gettext_noop("This message is too long."),
+    gettext_noop("This reply was blocked by moderation (%(categories)s)."),
+    gettext_noop("This reply was blocked by moderation."),
+    gettext_noop("This reply was interrupted before it finished. The text so far is kept."),
+    gettext_noop("Today"),
+    gettext_noop("Try again"),
+    gettext_noop("Unpin"),
+    gettext_noop("Untitled conversation"),
+    gettext_noop("Usage"),
+    gettext_noop("Yesterday"),
+    gettext_noop("You are offline. Parley will reconnect; try again in a moment."),
+    gettext_noop("You are offline. Your message will be sent when Parley reconnects."),
+    gettext_noop("You can try again in %(seconds)s seconds."),
+    gettext_noop("You said"),
+    gettext_noop("You stopped this reply. The text so far is kept."),
+    gettext_noop("Your conversations will appear here."),
+    gettext_noop("unknown error"),
+    gettext_noop("“%(title)s” and all its messages will be deleted. This cannot be undone."),
+)
+
+
+def catalog() -> dict:
+    entries: dict = {text: _(text) for text in STRINGS}
+    # Plurals travel as [singular, plural] for the current language (en and zh-hans need no more).
+    entries["%(count)s earlier message was not sent: context limit"] = [
+        ngettext(
+            "%(count)s earlier message was not sent: context limit",
+            "%(count)s earlier messages were not sent: context limit",
+            count,
+        )
+        for count in (1, 2)
+    ]
+    return entries

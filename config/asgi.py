@@ -1,0 +1,31 @@
+"""ASGI entry point: HTTP through Django, websockets through Channels.
+
+Django's ASGI application is built first so that the app registry is ready before the
+routing (which imports consumers and models) is imported.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from chat import runtime  # noqa: E402
+from chat.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        # Foreign origins and anonymous users are refused before accept (T20, T21).
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)
+
+# Under daphne, a SIGTERM saves every streaming reply as interrupted and closes the sockets
+# with 1012 before the process exits (SECURITY.md T43).
+runtime.install_shutdown_hook()

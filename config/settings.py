@@ -1,0 +1,308 @@
+"""Parley settings: one file, every knob from the environment.
+
+Defaults make `make run` and `make test` work with no environment at all (SQLite under
+``data/``, the in-memory channel layer). Production is this same file with other values;
+see the configuration table in README.md and `.env.example`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# An empty value means the default too: never write secrets into the working directory.
+DATA_DIR = Path(env("PARLEY_DATA_DIR", default="") or BASE_DIR / "data")
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _generated_secret(name: str, factory) -> str:
+    """Read a secret generated once into the data folder (embedded default only).
+
+    Sessions and encrypted keys must survive restarts, so the value is written on first use
+    with owner-only permissions and read back afterwards.
+    """
+    path = DATA_DIR / name
+    if not path.exists():
+        path.write_text(factory())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+PRODUCTION = env.bool("PARLEY_PRODUCTION", default=False)
+
+if PRODUCTION:
+    # No working default in production: a missing secret is a start-up error.
+    SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+    if not SECRET_KEY:
+        raise ImproperlyConfigured(
+            "PARLEY_PRODUCTION is on but DJANGO_SECRET_KEY is not set. Set it to a long random value, "
+            'for example: python -c "import secrets; print(secrets.token_urlsafe(64))"'
+        )
+else:
+    SECRET_KEY = env("DJANGO_SECRET_KEY", default=None) or _generated_secret(
+        "secret_key", lambda: secrets.token_urlsafe(64)
+    )
+
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+if PRODUCTION and "*" in ALLOWED_HOSTS:
+    # With AllowedHostsOriginValidator, "*" would also accept websockets from any origin (T21).
+    raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must name Parley's hosts in production, not '*'.")
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "csp",
+    "axes",
+    "accounts",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "config.middleware.PrivateCacheMiddleware",
+    # AxesMiddleware must be last: it turns lockouts into a readable response.
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+                "csp.context_processors.nonce",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+# SQLite needs WAL, a busy timeout and IMMEDIATE write transactions to serve hundreds of
+# concurrent replies without "database is locked" (see docs/performance.md).
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'parley.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": ("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;"),
+        }
+    )
+    # Keep a thread's connection between calls: a reply's database calls all run on one thread,
+    # and closing the last connection to a WAL file checkpoints it; reopening per call cost a
+    # sixth of a reply's CPU and doubled the wait for a first token under load (docs/performance.md).
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    # Tests that use real threads (concurrent sign-ups, concurrent replies) need a file: SQLite's
+    # shared in-memory test database answers "database table is locked" instead of waiting.
+    # One file per test process, so several test runs on one machine never share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"parley-test-{os.getpid()}.sqlite3")}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+
+# --- Channel layer and cache ----------------------------------------------------------------
+REDIS_URL = env("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # redis-py 8 gives connections a 5 s read timeout, as long as the 5 s blocking
+                # BZPOPMIN with which channels-redis waits for messages: an idle socket's read
+                # then timed out and its consumer died (close 1011). Reads may take longer.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
+                "capacity": env.int("PARLEY_LAYER_CAPACITY", default=1000),
+            },
+        }
+    }
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "chat.layers.InMemoryChannelLayer",  # the stock one, minus O(N) scans
+            "CONFIG": {"capacity": env.int("PARLEY_LAYER_CAPACITY", default=1000)},
+        }
+    }
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Auth -----------------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "chat:home"
+LOGOUT_REDIRECT_URL = "login"
+
+PARLEY_SIGNUP_MODE = env.str("PARLEY_SIGNUP_MODE", default="closed")  # closed | invite | open
+PARLEY_SIGNUP_RATE_PER_HOUR = env.int("PARLEY_SIGNUP_RATE_PER_HOUR", default=10)  # per address; 0: no limit
+
+# Failed sign-ins are throttled per account and address (django-axes).
+AXES_FAILURE_LIMIT = env.int("PARLEY_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("PARLEY_LOGIN_COOLOFF_HOURS", default=0.25)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Our own lockout page for every client (axes' AJAX answer would add a wildcard CORS header).
+AXES_LOCKOUT_CALLABLE = "accounts.views.lockout"
+# Only trust X-Forwarded-For when a trusted proxy sets it (T33). django-ipware is not
+# installed, so axes' AXES_IPWARE_* settings would do nothing; accounts/throttle.py reads
+# the client address from the right-most hops instead.
+PARLEY_TRUSTED_PROXY_COUNT = env.int("PARLEY_TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_ip_address"
+
+# --- I18N -----------------------------------------------------------------------------------
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files ---------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env("PARLEY_STATIC_ROOT", default=str(DATA_DIR / "staticfiles")))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "config.storage.StaticFilesStorage"},
+}
+WHITENOISE_MAX_AGE = 31536000 if not DEBUG else 0
+
+# --- Security headers -----------------------------------------------------------------------
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=PRODUCTION)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=PRODUCTION)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=PRODUCTION)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=PRODUCTION)
+if env.bool("DJANGO_TRUST_X_FORWARDED_PROTO", default=PRODUCTION):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# /healthz is probed over plain HTTP by container health checks.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SILENCED_SYSTEM_CHECKS = env.list("DJANGO_SILENCED_SYSTEM_CHECKS", default=[])
+
+# Content-Security-Policy (django-csp 4): no inline script, no third-party origin.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+
+# --- Parley ---------------------------------------------------------------------------------
+# Provider API keys are encrypted with MultiFernet under this list, newest first.
+PARLEY_ENCRYPTION_KEYS = env.list("PARLEY_ENCRYPTION_KEYS", default=[])
+if not PARLEY_ENCRYPTION_KEYS and not PRODUCTION:
+    from cryptography.fernet import Fernet
+
+    PARLEY_ENCRYPTION_KEYS = [_generated_secret("encryption_key", lambda: Fernet.generate_key().decode())]
+elif not PARLEY_ENCRYPTION_KEYS:
+    # Without a key no provider can be saved or used: refuse to start rather than fail later.
+    raise ImproperlyConfigured(
+        "PARLEY_PRODUCTION is on but PARLEY_ENCRYPTION_KEYS is not set. Set it to a Fernet key, for example: "
+        'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+    )
+
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="https://api.openai.com/v1")
+OPENAI_ORGANIZATION = env.str("OPENAI_ORGANIZATION", default="")
+
+PARLEY_DEFAULT_CONTEXT_WINDOW = env.int("PARLEY_DEFAULT_CONTEXT_WINDOW", default=8192)
+PARLEY_UPSTREAM_CONNECT_TIMEOUT = env.float("PARLEY_UPSTREAM_CONNECT_TIMEOUT", default=10.0)
+PARLEY_UPSTREAM_READ_TIMEOUT = env.float("PARLEY_UPSTREAM_READ_TIMEOUT", default=120.0)
+PARLEY_UPSTREAM_MAX_RETRIES = env.int("PARLEY_UPSTREAM_MAX_RETRIES", default=2)
+PARLEY_RETRY_AFTER_MAX = env.float("PARLEY_RETRY_AFTER_MAX", default=60.0)
+PARLEY_MODERATION_FAIL_OPEN = env.bool("PARLEY_MODERATION_FAIL_OPEN", default=False)
+PARLEY_MAX_MESSAGE_CHARS = env.int("PARLEY_MAX_MESSAGE_CHARS", default=100_000)
+PARLEY_MAX_CONCURRENT_REPLIES = env.int("PARLEY_MAX_CONCURRENT_REPLIES", default=3)
+PARLEY_RATE_LIMIT_PER_MINUTE = env.int("PARLEY_RATE_LIMIT_PER_MINUTE", default=20)
+PARLEY_SAVE_INTERVAL = env.float("PARLEY_SAVE_INTERVAL", default=1.0)
+PARLEY_DELTA_COALESCE_MS = env.float("PARLEY_DELTA_COALESCE_MS", default=30.0)
+PARLEY_STALE_REPLY_SECONDS = env.float("PARLEY_STALE_REPLY_SECONDS", default=30.0)
+PARLEY_SWEEP_INTERVAL = env.float("PARLEY_SWEEP_INTERVAL", default=15.0)
+PARLEY_MODEL_SYNC_INTERVAL = env.float("PARLEY_MODEL_SYNC_INTERVAL", default=3600.0)
+PARLEY_DEFAULT_MONTHLY_TOKEN_BUDGET = env.int("PARLEY_DEFAULT_MONTHLY_TOKEN_BUDGET", default=None)
+PARLEY_DEFAULT_MONTHLY_COST_BUDGET = env.str("PARLEY_DEFAULT_MONTHLY_COST_BUDGET", default="")
+PARLEY_ADMIN_CAN_READ_CONVERSATIONS = env.bool("PARLEY_ADMIN_CAN_READ_CONVERSATIONS", default=False)
+PARLEY_LOCAL_MODEL = env.str("PARLEY_LOCAL_MODEL", default="")
+PARLEY_LOCAL_PORT = env.int("PARLEY_LOCAL_PORT", default=8088)
+PARLEY_BACKGROUND_TASKS = env.bool("PARLEY_BACKGROUND_TASKS", default=True)
+# After the first reply the model writes a short title (one small extra completion call).
+PARLEY_AUTO_TITLE = env.bool("PARLEY_AUTO_TITLE", default=True)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("PARLEY_LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        # httpx logs every upstream request at INFO: one line per reply is noise, not news.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
+}

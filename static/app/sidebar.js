@@ -1,0 +1,310 @@
+// The conversation list: New chat, search over titles and message text, groups by date,
+// rename, pin, delete with confirmation, and pages loaded as the member scrolls.
+import { ApiError, api } from "./net.js";
+import { config, conversationUrl, h, iconButton, t } from "./util.js";
+
+const DAY = 24 * 60 * 60 * 1000;
+
+function startOfDay(date) {
+  return new Date(date.getFullYear(), date.getMonth(), date.getDate()).getTime();
+}
+
+// The group a conversation falls in, in the member's own time zone.
+function groupOf(conversation, today) {
+  if (conversation.pinned) return "pinned";
+  const day = startOfDay(new Date(conversation.updated_at));
+  if (day >= today) return "today";
+  if (day >= today - DAY) return "yesterday";
+  if (day >= today - 7 * DAY) return "week";
+  return "older";
+}
+
+const GROUPS = [
+  ["pinned", () => t("Pinned")],
+  ["today", () => t("Today")],
+  ["yesterday", () => t("Yesterday")],
+  ["week", () => t("Previous 7 days")],
+  ["older", () => t("Older")],
+];
+
+export class Sidebar {
+  // callbacks: {open(id), deleted(id), notify(text)}
+  constructor(callbacks) {
+    this.callbacks = callbacks;
+    this.root = document.getElementById("sidebar");
+    this.groups = document.getElementById("conversation-groups");
+    this.status = document.getElementById("list-status");
+    this.more = document.getElementById("load-more");
+    this.search = document.getElementById("search-input");
+    this.confirm = document.getElementById("confirm-dialog");
+    this.items = new Map();
+    this.activeId = null;
+    this.query = "";
+    this.nextBefore = null;
+    this.loadingMore = false;
+    this.renaming = null;
+    this.searchTimer = null;
+    this.request = 0;
+
+    this.accept(config.sidebar || { conversations: [], next_before: null }, { replace: true });
+    this.search.addEventListener("input", () => {
+      clearTimeout(this.searchTimer);
+      this.searchTimer = setTimeout(() => this.runSearch(this.search.value.trim()), 250);
+    });
+    this.search.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && this.search.value) {
+        this.search.value = "";
+        this.runSearch("");
+      }
+    });
+    this.more.addEventListener("click", () => this.loadMore());
+    if ("IntersectionObserver" in window) {
+      new IntersectionObserver((entries) => {
+        if (entries.some((entry) => entry.isIntersecting)) this.loadMore();
+      }).observe(this.more);
+    }
+  }
+
+  accept(page, { replace }) {
+    if (replace) this.items.clear();
+    for (const conversation of page.conversations) this.items.set(conversation.id, conversation);
+    this.nextBefore = page.next_before;
+    this.render();
+  }
+
+  async fetchPage(before) {
+    const params = new URLSearchParams();
+    if (this.query) params.set("q", this.query);
+    if (before) params.set("before", before);
+    const query = params.toString();
+    return api(`${config.urls.api_conversations}${query ? `?${query}` : ""}`);
+  }
+
+  async runSearch(query) {
+    this.query = query;
+    const ticket = ++this.request;
+    this.status.textContent = query ? t("Searching…") : "";
+    try {
+      const page = await this.fetchPage(null);
+      if (ticket !== this.request) return; // a newer search has started
+      this.accept(page, { replace: true });
+    } catch (error) {
+      if (ticket === this.request) this.status.textContent = error.message;
+    }
+  }
+
+  async loadMore() {
+    if (!this.nextBefore || this.loadingMore) return;
+    this.loadingMore = true;
+    const ticket = this.request;
+    try {
+      const page = await this.fetchPage(this.nextBefore);
+      if (ticket === this.request) this.accept(page, { replace: false });
+    } catch (error) {
+      this.callbacks.notify(error.message);
+    } finally {
+      this.loadingMore = false;
+    }
+  }
+
+  // A conversation created or changed (possibly in another tab).
+  upsert(conversation) {
+    const known = this.items.get(conversation.id) || {};
+    const summary = {
+      id: conversation.id,
+      title: conversation.title,
+      pinned: conversation.pinned,
+      created_at: conversation.created_at || known.created_at,
+      updated_at: conversation.updated_at || known.updated_at,
+    };
+    if (this.query && !this.items.has(conversation.id)) return; // not part of these search results
+    this.items.set(conversation.id, summary);
+    this.render();
+  }
+
+  remove(id) {
+    this.items.delete(id);
+    this.render();
+  }
+
+  title(id) {
+    const item = this.items.get(id);
+    return item ? item.title : "";
+  }
+
+  setActive(id) {
+    this.activeId = id;
+    for (const link of this.groups.querySelectorAll("a.conversation-link")) {
+      if (link.dataset.id === id) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+  }
+
+  render() {
+    // A title being edited survives a redraw (a conversation updated in another tab, a title
+    // written by the model): its input is kept, with its text, focus and selection.
+    const input = this.renameEl?.querySelector("input");
+    const editing = input && document.activeElement === input ? [input.selectionStart, input.selectionEnd] : null;
+    this.rendering = true;
+    try {
+      this.draw();
+    } finally {
+      this.rendering = false;
+    }
+    if (editing && input.isConnected) {
+      input.focus();
+      input.setSelectionRange(...editing);
+    }
+  }
+
+  draw() {
+    const today = startOfDay(new Date());
+    const sorted = [...this.items.values()].sort(
+      (a, b) => Number(b.pinned) - Number(a.pinned) || (a.updated_at < b.updated_at ? 1 : a.updated_at > b.updated_at ? -1 : 0),
+    );
+    const buckets = new Map(GROUPS.map(([key]) => [key, []]));
+    for (const conversation of sorted) buckets.get(groupOf(conversation, today)).push(conversation);
+    const sections = [];
+    for (const [key, label] of GROUPS) {
+      const list = buckets.get(key);
+      if (!list.length) continue;
+      const headingId = `group-${key}`;
+      sections.push(
+        h(
+          "section",
+          { class: "conversation-group", "aria-labelledby": headingId },
+          h("h2", { class: "group-title", id: headingId, text: label() }),
+          h("ul", { class: "conversation-list" }, list.map((conversation) => this.item(conversation))),
+        ),
+      );
+    }
+    this.groups.replaceChildren(...sections);
+    this.more.hidden = !this.nextBefore;
+    if (!sorted.length) {
+      this.status.textContent = this.query
+        ? t("No conversations match “%(query)s”.", { query: this.query })
+        : t("Your conversations will appear here.");
+    } else {
+      this.status.textContent = "";
+    }
+  }
+
+  item(conversation) {
+    const title = conversation.title || t("Untitled conversation");
+    const link = h("a", {
+      class: "conversation-link",
+      href: conversationUrl(conversation.id),
+      "data-id": conversation.id,
+      "aria-current": conversation.id === this.activeId ? "page" : null,
+      text: title,
+      title,
+      onclick: (event) => {
+        if (event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
+        event.preventDefault();
+        this.callbacks.open(conversation.id);
+      },
+    });
+    if (this.renaming === conversation.id) return this.renameItem(conversation);
+    return h(
+      "li",
+      { class: `conversation-item${conversation.pinned ? " pinned" : ""}`, "data-id": conversation.id },
+      link,
+      h(
+        "div",
+        { class: "item-actions" },
+        iconButton("rename", t("Rename"), () => {
+          this.renaming = conversation.id;
+          this.render();
+        }),
+        iconButton("pin", conversation.pinned ? t("Unpin") : t("Pin"), () => this.patch(conversation.id, { pinned: !conversation.pinned }), {
+          "aria-pressed": conversation.pinned ? "true" : "false",
+        }),
+        iconButton("trash", t("Delete"), () => this.askDelete(conversation)),
+      ),
+    );
+  }
+
+  renameItem(conversation) {
+    if (this.renameEl?.dataset.id === conversation.id) return this.renameEl;
+    const input = h("input", { class: "rename-input", type: "text", maxlength: 200, "aria-label": t("Conversation title") });
+    input.value = conversation.title;
+    let finished = false;
+    const finish = async (save) => {
+      if (finished) return;
+      finished = true;
+      this.renaming = null;
+      this.renameEl = null;
+      const title = input.value.trim();
+      if (save && title && title !== conversation.title) await this.patch(conversation.id, { title });
+      else this.render();
+      this.groups.querySelector(`a[data-id="${conversation.id}"]`)?.focus();
+    };
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") {
+        event.preventDefault();
+        finish(true);
+      } else if (event.key === "Escape") {
+        event.preventDefault();
+        finish(false);
+      }
+    });
+    input.addEventListener("blur", () => {
+      if (!this.rendering) finish(true); // a redraw moves the input; it is not the member leaving it
+    });
+    requestAnimationFrame(() => {
+      input.focus();
+      input.select();
+    });
+    this.renameEl = h("li", { class: "conversation-item renaming", "data-id": conversation.id }, input);
+    return this.renameEl;
+  }
+
+  async patch(id, values) {
+    try {
+      const data = await api(`${config.urls.api_conversations}${id}/`, { method: "PATCH", body: values });
+      this.upsert(data.conversation);
+      this.callbacks.changed(data.conversation);
+    } catch (error) {
+      this.render();
+      this.callbacks.notify(error instanceof ApiError ? error.message : String(error));
+    }
+  }
+
+  askDelete(conversation) {
+    const text = document.getElementById("confirm-text");
+    text.textContent = t("“%(title)s” and all its messages will be deleted. This cannot be undone.", {
+      title: conversation.title || t("Untitled conversation"),
+    });
+    this.confirm.returnValue = "";
+    this.confirm.addEventListener(
+      "close",
+      async () => {
+        if (this.confirm.returnValue !== "confirm") return;
+        try {
+          await api(`${config.urls.api_conversations}${conversation.id}/`, { method: "DELETE" });
+          this.remove(conversation.id);
+          this.callbacks.deleted(conversation.id);
+        } catch (error) {
+          this.callbacks.notify(error.message);
+        }
+      },
+      { once: true },
+    );
+    this.confirm.showModal();
+  }
+
+  // On a phone the list is a drawer behind the menu button.
+  openDrawer() {
+    document.body.classList.add("sidebar-open");
+    document.getElementById("scrim").hidden = false;
+    document.getElementById("sidebar-open").setAttribute("aria-expanded", "true");
+    this.search.focus();
+  }
+
+  closeDrawer() {
+    if (!document.body.classList.contains("sidebar-open")) return;
+    document.body.classList.remove("sidebar-open");
+    document.getElementById("scrim").hidden = true;
+    document.getElementById("sidebar-open").setAttribute("aria-expanded", "false");
+  }
+}

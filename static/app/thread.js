@@ -1,0 +1,405 @@
+// The open conversation: its messages, the reply that streams into it, and their actions.
+//
+// A streaming reply is assembled from `reply.snapshot` (the whole live text) and `reply.delta`
+// (text continuing at `offset`, counted in Unicode code points as the protocol says, not in
+// JavaScript's UTF-16 units). Each change re-renders the whole accumulated text through the
+// sanitizing pipeline, at most once per animation frame.
+import { renderMarkdown, onLibraryLoaded } from "./render.js";
+import { confirmCopied, copyText, formatCost, formatNumber, h, iconButton, nt, t } from "./util.js";
+
+const codePoints = (text) => {
+  let count = 0;
+  for (const _ of text) count += 1;
+  return count;
+};
+
+// `text` without its first `count` code points.
+const dropCodePoints = (text, count) => {
+  let index = 0;
+  let seen = 0;
+  for (const char of text) {
+    if (seen === count) break;
+    index += char.length;
+    seen += 1;
+  }
+  return text.slice(index);
+};
+
+const FINAL = new Set(["complete", "stopped", "interrupted", "error", "blocked"]);
+
+export class Thread {
+  // actions: {regenerate(), edit(messageId, text), sync(), openSettings(), busyChanged(busy), replyDone(message)}
+  constructor(root, scroller, actions) {
+    this.root = root;
+    this.scroller = scroller;
+    this.actions = actions;
+    this.messages = [];
+    this.views = new Map(); // message id → {article, body, status, footer, meta}
+    this.live = new Map(); // message id → {text, length, dirty}
+    this.frame = 0;
+    this.stickToBottom = true;
+    this.editing = null;
+    scroller.addEventListener("scroll", () => {
+      const gap = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight;
+      this.stickToBottom = gap < 80;
+    });
+    // highlight.js or KaTeX arrived: draw the messages again with them.
+    onLibraryLoaded(() => {
+      for (const message of this.messages) if (message.role === "assistant") this.paintBody(message);
+    });
+  }
+
+  get busy() {
+    return this.messages.some((m) => m.status === "streaming");
+  }
+
+  clear() {
+    this.messages = [];
+    this.views.clear();
+    this.live.clear();
+    this.editing = null;
+    this.root.replaceChildren();
+    this.root.removeAttribute("aria-busy");
+    this.changed();
+  }
+
+  loading() {
+    this.clear();
+    this.root.setAttribute("aria-busy", "true");
+  }
+
+  // conversation.state: the saved messages, oldest first.
+  setState(messages, hasMore) {
+    this.clear();
+    if (hasMore) this.root.append(h("p", { class: "thread-note", text: t("Older messages are not shown. Export the conversation to see all of it.") }));
+    for (const message of messages) this.add(message);
+    this.stickToBottom = true;
+    this.scrollToEnd();
+    this.changed();
+  }
+
+  add(message) {
+    if (this.views.has(message.id)) {
+      this.update(message);
+      return;
+    }
+    this.messages.push(message);
+    if (message.status === "streaming") {
+      this.live.set(message.id, { text: message.content || "", length: codePoints(message.content || "") });
+    }
+    const view = this.build(message);
+    this.views.set(message.id, view);
+    this.root.append(view.article);
+    this.paint(message);
+    this.changed();
+    this.scrollToEnd();
+  }
+
+  update(message) {
+    const index = this.messages.findIndex((m) => m.id === message.id);
+    if (index === -1) return;
+    this.messages[index] = message;
+    if (FINAL.has(message.status)) this.live.delete(message.id);
+    this.paint(message);
+    this.changed();
+  }
+
+  remove(ids) {
+    for (const id of ids) {
+      const view = this.views.get(id);
+      if (view) view.article.remove();
+      this.views.delete(id);
+      this.live.delete(id);
+      if (this.editing === id) this.editing = null;
+    }
+    this.messages = this.messages.filter((m) => !ids.includes(m.id));
+    this.changed();
+  }
+
+  find(id) {
+    return this.messages.find((m) => m.id === id);
+  }
+
+  // --- streaming ---------------------------------------------------------------------------------
+  snapshot(messageId, text) {
+    const entry = this.live.get(messageId);
+    if (!entry || typeof text !== "string") return;
+    const length = codePoints(text);
+    if (length > entry.length) {
+      entry.text = text;
+      entry.length = length;
+      this.schedule(messageId);
+    }
+  }
+
+  delta(messageId, offset, text) {
+    const entry = this.live.get(messageId);
+    if (!entry || typeof text !== "string" || !Number.isInteger(offset)) return;
+    if (offset > entry.length) {
+      // A delta went missing (the channel layer may drop under load): ask for the state again.
+      this.actions.sync();
+      return;
+    }
+    const fresh = dropCodePoints(text, entry.length - offset);
+    if (!fresh) return;
+    entry.text += fresh;
+    entry.length += codePoints(fresh);
+    this.schedule(messageId);
+  }
+
+  done(message) {
+    const known = this.find(message.id);
+    if (!known) {
+      this.add(message);
+    } else {
+      this.update(message);
+    }
+    this.actions.replyDone(message);
+  }
+
+  schedule(messageId) {
+    const entry = this.live.get(messageId);
+    if (entry) entry.dirty = true;
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      for (const [id, live] of this.live) {
+        if (!live.dirty) continue;
+        live.dirty = false;
+        const message = this.find(id);
+        if (message) {
+          message.content = live.text;
+          this.paintBody(message);
+        }
+      }
+      this.scrollToEnd();
+    });
+  }
+
+  scrollToEnd() {
+    if (this.stickToBottom) this.scroller.scrollTop = this.scroller.scrollHeight;
+  }
+
+  // --- drawing -------------------------------------------------------------------------------------
+  build(message) {
+    const mine = message.role === "user";
+    const body = h("div", { class: mine ? "message-body plain" : "message-body markdown" });
+    const status = h("div", { class: "message-status", hidden: true });
+    const meta = h("span", { class: "message-meta" });
+    const footer = h("div", { class: "message-footer" });
+    const article = h(
+      "article",
+      {
+        class: `message ${mine ? "from-user" : "from-assistant"}`,
+        "data-message-id": message.id,
+        "aria-label": mine ? t("You said") : t("Parley said"),
+      },
+      h("div", { class: "message-main" }, body, status, h("div", { class: "message-tools" }, footer, meta)),
+    );
+    return { article, body, status, footer, meta };
+  }
+
+  paint(message) {
+    this.paintBody(message);
+    this.paintStatus(message);
+    this.paintMeta(message);
+  }
+
+  paintBody(message) {
+    const view = this.views.get(message.id);
+    if (!view || this.editing === message.id) return;
+    const live = this.live.get(message.id);
+    const text = live ? live.text : message.content || "";
+    view.article.classList.toggle("streaming", message.status === "streaming");
+    if (message.role === "user") {
+      view.body.textContent = text;
+      return;
+    }
+    if (message.status === "streaming" && !text) {
+      view.body.replaceChildren(
+        h("span", { class: "typing", role: "img", "aria-label": t("Parley is writing") }, h("span"), h("span"), h("span")),
+      );
+      return;
+    }
+    renderMarkdown(view.body, text);
+  }
+
+  paintStatus(message) {
+    const view = this.views.get(message.id);
+    if (!view) return;
+    const notes = [];
+    if (message.role === "assistant" && message.omitted_messages > 0) {
+      notes.push(
+        h("p", { class: "note context-note" }, nt(
+          "%(count)s earlier message was not sent: context limit",
+          "%(count)s earlier messages were not sent: context limit",
+          message.omitted_messages,
+        )),
+      );
+    }
+    const explain = this.explain(message);
+    if (explain) notes.push(explain);
+    view.status.replaceChildren(...notes);
+    view.status.hidden = notes.length === 0;
+    view.article.dataset.status = message.status;
+  }
+
+  // A stopped, interrupted, failed or blocked reply says what happened and offers what helps.
+  explain(message) {
+    if (message.role !== "assistant") return null;
+    const action = (label, handler) => h("button", { type: "button", class: "note-action", onclick: handler, text: label });
+    const regenerate = () => action(t("Regenerate"), () => this.actions.regenerate());
+    const error = message.error || {};
+    switch (message.status) {
+      case "stopped":
+        return h("div", { class: "note note-stopped", role: "note" }, h("span", { text: t("You stopped this reply. The text so far is kept.") }), regenerate());
+      case "interrupted":
+        return h(
+          "div",
+          { class: "note note-warning", role: "note" },
+          h("span", { text: t("This reply was interrupted before it finished. The text so far is kept.") }),
+          regenerate(),
+        );
+      case "error":
+        return h(
+          "div",
+          { class: "note note-error", role: "note" },
+          h("span", { text: t("The reply failed: %(reason)s", { reason: error.message || t("unknown error") }) }),
+          action(t("Try again"), () => this.actions.regenerate()),
+        );
+      case "blocked": {
+        const categories = (message.moderation_categories || []).join(", ");
+        const text = categories
+          ? t("This reply was blocked by moderation (%(categories)s).", { categories })
+          : t("This reply was blocked by moderation.");
+        return h(
+          "div",
+          { class: "note note-error", role: "note" },
+          h("span", { text: error.message && !categories ? error.message : text }),
+          action(t("Edit your message"), () => this.editLast()),
+        );
+      }
+      case "complete":
+        if (message.finish_reason === "length") {
+          return h(
+            "div",
+            { class: "note note-warning", role: "note" },
+            h("span", { text: t("The reply was cut off at the maximum reply length.") }),
+            action(t("Change settings"), () => this.actions.openSettings()),
+          );
+        }
+        if (message.finish_reason === "content_filter") {
+          return h("div", { class: "note note-warning", role: "note" }, h("span", { text: t("The provider's content filter ended this reply early.") }));
+        }
+        return null;
+      default:
+        return null;
+    }
+  }
+
+  paintMeta(message) {
+    const view = this.views.get(message.id);
+    if (!view) return;
+    const usage = message.usage;
+    const parts = [];
+    if (message.role === "assistant" && message.model) parts.push(message.model);
+    if (usage) {
+      const total = (usage.prompt_tokens || 0) + (usage.completion_tokens || 0);
+      const tokens = t("%(total)s tokens (%(prompt)s in, %(completion)s out)", {
+        total: formatNumber(total),
+        prompt: formatNumber(usage.prompt_tokens || 0),
+        completion: formatNumber(usage.completion_tokens || 0),
+      });
+      parts.push(usage.estimated ? `${tokens} ${t("(estimated)")}` : tokens);
+      const cost = formatCost(usage.cost);
+      if (cost) parts.push(cost);
+    }
+    view.meta.textContent = parts.join(" · ");
+    if (parts.length) view.article.setAttribute("title", parts.join(" · "));
+  }
+
+  // Which actions each message offers depends on its place: Regenerate on the last reply,
+  // Edit on the last message of the member, Copy everywhere; none while a reply streams.
+  changed() {
+    const busy = this.busy;
+    const lastUser = [...this.messages].reverse().find((m) => m.role === "user");
+    const last = this.messages[this.messages.length - 1];
+    for (const message of this.messages) {
+      const view = this.views.get(message.id);
+      if (!view || this.editing === message.id) continue;
+      const buttons = [
+        iconButton("copy", t("Copy"), async (event) => {
+          const button = event.currentTarget;
+          if (await copyText(this.textOf(message))) confirmCopied(button);
+        }),
+      ];
+      if (!busy && message === last && message.role === "assistant") {
+        buttons.push(iconButton("regenerate", t("Regenerate"), () => this.actions.regenerate()));
+      }
+      if (!busy && message === last && message.role === "user") {
+        buttons.push(iconButton("regenerate", t("Get a reply"), () => this.actions.regenerate()));
+      }
+      if (!busy && message === lastUser) {
+        buttons.push(iconButton("edit", t("Edit"), () => this.startEdit(message)));
+      }
+      view.footer.replaceChildren(...buttons);
+    }
+    this.actions.busyChanged(busy);
+  }
+
+  textOf(message) {
+    const live = this.live.get(message.id);
+    return live ? live.text : message.content || "";
+  }
+
+  editLast() {
+    const lastUser = [...this.messages].reverse().find((m) => m.role === "user");
+    if (lastUser) this.startEdit(lastUser);
+  }
+
+  startEdit(message) {
+    const view = this.views.get(message.id);
+    if (!view || this.busy) return;
+    this.editing = message.id;
+    const area = h("textarea", { class: "edit-input", rows: 3, "aria-label": t("Edit message") });
+    area.value = message.content;
+    const cancel = () => {
+      this.editing = null;
+      this.paint(message);
+      this.changed();
+    };
+    const form = h(
+      "form",
+      {
+        class: "edit-form",
+        onsubmit: (event) => {
+          event.preventDefault();
+          const text = area.value;
+          if (!text.trim()) return;
+          this.editing = null;
+          message.content = text;
+          this.paint(message);
+          this.actions.edit(message.id, text);
+        },
+      },
+      area,
+      h(
+        "div",
+        { class: "edit-actions" },
+        h("button", { type: "button", class: "secondary", onclick: cancel, text: t("Cancel") }),
+        h("button", { type: "submit", class: "primary", text: t("Save and send") }),
+      ),
+    );
+    area.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") cancel();
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    view.body.replaceChildren(form);
+    view.footer.replaceChildren();
+    area.focus();
+    area.setSelectionRange(area.value.length, area.value.length);
+  }
+}

@@ -1,0 +1,39 @@
+"""The upstream body's line splitting (chat.llm._split_lines), however the bytes are chunked."""
+
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chat.llm import _split_lines
+
+LINE = st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=12)
+END = st.sampled_from(["\n", "\r\n", "\r"])
+
+
+def read_all(body: bytes, cuts: list[int]) -> list[bytes]:
+    lines, rest, start = [], b"", 0
+    for cut in sorted(set(cuts)) + [len(body)]:
+        got, rest = _split_lines(rest + body[start:cut])
+        lines += got
+        start = cut
+    if rest:
+        lines.append(rest.removesuffix(b"\r"))
+    return lines
+
+
+@given(st.lists(st.tuples(LINE, END), max_size=8), st.lists(st.integers(min_value=0, max_value=200), max_size=6))
+def test_every_terminator_ends_exactly_one_line_wherever_the_chunks_are_cut(pairs, cuts):
+    body = "".join(text + end for text, end in pairs).encode()
+    cuts = [c for c in cuts if c <= len(body)]
+    # The SSE definition read over the whole body at once ("\r" then "\n" is one CRLF).
+    expected = re.split(rb"\r\n|\r|\n", body)[:-1]
+    assert read_all(body, cuts) == expected
+
+
+def test_a_crlf_cut_between_its_two_bytes_is_one_line_break():
+    assert read_all(b"data: a\r\n\r\ndata: b\r\n", [8, 10]) == [b"data: a", b"", b"data: b"]
+
+
+def test_a_last_line_without_a_line_break_is_kept():
+    assert read_all(b"data: a\n\ndata: [DONE]", [3]) == [b"data: a", b"", b"data: [DONE]"]

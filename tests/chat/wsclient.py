@@ -1,0 +1,102 @@
+"""A member's browser tab, as far as the websocket protocol goes: for consumer tests.
+
+Connects to the full ``config.asgi.application`` with a real session cookie and an Origin
+header, and assembles replies exactly as docs/websocket-protocol.md tells a client to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from tests.reply_texts import apply_frame
+
+ORIGIN = "http://localhost"
+
+
+@database_sync_to_async
+def session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+class Tab:
+    def __init__(self, communicator: WebsocketCommunicator):
+        self.ws = communicator
+        self.frames: list[dict] = []
+        self.texts: dict[str, str] = {}
+        self.gaps = 0
+
+    @classmethod
+    async def open(cls, user=None, *, origin: str | None = ORIGIN, cookie: str | None = None) -> Tab:
+        from config.asgi import application
+
+        headers = []
+        if user is not None or cookie is not None:
+            key = cookie or await session_cookie(user)
+            headers.append((b"cookie", f"sessionid={key}".encode()))
+        if origin is not None:
+            headers.append((b"origin", origin.encode()))
+        tab = cls(WebsocketCommunicator(application, "/ws/chat/", headers=headers))
+        tab.connected, tab.close_code = await tab.ws.connect(timeout=5)
+        return tab
+
+    async def send(self, frame) -> None:
+        # send_input, not send_to: an empty text frame is a frame a client can send too.
+        text = frame if isinstance(frame, str) else json.dumps(frame)
+        await self.ws.send_input({"type": "websocket.receive", "text": text})
+
+    async def next(self, timeout: float = 5) -> dict:
+        frame = json.loads(await self.ws.receive_from(timeout=timeout))
+        self._assemble(frame)
+        self.frames.append(frame)
+        return frame
+
+    async def until(self, predicate, timeout: float = 10) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no matching frame in {timeout}s; got {[f['type'] for f in self.frames]}")
+            frame = await self.next(timeout=remaining)
+            if predicate(frame):
+                return frame
+
+    async def until_type(self, kind: str, timeout: float = 10) -> dict:
+        return await self.until(lambda f: f["type"] == kind, timeout)
+
+    def _assemble(self, frame: dict) -> None:
+        if not apply_frame(self.texts, frame):
+            self.gaps += 1
+
+    async def send_message(self, content: str, *, conversation_id=None, client_id: str | None = None, **extra):
+        await self.send(
+            {
+                "type": "send",
+                "conversation_id": conversation_id,
+                "client_id": client_id or f"c-{time.monotonic_ns()}",
+                "content": content,
+                **extra,
+            }
+        )
+
+    async def reply(self, timeout: float = 10) -> dict:
+        """Wait for the reply to end; returns the final message."""
+        return (await self.until_type("reply.done", timeout))["message"]
+
+    async def close(self) -> None:
+        await self.ws.disconnect()
+
+
+async def settle(timeout: float = 10) -> None:
+    """Wait for every reply task of this process to end."""
+    from chat import runtime
+
+    await runtime.wait_idle(timeout)
+    await asyncio.sleep(0)

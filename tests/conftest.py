@@ -1,0 +1,123 @@
+"""Shared fixtures: two members, alice and bob, so every ownership rule is tested from both sides."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+PASSWORD = "correct-horse-battery-9"
+
+
+def pytest_sessionstart(session):
+    # `make test` compiles the message catalogs first; a bare `pytest` compiles stale ones here,
+    # before any translation is loaded, so Chinese pages are tested against the current .po.
+    for locale_path in django_settings.LOCALE_PATHS:
+        for po in Path(locale_path).glob("*/LC_MESSAGES/*.po"):
+            mo = po.with_suffix(".mo")
+            if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
+                subprocess.run(["msgfmt", "--check-format", "-o", str(mo), str(po)], check=True)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # Browser tests run last: Playwright's sync API keeps an event loop running in the main
+    # thread while a session-scoped browser is open, and pytest-asyncio cannot start its own
+    # loop there afterwards, so every async test after them would fail to set up.
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+def pytest_sessionfinish(session):
+    # Django deletes the SQLite test database file (settings: one per test process) but not
+    # the WAL and shared-memory files beside it.
+    database = django_settings.DATABASES["default"]
+    name = database.get("TEST", {}).get("NAME")
+    if name and database["ENGINE"].endswith("sqlite3") and not Path(name).exists():
+        for suffix in ("-wal", "-shm"):
+            Path(f"{name}{suffix}").unlink(missing_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # PBKDF2's deliberate slowness (~0.5 s a hash) is the point in production and pure cost in
+    # tests: twenty concurrent sign-ups would take half a minute on a shared two-core machine.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    # Django's cache outlives a test: in memory for the whole run, on Redis (the team-deployment
+    # run) across runs. The reply rate limit and the sign-up limit count in it, keyed by member
+    # id and address, which the next test (or run) reuses: each test starts with it empty.
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    # Channels keeps one layer object per process. The Redis layer's locks belong to the event
+    # loop that first used them, and each async test runs on a loop of its own: in `make test`'s
+    # run on Redis, the second consumer test failed with "Lock ... bound to a different event
+    # loop". A layer per test also keeps one test's groups away from the next (in memory).
+    yield
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", password=PASSWORD, email="alice@example.test")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", password=PASSWORD, email="bob@example.test")
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_superuser("root", password=PASSWORD, email="root@example.test")
+
+
+@pytest.fixture
+def fake_upstream():
+    """A real OpenAI-compatible HTTP server on 127.0.0.1 (knobs: tests/fakeupstream/__init__.py)."""
+    from tests.fakeupstream import FakeUpstream
+
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def alice_client(client, alice):
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def upstream_model(db, fake_upstream):
+    """A provider pointing at the fake upstream, with one default model."""
+    from chat.models import Provider
+
+    provider = Provider(name="Fake", base_url=fake_upstream.base_url, use_moderation=True)
+    provider.api_key = "sk-test-KEY0123456789abcd"
+    provider.save()
+    return create_default_model(provider)
+
+
+def create_default_model(provider):
+    """GPT-4o mini at OpenAI's prices, the default model, on ``provider``."""
+    from chat.models import ChatModel
+
+    return ChatModel.objects.create(
+        provider=provider,
+        model_id="gpt-4o-mini",
+        display_name="GPT-4o mini",
+        context_window=128_000,
+        max_output_tokens=4096,
+        input_price_per_million="0.15",
+        output_price_per_million="0.60",
+        is_default=True,
+    )
