@@ -36,6 +36,24 @@ def pytest_sessionfinish(session):
             Path(f"{name}{suffix}").unlink(missing_ok=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_stray_database_sessions(django_db_setup, django_db_blocker):
+    # Async tests reach the database from asgiref's executor thread, whose connection stays
+    # open after the last test; PostgreSQL then refuses to drop the test database ("is being
+    # accessed by other users") and the next run must clean up after this one. End those
+    # sessions before the test database is dropped.
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # PBKDF2's deliberate slowness (~0.5 s a hash) is the point in production and pure cost in

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 _STOP = "stopped"
 FIRST_DELTA_WAIT = 0.05  # seconds the stream waits for a socket here to write its first delta
+LISTENER_CLOSE_WAIT = 2.0  # seconds the control listener gets to return before it is cancelled
+_LISTENER_CLOSE = "reply.listener.close"
 
 
 class ReplyRunner:
@@ -115,6 +117,8 @@ class ReplyRunner:
         while True:
             event = await self.layer.receive(channel)
             kind = event.get("type")
+            if kind == _LISTENER_CLOSE:
+                return
             if kind == "reply.stop":
                 self.outcome = _STOP
                 if self._stream_task is not None:
@@ -176,25 +180,45 @@ class ReplyRunner:
             status, error = await self._produce()
         except asyncio.CancelledError:
             # The runner itself is cancelled (the server is shutting down): keep the text.
-            self._cancel_helpers(listener)
+            listener.cancel()
             error = ParleyError("The server restarted while this reply was being written.", code="server_restart")
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._finish(Message.Status.INTERRUPTED, error))
             sender.cancel()
             raise
+        except BaseException:
+            listener.cancel()
+            sender.cancel()
+            raise
         finally:
             first_delta_written.pop(str(self.reply_id), None)
-            self._cancel_helpers(listener)
+            _heartbeats().discard(self)
             with contextlib.suppress(Exception):
                 await self.layer.group_discard(control_group(self.conversation_id), control)
-        message = await self._finish(status, error)
-        sender.cancel()
+        try:
+            message = await self._finish(status, error)
+        finally:
+            sender.cancel()
+            await self._close_listener(listener, control)
         if message is not None and status == Message.Status.COMPLETE:
             await title_generate(plan=self.plan, endpoint=self.endpoint)
 
-    def _cancel_helpers(self, listener: asyncio.Task) -> None:
-        listener.cancel()
-        _heartbeats().discard(self)
+    async def _close_listener(self, listener: asyncio.Task, control: str) -> None:
+        """Ask the control listener to return, and cancel it only if it does not.
+
+        Cancelling a task blocked in the Redis layer's ``receive`` can be lost on Python 3.11:
+        redis-py sends BRPOP inside ``asyncio.wait_for``, which swallows a cancel that races
+        the write, and the task then polls Redis every few seconds for ever (it held the event
+        loop of the rate-limit test open until pytest-timeout fired). A message on its own
+        channel ends it without cancelling anything in flight.
+        """
+        if listener.done():
+            return
+        with contextlib.suppress(Exception):
+            await self.layer.send(control, {"type": _LISTENER_CLOSE})
+        done, _ = await asyncio.wait({listener}, timeout=LISTENER_CLOSE_WAIT)
+        if not done:
+            listener.cancel()
 
     async def _produce(self) -> tuple[str, ParleyError | None]:
         try:

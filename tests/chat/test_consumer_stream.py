@@ -4,8 +4,10 @@ import asyncio
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import channel_layers
 
 from chat import runtime
+from chat.layers import InMemoryChannelLayer
 from chat.models import Message, UsageRecord
 from tests.chat.wsclient import Tab, settle
 
@@ -122,6 +124,43 @@ async def test_closing_the_tab_does_not_stop_the_reply(alice, upstream_model, fa
     await asyncio.sleep(0.1)
     assert runtime.running() == []
     assert len(asyncio.all_tasks()) <= baseline
+
+
+class CancelLosingLayer(InMemoryChannelLayer):
+    """The in-memory layer, but a receive loses the first cancel it gets, as a receive on the
+    Redis layer does on Python 3.11 when the cancel races redis-py's BRPOP write (its
+    ``asyncio.wait_for`` swallows it): the receive goes on waiting."""
+
+    async def receive(self, channel):
+        try:
+            return await super().receive(channel)
+        except asyncio.CancelledError:
+            asyncio.current_task().uncancel()
+            return await super().receive(channel)
+
+
+@pytest.fixture
+def cancel_losing_layer(settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": f"{__name__}.CancelLosingLayer"}}
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+async def test_a_finished_reply_leaves_no_listener_behind_even_if_a_cancel_is_lost(
+    cancel_losing_layer, alice, upstream_model, fake_upstream
+):
+    # The reply's control listener is told to return, not only cancelled: a lost cancel left
+    # it polling Redis for ever, and held the test's event loop open until pytest-timeout.
+    fake_upstream.always(tokens=5, token_delay=0)
+    tab = await Tab.open(alice)
+    await tab.send_message("hello")
+    await tab.reply()
+    await tab.close()
+    await settle()
+    await asyncio.sleep(0.1)
+    leftover = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("reply-")]
+    assert leftover == []
 
 
 async def test_a_tab_opened_mid_reply_ends_with_the_exact_final_text(alice, upstream_model, fake_upstream):
