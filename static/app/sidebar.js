@@ -155,6 +155,12 @@ export class Sidebar {
       input.focus();
       input.setSelectionRange(...editing);
     }
+    if (this.renameFresh && this.renameEl?.isConnected) {
+      this.renameFresh = false;
+      const fresh = this.renameEl.querySelector("input");
+      fresh.focus();
+      fresh.select();
+    }
   }
 
   draw() {
@@ -234,6 +240,7 @@ export class Sidebar {
       finished = true;
       this.renaming = null;
       this.renameEl = null;
+      this.renameFresh = false;
       const title = input.value.trim();
       if (save && title && title !== conversation.title) await this.patch(conversation.id, { title });
       else this.render();
@@ -251,10 +258,9 @@ export class Sidebar {
     input.addEventListener("blur", () => {
       if (!this.rendering) finish(true); // a redraw moves the input; it is not the member leaving it
     });
-    requestAnimationFrame(() => {
-      input.focus();
-      input.select();
-    });
+    // Focused and selected by render() as soon as it is in the page, not a frame later: a
+    // deferred select() could land after the member's first keys and select them away.
+    this.renameFresh = true;
     this.renameEl = h("li", { class: "conversation-item renaming", "data-id": conversation.id }, input);
     return this.renameEl;
   }
