@@ -8,6 +8,7 @@ Messages arrive over the websocket (docs/websocket-protocol.md).
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 from django.conf import settings
@@ -109,7 +110,8 @@ def conversation(request, conversation_id):
 def usage(request):
     status = budget_summary(request.user)
     since = month_start()
-    report = selectors.usage_for_month(user=request.user, since=since)
+    # The month begins at 00:00 UTC, as budgets count it (not midnight of the server's zone).
+    report = selectors.usage_for_month(user=request.user, since=dt.datetime(since.year, since.month, 1, tzinfo=dt.UTC))
     tokens_used = status["tokens_used"]
     cost_used = Decimal(status["cost_used"])
 
