@@ -66,3 +66,24 @@ def local_model(db, local_llama):
         context_window=context_window(local_llama.model),
         max_output_tokens=max_output_tokens(local_llama.model),
     )
+
+
+@pytest.fixture
+async def close_llm_clients():
+    """The upstream client keeps pooled connections per event loop; each async test has a
+    loop of its own, so its pools are closed with it."""
+    yield
+    from chat import llm
+
+    await llm.close_clients()
+
+
+@pytest.fixture
+def no_sleep(monkeypatch):
+    """Retries back off without waiting."""
+    from chat import llm
+
+    async def skip(_seconds):
+        return None
+
+    monkeypatch.setattr(llm, "_sleep", skip)

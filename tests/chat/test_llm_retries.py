@@ -11,18 +11,14 @@ import pytest
 from chat import llm
 from chat.errors import UpstreamError
 
+pytestmark = [pytest.mark.usefixtures("close_llm_clients")]
+
 PAYLOAD = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
 
 
 @pytest.fixture
 def endpoint(fake_upstream):
     return llm.Endpoint(fake_upstream.base_url, api_key="sk-test-RETRYKEY0123456789", connect_timeout=2.0)
-
-
-@pytest.fixture(autouse=True)
-async def _close_connections():
-    yield
-    await llm.close_clients()
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ from chat.errors import UpstreamError
 from chat.models import Provider
 from tests.fakeupstream import FakeUpstream
 
+pytestmark = [pytest.mark.usefixtures("close_llm_clients")]
+
 KEY = "sk-test-SECRETKEY1234567890abcd"
 KEY_MIDDLE = "SECRETKEY1234567890"
 PAYLOAD = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
@@ -30,20 +32,6 @@ def attacker():
     server = FakeUpstream().start()
     yield server
     server.stop()
-
-
-@pytest.fixture(autouse=True)
-async def _close_connections():
-    yield
-    await llm.close_clients()
-
-
-@pytest.fixture
-def no_sleep(monkeypatch):
-    async def skip(_seconds):
-        return None
-
-    monkeypatch.setattr(llm, "_sleep", skip)
 
 
 async def failure(endpoint, payload=PAYLOAD) -> UpstreamError:

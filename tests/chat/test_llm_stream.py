@@ -14,6 +14,8 @@ from chat import llm
 from chat.errors import UpstreamError
 from tests.fakeupstream import default_reply, estimate_prompt_tokens
 
+pytestmark = [pytest.mark.usefixtures("close_llm_clients")]
+
 KEY = "sk-test-STREAMKEY0123456789abcd"
 PAYLOAD = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello there"}], "temperature": 0.2}
 
@@ -21,12 +23,6 @@ PAYLOAD = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hel
 @pytest.fixture
 def endpoint(fake_upstream):
     return llm.Endpoint(fake_upstream.base_url, api_key=KEY, read_timeout=5.0, connect_timeout=2.0)
-
-
-@pytest.fixture(autouse=True)
-async def _close_connections():
-    yield
-    await llm.close_clients()
 
 
 async def collect(endpoint, payload=PAYLOAD, **kwargs):

@@ -6,14 +6,13 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
 
-from chat import llm
 from chat.errors import MessageBlocked, ModerationUnavailable
 from chat.models import BlocklistEntry, Conversation, Message, ModerationEvent, Provider
 from chat.services import moderation
 from chat.services.moderation import blocklist_match, moderation_gate
 from tests.fakeupstream import FakeUpstream
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.usefixtures("close_llm_clients"), pytest.mark.django_db(transaction=True)]
 
 KEY = "sk-test-MODERATIONKEY123456789"
 
@@ -23,20 +22,6 @@ def _fresh_blocklist():
     moderation.blocklist_invalidate()
     yield
     moderation.blocklist_invalidate()
-
-
-@pytest.fixture(autouse=True)
-async def _close_connections():
-    yield
-    await llm.close_clients()
-
-
-@pytest.fixture
-def no_sleep(monkeypatch):
-    async def skip(_seconds):
-        return None
-
-    monkeypatch.setattr(llm, "_sleep", skip)
 
 
 @pytest.fixture

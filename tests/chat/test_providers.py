@@ -30,16 +30,6 @@ def env(settings):
     return settings
 
 
-@pytest.fixture
-def no_sleep(monkeypatch):
-    from chat import llm
-
-    async def skip(_seconds):
-        return None
-
-    monkeypatch.setattr(llm, "_sleep", skip)
-
-
 def fake_provider(fake_upstream, name="Fake", **fields):
     provider = Provider(name=name, base_url=fake_upstream.base_url, **fields)
     provider.api_key = KEY
