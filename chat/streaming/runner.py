@@ -208,9 +208,9 @@ class ReplyRunner:
 
         Cancelling a task blocked in the Redis layer's ``receive`` can be lost on Python 3.11:
         redis-py sends BRPOP inside ``asyncio.wait_for``, which swallows a cancel that races
-        the write, and the task then polls Redis every few seconds for ever (it held the event
-        loop of the rate-limit test open until pytest-timeout fired). A message on its own
-        channel ends it without cancelling anything in flight.
+        the write (redis/redis-py#2028), and the task then polls Redis every few seconds for
+        ever (it held the event loop of the rate-limit test open until pytest-timeout fired).
+        A message on its own channel ends it without cancelling anything in flight.
         """
         if listener.done():
             return
