@@ -8,7 +8,6 @@ Messages arrive over the websocket (docs/websocket-protocol.md).
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 
 from django.conf import settings
@@ -25,7 +24,7 @@ from chat import selectors
 from chat.api import conversation_page, model_to_dict
 from chat.errors import NotFound
 from chat.serializers import conversation_to_dict
-from chat.services.quota import budget_status, month_start
+from chat.services.quota import budget_status, month_begins, month_start
 from chat.ui_text import catalog
 
 SUGGESTIONS = (
@@ -110,8 +109,7 @@ def conversation(request, conversation_id):
 def usage(request):
     status = budget_summary(request.user)
     since = month_start()
-    # The month begins at 00:00 UTC, as budgets count it (not midnight of the server's zone).
-    report = selectors.usage_for_month(user=request.user, since=dt.datetime(since.year, since.month, 1, tzinfo=dt.UTC))
+    report = selectors.usage_for_month(user=request.user, since=month_begins(since))
     tokens_used = status["tokens_used"]
     cost_used = Decimal(status["cost_used"])
 

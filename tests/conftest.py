@@ -36,8 +36,8 @@ def pytest_sessionfinish(session):
             Path(f"{name}{suffix}").unlink(missing_ok=True)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _no_stray_database_sessions(django_db_setup, django_db_blocker):
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
     # Async tests reach the database from asgiref's executor thread, whose connection stays
     # open after the last test; PostgreSQL then refuses to drop the test database ("is being
     # accessed by other users") and the next run must clean up after this one. End those

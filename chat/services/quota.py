@@ -50,6 +50,11 @@ def month_start(moment: dt.datetime | None = None) -> dt.date:
     return dt.date(moment.year, moment.month, 1)
 
 
+def month_begins(month: dt.date) -> dt.datetime:
+    """When the budget of ``month`` starts counting: 00:00 UTC on its first day."""
+    return dt.datetime(month.year, month.month, 1, tzinfo=dt.UTC)
+
+
 def month_reset(month: dt.date) -> dt.datetime:
     """When the budget of ``month`` resets: 00:00 UTC on the first day of the next month."""
     year, number = (month.year + 1, 1) if month.month == 12 else (month.year, month.month + 1)

@@ -240,7 +240,6 @@ export class Sidebar {
       finished = true;
       this.renaming = null;
       this.renameEl = null;
-      this.renameFresh = false;
       const title = input.value.trim();
       if (save && title && title !== conversation.title) await this.patch(conversation.id, { title });
       else this.render();
