@@ -18,6 +18,7 @@ Settings every benchmark server runs with (docs/performance.md repeats them):
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import platform
@@ -334,6 +335,8 @@ class Parley:
     # The virtualenv daphne runs from: the checkout's (with the test tools) unless a scenario
     # measures the production install (bench/footprint.py).
     daphne: str = DAPHNE
+    # The ASGI application daphne serves: Parley, or bench.floor_app on the same installation.
+    app: str = "config.asgi:application"
     port: int = field(default_factory=free_port)
     sessions: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
@@ -381,7 +384,7 @@ class Parley:
         self.log = open(self.data_dir / "daphne.log", "ab")  # noqa: SIM115 - closed in stop()
         started = time.perf_counter()
         self.proc = subprocess.Popen(
-            [self.daphne, "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
+            [self.daphne, "-b", "127.0.0.1", "-p", str(self.port), self.app],
             cwd=SERVER_ROOT,
             env=self.env,
             stdout=self.log,
@@ -399,6 +402,14 @@ class Parley:
             time.sleep(0.005)
         self.startup_seconds = time.perf_counter() - started
         return self
+
+    def sibling(self, app: str) -> Parley:
+        """Another daphne serving ``app`` on this installation (same data, database, members),
+        on a port of its own. Stop it with :meth:`stop`; :meth:`destroy` belongs to this one."""
+        twin = copy.copy(self)
+        twin.app, twin.port, twin.proc = app, free_port(), None
+        twin.startup_seconds = float("nan")
+        return twin
 
     def stat(self) -> ProcStat:
         return proc_stat(self.proc.pid)
