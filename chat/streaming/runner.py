@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 _STOP = "stopped"
 FIRST_DELTA_WAIT = 0.05  # seconds the stream waits for a socket here to write its first delta
+COALESCE_MAX = 0.25  # seconds: however busy the process, a reply shows new text 4 times a second
 LISTENER_CLOSE_WAIT = 2.0  # seconds the control listener gets to return before it is cancelled
 _LISTENER_CLOSE = "reply.listener.close"
 
@@ -60,6 +61,7 @@ class ReplyRunner:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._last_flush = 0.0
         self._coalesce = settings.PARLEY_DELTA_COALESCE_MS / 1000
+        self._beats: Heartbeats | None = None  # this process's live replies, once streaming
         self._stream_task: asyncio.Task | None = None
         self.control: str | None = None
         self._first_written = asyncio.Event()
@@ -77,13 +79,24 @@ class ReplyRunner:
         if self._flush_handle is not None:
             return
         loop = asyncio.get_running_loop()
-        delay = self._last_flush + self._coalesce - loop.time()
+        delay = self._last_flush + self.coalesce_interval() - loop.time()
         if self.sent == 0 or delay <= 0:
             # The first delta goes out at once (time to first token); later ones are
             # coalesced so a fast model costs one frame per interval, not one per token.
             self._flush()
         else:
             self._flush_handle = loop.call_later(delay, self._flush)
+
+    def coalesce_interval(self) -> float:
+        """Seconds of tokens gathered into one frame: ``PARLEY_DELTA_COALESCE_MS``, widened when
+        this process streams so many replies at once that their frames would pass
+        ``PARLEY_DELTA_FRAMES_PER_SECOND`` (each frame costs the same CPU however short; at
+        200 replies 30 ms apart they were a fifth of the process's CPU, docs/performance.md),
+        and never wider than ``COALESCE_MAX``."""
+        live = len(self._beats.runners) if self._beats is not None else 1
+        budget = settings.PARLEY_DELTA_FRAMES_PER_SECOND
+        widened = min(live / budget, COALESCE_MAX) if budget > 0 else 0.0
+        return max(self._coalesce, widened)
 
     def _flush(self) -> None:
         self._flush_handle = None
@@ -233,7 +246,8 @@ class ReplyRunner:
             if self.outcome == _STOP:
                 return Message.Status.STOPPED, None
             self._stream_task = asyncio.create_task(self._stream(), name=f"reply-stream-{self.reply_id}")
-            _heartbeats().add(self)
+            self._beats = _heartbeats()
+            self._beats.add(self)
             try:
                 await self._stream_task
             except asyncio.CancelledError:

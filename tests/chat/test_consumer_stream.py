@@ -87,6 +87,47 @@ async def test_a_fast_model_costs_far_fewer_frames_than_tokens(alice, upstream_m
     await tab.close()
 
 
+async def test_frames_are_spaced_wider_when_the_process_streams_too_many_replies(
+    alice, upstream_model, fake_upstream, settings
+):
+    """Under a frame budget this reply alone exceeds, its frames come at most every 250 ms
+    (COALESCE_MAX) instead of every 30 ms, and the text still arrives whole."""
+    import time
+
+    from chat.streaming import runner
+
+    settings.PARLEY_DELTA_FRAMES_PER_SECOND = 2  # one live reply wants 0.5 s: capped at 0.25 s
+    fake_upstream.always(tokens=30, token_delay=0.03)
+    tab = await Tab.open(alice)
+    started = time.monotonic()
+    await tab.send_message("take your time")
+    final = await tab.reply()
+    elapsed = time.monotonic() - started
+    deltas = [f for f in tab.frames if f["type"] == "reply.delta"]
+    assert final["status"] == "complete" and tab.texts[final["id"]] == final["content"]
+    # The first delta goes out at once, then one frame per interval at most, then the rest.
+    assert 2 <= len(deltas) <= elapsed / runner.COALESCE_MAX + 2
+    await tab.close()
+
+
+def test_the_coalescing_interval_widens_with_the_replies_streaming_in_the_process(settings):
+    from types import SimpleNamespace
+
+    from chat.streaming.runner import COALESCE_MAX, ReplyRunner
+
+    settings.PARLEY_DELTA_COALESCE_MS = 30
+    settings.PARLEY_DELTA_FRAMES_PER_SECOND = 2000
+    reply = ReplyRunner.__new__(ReplyRunner)
+    reply._coalesce = 0.03
+    reply._beats = None
+    assert reply.coalesce_interval() == 0.03  # not streaming yet
+    for live, expected in ((1, 0.03), (60, 0.03), (200, 0.1), (400, 0.2), (5000, COALESCE_MAX)):
+        reply._beats = SimpleNamespace(runners=dict.fromkeys(range(live)))
+        assert reply.coalesce_interval() == pytest.approx(expected)
+    settings.PARLEY_DELTA_FRAMES_PER_SECOND = 0  # no budget: the fixed interval only
+    assert reply.coalesce_interval() == 0.03
+
+
 async def test_a_fast_model_waits_for_the_first_delta_to_be_written_not_for_a_timeout(
     alice, upstream_model, fake_upstream, monkeypatch
 ):
