@@ -310,11 +310,7 @@ async def _stream_events(response: httpx.Response, endpoint: Endpoint) -> AsyncI
         async with contextlib.aclosing(_body_chunks(response)) as chunks:
             async for chunk in chunks:
                 lines, rest = _split_lines(rest + chunk)
-                for line in lines:
-                    # Lines end at ASCII bytes, so each decodes whole; SSE is UTF-8 by definition.
-                    message = decoder.feed(line.decode("utf-8", "replace"))
-                    if message is None:
-                        continue
+                for message in decoder.feed_lines(lines):
                     if message.data == "[DONE]":
                         await _drain(chunks)
                         return

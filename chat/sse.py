@@ -8,11 +8,10 @@ is the caller's business (chat/llm.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     data: str
     event: str | None = None
 
@@ -41,6 +40,32 @@ class Decoder:
         elif name == "event":
             self._event = value or None
         return None
+
+    def feed_lines(self, lines: list[bytes]) -> list[Message]:
+        """``feed`` for many lines of raw UTF-8 at once: the messages they dispatch.
+
+        The same result as decoding each line and feeding it, with a fast path for the two
+        lines an OpenAI-style stream is made of (``data: ...`` and the blank line that ends
+        an event); any other line goes through ``feed``. Lines end at ASCII bytes, so a line
+        decodes the same alone as within the stream.
+        """
+        out = []
+        data = self._data
+        for line in lines:
+            if not line:
+                self._started = True
+                if data:
+                    out.append(Message("\n".join(data), self._event))
+                    data = self._data = []
+                self._event = None
+            elif line[:6] == b"data: " and self._started:
+                data.append(line[6:].decode("utf-8", "replace"))
+            else:
+                message = self.feed(line.decode("utf-8", "replace"))
+                data = self._data
+                if message is not None:
+                    out.append(message)
+        return out
 
     def flush(self) -> Message | None:
         """What is pending at the end of the stream (a last event without its blank line)."""
