@@ -1,11 +1,12 @@
 """The floor of the fixed stack: how close to the upstream can any relay on it get?
 
-    python -m bench.floor [--replies 30] [--long-runs 5] [--levels 200] [--json out.json]
+    python -m bench.floor [--replies 30] [--long-runs 5] [--levels 200] [--databases sqlite,postgres] [--json F]
 
 Runs scenarios 1-3 three ways in the same run: straight to the upstream, through
 bench/floor_app.py (daphne + a Channels consumer + one ORM transaction + httpx + frames
 straight to the socket, nothing else; see its docstring), and through Parley, on one
-installation (SQLite, in-memory layer). What the floor adds over the upstream is the cost of
+installation (in-memory layer; one reply at a time on SQLite, many at once on SQLite and on
+PostgreSQL). What the floor adds over the upstream is the cost of
 the components the design fixes, on this machine; what Parley adds over the floor is Parley's
 own work (the rules, the prompt, the budget, the channel layer, moderation, heartbeats).
 A target the floor itself misses cannot be met by any code on these components here.
@@ -15,15 +16,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import subprocess
 import sys
 import time
 
 from bench.clients import Direct, Reply, Tab, expected_text, prompt
 from bench.concurrency import TOKEN_DELAY, TOKENS, _direct, _through_parley, _warm
-from bench.harness import DAPHNE, FakeUpstream, Parley, Section, Target, emit, median, ms, percentile, table
+from bench.harness import (
+    DAPHNE,
+    PYTHON,
+    SERVER_ROOT,
+    FakeUpstream,
+    Parley,
+    Section,
+    Target,
+    emit,
+    median,
+    ms,
+    percentile,
+    postgres_available,
+    table,
+)
 
 FLOOR_APP = "bench.floor_app:application"
 FLOOR = "floor (fixed stack only)"
+HTTPX = "httpx alone, no server (time to the first body chunk)"
 SHORT = 200
 LONG = 5000
 
@@ -72,11 +90,24 @@ def _concurrent(server: Parley, n: int, tag: str) -> dict:
     return {"replies": replies, "cpu": cpu}
 
 
+def _httpx_alone(parley: Parley, upstream: FakeUpstream, n: int) -> list[Reply]:
+    """bench/floor_httpx.py in a process of its own: n streams started at once through httpx."""
+    out = subprocess.run(
+        [PYTHON, "-m", "bench.floor_httpx", "--base-url", upstream.base_url, "--replies", str(n)],
+        cwd=SERVER_ROOT,
+        env=parley.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [Reply(ttft=t, status="complete") for t in json.loads(out.stdout.strip().splitlines()[-1])]
+
+
 def _ok(replies: list[Reply], attr: str) -> list[float]:
     return [getattr(r, attr) for r in replies if r.ok]
 
 
-def report(seq: dict, levels: dict[int, dict], paths: list[str]) -> Section:
+def report(seq: dict, levels: dict[tuple[int, str], dict], paths: list[str]) -> Section:
     rows = []
     targets = []
     data: dict = {}
@@ -111,14 +142,14 @@ def report(seq: dict, levels: dict[int, dict], paths: list[str]) -> Section:
             rows,
         )
     )
-    for n, by_path in levels.items():
+    for (n, database), by_path in levels.items():
         rows = []
         up = by_path["upstream"]
         up_ttft95 = percentile(_ok(up["replies"], "ttft"), 95)
         up_total = (median(_ok(up["replies"], "total")), percentile(_ok(up["replies"], "total"), 95))
         for path, result in by_path.items():
             replies = result["replies"]
-            ttft, total = _ok(replies, "ttft"), _ok(replies, "total")
+            ttft, total = _ok(replies, "ttft"), [t for t in _ok(replies, "total") if t is not None]
             added = percentile(ttft, 95) - up_ttft95
             shares = (median(total) / up_total[0], percentile(total, 95) / up_total[1])
             rows.append(
@@ -126,17 +157,25 @@ def report(seq: dict, levels: dict[int, dict], paths: list[str]) -> Section:
                     path,
                     f"{ms(median(ttft))} / {ms(percentile(ttft, 95))}",
                     "" if path == "upstream" else ms(added),
-                    f"{ms(median(total))} / {ms(percentile(total, 95))}",
-                    "" if path == "upstream" else f"{shares[0]:.2f}, {shares[1]:.2f}",
+                    f"{ms(median(total))} / {ms(percentile(total, 95))}" if total else "",
+                    "" if path == "upstream" or not total else f"{shares[0]:.2f}, {shares[1]:.2f}",
                     "" if result.get("cpu") is None else f"{result['cpu']:.1f}",
                     sum(1 for r in replies if not r.ok),
                 ]
             )
+            if path == HTTPX:
+                name = f"{n} at once, httpx alone: p95 TTFT − upstream's"
+                targets.append(Target(name, "≤ 150 ms", f"{added * 1000:.0f} ms", None))
             if path == FLOOR:
                 targets += [
-                    Target(f"{n} at once, floor: p95 TTFT − upstream's", "≤ 150 ms", f"{added * 1000:.0f} ms", None),
                     Target(
-                        f"{n} at once, floor: total ÷ upstream's (p50, p95)",
+                        f"{n} at once, {database}, floor: p95 TTFT − upstream's",
+                        "≤ 150 ms",
+                        f"{added * 1000:.0f} ms",
+                        None,
+                    ),
+                    Target(
+                        f"{n} at once, {database}, floor: total ÷ upstream's (p50, p95)",
                         "≤ 1.05",
                         f"{shares[0]:.3f}, {shares[1]:.3f} ({result['cpu']:.1f} CPU s)",
                         None,
@@ -144,7 +183,7 @@ def report(seq: dict, levels: dict[int, dict], paths: list[str]) -> Section:
                 ]
         markdown += (
             f"\n\n**{n} replies at once** ({TOKENS} tokens, {TOKEN_DELAY * 1000:.0f} ms apart, one daphne "
-            "process, SQLite; ms as p50 / p95; server CPU is daphne's user + system seconds):\n\n"
+            f"process, {database}; ms as p50 / p95; server CPU is daphne's user + system seconds):\n\n"
             + table(
                 ["path", "TTFT", "p95 TTFT added", "total", "total ÷ upstream (p50, p95)", "server CPU s", "errors"],
                 rows,
@@ -164,27 +203,39 @@ def main(argv=None) -> int:
     parser.add_argument("--replies", type=int, default=30)
     parser.add_argument("--long-runs", type=int, default=5)
     parser.add_argument("--levels", default="200")
+    parser.add_argument("--databases", default="sqlite,postgres")
     parser.add_argument("--daphne", default=DAPHNE, help="the daphne executable (default: the checkout's)")
     parser.add_argument("--json", help="also write the section as JSON here (bench.run)")
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",") if x]
-    with FakeUpstream() as upstream, Parley(upstream, members=max(levels + [1]), daphne=args.daphne) as parley:
-        floor = parley.sibling(FLOOR_APP)
-        servers = {FLOOR: floor, "Parley": parley}
-        for server in servers.values():
-            server.start()
-        try:
-            seq = asyncio.run(_sequential(servers, upstream, args.replies, args.long_runs))
-        finally:
-            floor.stop()
-            parley.stop()
-        by_level = {}
-        for n in levels:
-            tag = f"floor-{n}-{time.time_ns()}"
-            by_level[n] = {"upstream": {"replies": asyncio.run(_direct(upstream, n, tag)), "cpu": None}}
-            for name, server in servers.items():
-                by_level[n][name] = _concurrent(server, n, f"{tag}-{name[:5]}")
-    section = report(seq, by_level, ["upstream", *servers])
+    databases = [d for d in args.databases.split(",") if d]
+    if "postgres" in databases and not postgres_available():
+        print("PostgreSQL is not reachable on 127.0.0.1:5432: the floor runs on SQLite only", file=sys.stderr)
+        databases.remove("postgres")
+    members = max(levels + [1])
+    by_level: dict = {}
+    with FakeUpstream() as upstream:
+        for database in databases:
+            with Parley(upstream, database=database, members=members, daphne=args.daphne) as parley:
+                servers = {FLOOR: parley.sibling(FLOOR_APP), "Parley": parley}
+                if database == databases[0]:  # one at a time: on the first database only
+                    for server in servers.values():
+                        server.start()
+                    try:
+                        seq = asyncio.run(_sequential(servers, upstream, args.replies, args.long_runs))
+                    finally:
+                        for server in servers.values():
+                            server.stop()
+                for n in levels:
+                    tag = f"floor-{database}-{n}-{time.time_ns()}"
+                    runs = by_level[(n, database)] = {
+                        "upstream": {"replies": asyncio.run(_direct(upstream, n, tag)), "cpu": None}
+                    }
+                    if database == databases[0]:
+                        runs[HTTPX] = {"replies": _httpx_alone(parley, upstream, n), "cpu": None}
+                    for name, server in servers.items():
+                        runs[name] = _concurrent(server, n, f"{tag}-{name[:5]}")
+    section = report(seq, by_level, ["upstream", FLOOR, "Parley"])
     emit([section], args.json)
     return 0
 
