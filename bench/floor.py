@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from bench.clients import Direct, Reply, Tab, expected_text, prompt
+from bench.clients import Direct, Reply, Tab, prompt
 from bench.concurrency import TOKEN_DELAY, TOKENS, _direct, _through_parley, _warm
 from bench.harness import (
     DAPHNE,
@@ -38,18 +38,13 @@ from bench.harness import (
     postgres_available,
     table,
 )
+from bench.relay import _check
 
 FLOOR_APP = "bench.floor_app:application"
 FLOOR = "floor (fixed stack only)"
 HTTPX = "httpx alone, no server (time to the first body chunk)"
 SHORT = 200
 LONG = 5000
-
-
-def _checked(reply: Reply, content: str, tokens: int) -> Reply:
-    if reply.ok and reply.text != expected_text(content, tokens):
-        reply.error = "text differs from what the upstream sent"
-    return reply
 
 
 async def _sequential(servers: dict[str, Parley], upstream: FakeUpstream, replies: int, long_runs: int) -> dict:
@@ -68,11 +63,11 @@ async def _sequential(servers: dict[str, Parley], upstream: FakeUpstream, replie
         for i in range(replies):
             for path in paths:  # interleaved, so load from elsewhere falls on all alike
                 content = prompt(SHORT, 0, f"short-{path}-{i}")
-                out[f"{path}-short"].append(_checked(await ask(path, content), content, SHORT))
+                out[f"{path}-short"].append(_check(await ask(path, content), content, SHORT))
         for i in range(long_runs):
             for path in paths:
                 content = prompt(LONG, 0, f"long-{path}-{i}")
-                out[f"{path}-long"].append(_checked(await ask(path, content), content, LONG))
+                out[f"{path}-long"].append(_check(await ask(path, content), content, LONG))
     finally:
         await direct.close()
         for tab in tabs.values():
