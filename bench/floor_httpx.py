@@ -18,13 +18,16 @@ import json
 import os
 import time
 
+from bench.clients import prompt
+from bench.harness import MODEL_ID
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 
 async def _first_chunk(base_url: str, content: str, *, whole: bool = False) -> float:
     from chat import llm
 
-    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}], "stream": True}
+    body = {"model": MODEL_ID, "messages": [{"role": "user", "content": content}], "stream": True}
     started = time.perf_counter()
     first = float("nan")
     with llm._lease() as client:
@@ -44,7 +47,7 @@ async def _first_chunk(base_url: str, content: str, *, whole: bool = False) -> f
 async def _run(base_url: str, replies: int, content: str) -> list[float]:
     # Open the pool's connections first, as a server that has been up for a while has them
     # (read whole, so each goes back to the pool; a response closed early closes its connection).
-    warm = "floor warm-up [[fake tokens=5 token_delay=0]]"
+    warm = prompt(5, 0, "floor-warm-up")
     await asyncio.gather(*(_first_chunk(base_url, warm, whole=True) for _ in range(replies)))
     return list(await asyncio.gather(*(_first_chunk(base_url, content) for _ in range(replies))))
 
@@ -55,7 +58,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--replies", type=int, default=200)
-    parser.add_argument("--content", default="floor [[fake tokens=200 token_delay=0.02]]")
+    parser.add_argument("--content", default=prompt(200, 0.02, "floor-httpx"))
     args = parser.parse_args(argv)
     django.setup()
     print(json.dumps(asyncio.run(_run(args.base_url.rstrip("/"), args.replies, args.content))))

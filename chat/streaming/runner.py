@@ -61,6 +61,7 @@ class ReplyRunner:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._last_flush = 0.0
         self._coalesce = settings.PARLEY_DELTA_COALESCE_MS / 1000
+        self._frame_budget = settings.PARLEY_DELTA_FRAMES_PER_SECOND
         self._beats: Heartbeats | None = None  # this process's live replies, once streaming
         self._stream_task: asyncio.Task | None = None
         self.control: str | None = None
@@ -94,7 +95,7 @@ class ReplyRunner:
         200 replies 30 ms apart they were a fifth of the process's CPU, docs/performance.md),
         and never wider than ``COALESCE_MAX``."""
         live = len(self._beats.runners) if self._beats is not None else 1
-        budget = settings.PARLEY_DELTA_FRAMES_PER_SECOND
+        budget = self._frame_budget
         widened = min(live / budget, COALESCE_MAX) if budget > 0 else 0.0
         return max(self._coalesce, widened)
 

@@ -110,21 +110,20 @@ async def test_frames_are_spaced_wider_when_the_process_streams_too_many_replies
     await tab.close()
 
 
-def test_the_coalescing_interval_widens_with_the_replies_streaming_in_the_process(settings):
+def test_the_coalescing_interval_widens_with_the_replies_streaming_in_the_process():
     from types import SimpleNamespace
 
     from chat.streaming.runner import COALESCE_MAX, ReplyRunner
 
-    settings.PARLEY_DELTA_COALESCE_MS = 30
-    settings.PARLEY_DELTA_FRAMES_PER_SECOND = 2000
-    reply = ReplyRunner.__new__(ReplyRunner)
+    reply = ReplyRunner.__new__(ReplyRunner)  # the arithmetic only: no plan, no loop
     reply._coalesce = 0.03
+    reply._frame_budget = 2000
     reply._beats = None
     assert reply.coalesce_interval() == 0.03  # not streaming yet
     for live, expected in ((1, 0.03), (60, 0.03), (200, 0.1), (400, 0.2), (5000, COALESCE_MAX)):
         reply._beats = SimpleNamespace(runners=dict.fromkeys(range(live)))
         assert reply.coalesce_interval() == pytest.approx(expected)
-    settings.PARLEY_DELTA_FRAMES_PER_SECOND = 0  # no budget: the fixed interval only
+    reply._frame_budget = 0  # no budget: the fixed interval only
     assert reply.coalesce_interval() == 0.03
 
 
