@@ -2,7 +2,7 @@
 
 One row per message, indexed by (conversation, created): nothing stores a conversation as
 one blob (PEERS.md item 6). A reply in progress is a Message with status ``streaming`` whose
-``heartbeat_at`` its worker refreshes while it is alive (see chat.streaming.sweep).
+``heartbeat_at`` its worker refreshes while it is alive (see chat.transport.sweep).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chat import runtime  # noqa: E402
-from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.transport.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

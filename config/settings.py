@@ -159,7 +159,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "chat.layers.InMemoryChannelLayer",  # the stock one, minus O(N) scans
+            "BACKEND": "chat.transport.layers.InMemoryChannelLayer",  # the stock one, minus O(N) scans
             "CONFIG": {"capacity": env.int("PARLEY_LAYER_CAPACITY", default=1000)},
         }
     }

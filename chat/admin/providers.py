@@ -17,32 +17,33 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_post_parameters
 
-from chat import crypto, llm, upstream
+from chat import crypto
+from chat.catalog.providers import provider_sync_models
 from chat.errors import ParleyError
 from chat.models import ChatModel, Provider
-from chat.services.providers import provider_sync_models
+from chat.upstream import client, wire
 
 logger = logging.getLogger(__name__)
 
 
 def validate_base_url(value: str) -> str:
-    """The form's face of :func:`chat.upstream.validate_base_url`, the one rule for base URLs.
+    """The form's face of :func:`chat.upstream.wire.validate_base_url`, the one rule for base URLs.
 
     Userinfo (``https://api.openai.com@evil``), a query (``https://evil/?api.openai.com``) or a
     fragment can make a URL look like one host while pointing at another (T25), and a key is
     sent to whatever this URL names, so they are refused outright.
     """
     try:
-        return upstream.validate_base_url(value)
-    except upstream.InvalidEndpoint as exc:
+        return wire.validate_base_url(value)
+    except wire.InvalidEndpoint as exc:
         raise ValidationError(str(exc)) from None
 
 
 def validate_api_key(key: str) -> None:
     """Refuse a key the HTTP client could not send (its error would quote the header, key included)."""
     try:
-        upstream.Endpoint(base_url="https://example.invalid", api_key=key)
-    except upstream.InvalidEndpoint:
+        wire.Endpoint(base_url="https://example.invalid", api_key=key)
+    except wire.InvalidEndpoint:
         raise ValidationError(_("The API key contains spaces or characters an API key cannot have.")) from None
 
 
@@ -125,7 +126,7 @@ def provider_test_connection(provider: Provider) -> int:
     Under daphne this view runs in a worker thread and async_to_sync hands the call to the
     server's event loop, so it shares that loop's connection pool.
     """
-    return len(async_to_sync(llm.list_models)(llm.Endpoint.for_provider(provider)))
+    return len(async_to_sync(client.list_models)(client.Endpoint.for_provider(provider)))
 
 
 @admin.register(Provider)

@@ -39,7 +39,7 @@ _FIRST_PAGE = 200
 
 @dataclass(frozen=True)
 class Prompt:
-    # Body for POST /chat/completions without ``stream``/``stream_options`` (chat/llm.py adds them).
+    # Body for POST /chat/completions without ``stream``/``stream_options`` (chat/upstream/client.py adds them).
     payload: dict
     prompt_tokens: int  # what the messages cost, framing and reply priming included
     reply_tokens: int  # the most the reply can cost: what budget_reserve must hold for it

@@ -1,4 +1,4 @@
-"""Saving a reply as it streams and when it ends (called by chat.streaming.runner)."""
+"""Saving a reply as it streams and when it ends (called by chat.transport.runner)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat import tokens
+from chat.core.budget import usage_settle_locked
 from chat.models import Conversation, Message
-from chat.services.quota import usage_settle_locked
 
 
 def replies_save_progress(*, texts: dict) -> set:

@@ -17,13 +17,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from chat import tokens
+from chat.core.budget import budget_reserve, rate_limit_hit
+from chat.core.moderation import blocklist_match
 from chat.errors import BadRequest, Busy, NoProvider, ParleyError, TooManyReplies
 from chat.models import Conversation, Message
 from chat.selectors import conversation_for_user, model_for_user
 from chat.services.conversations import conversation_create
-from chat.services.moderation import blocklist_match
 from chat.services.prompt import Prompt, prompt_build
-from chat.services.quota import budget_reserve, rate_limit_hit
 
 CLIENT_ID_MAX = 64
 

@@ -143,7 +143,7 @@ def _walk_ws(patterns, prefix_route="", prefix_path=""):
 
 
 def websocket_routes() -> list[Route]:
-    from chat.routing import websocket_urlpatterns
+    from chat.transport.routing import websocket_urlpatterns
 
     return list(_walk_ws(websocket_urlpatterns))
 

@@ -103,7 +103,7 @@ def test_the_websocket_branch_checks_origin_then_loads_the_session_and_user():
         assert layer is not None, f"the websocket stack ends before the URLRouter: {chain}"
     # AuthMiddlewareStack = CookieMiddleware(SessionMiddleware(AuthMiddleware(inner))).
     assert chain == [CookieMiddleware, SessionMiddleware, AuthMiddleware]
-    from chat.routing import websocket_urlpatterns
+    from chat.transport.routing import websocket_urlpatterns
 
     assert layer.routes == websocket_urlpatterns
 

@@ -51,7 +51,7 @@ ROUTES = {
 # catches a custom admin view someone forgot to wrap. Explicit ROUTES entries win.
 NAMESPACES = {"admin": ADMIN}
 
-# Keyed by the websocket route pattern in chat/routing.py.
+# Keyed by the websocket route pattern in chat/transport/routing.py.
 WEBSOCKET_ROUTES = {
     "ws/chat/": MEMBER,
 }
@@ -104,7 +104,7 @@ def test_the_inventory_lists_no_route_that_is_gone():
 
 def test_every_websocket_route_is_classified():
     routes = websocket_routes()
-    assert routes, "chat.routing has no websocket route"
+    assert routes, "chat.transport.routing has no websocket route"
     unclassified = sorted(route.key for route in routes if route.key not in WEBSOCKET_ROUTES)
     assert not unclassified, (
         f"Unclassified websocket routes: {unclassified}. Add each to WEBSOCKET_ROUTES in "

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from chat.streaming.sweep import sweep_stale_replies
+from chat.transport.sweep import sweep_stale_replies
 
 
 class Command(BaseCommand):
