@@ -19,6 +19,11 @@ logger = logging.getLogger(__name__)
 _tasks: set[asyncio.Task] = set()
 # The open chat sockets of this process (their consumers), closed with 1012 at shutdown.
 _sockets: weakref.WeakSet = weakref.WeakSet()
+# Reply id -> an event the first socket of this process to write the reply's first delta sets.
+# A fast upstream fills our socket buffer faster than the reply task reads it, so the task
+# reads on without pause and the first token would reach the browser with the last; the task
+# waits (bounded) for this event before reading on. Process-local, like the task itself.
+first_delta_written: dict[str, asyncio.Event] = {}
 CLOSE_SERVICE_RESTART = 1012
 SHUTDOWN_TIMEOUT = 5.0  # seconds the replies get to save their text as interrupted
 CLOSE_GRACE = 0.5  # seconds for the close frames to go out

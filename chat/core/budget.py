@@ -1,4 +1,4 @@
-"""Budgets and limits, enforced: monthly token and cost budgets, and a per-member request rate.
+"""Budgets, enforced: monthly token and cost budgets, reserved before a call and settled after it.
 
 A reply reserves its worst case (prompt plus the most the reply can cost) before its
 upstream call, under a lock on the member's UsageMonth row, and settles to the real usage
@@ -12,14 +12,10 @@ Months are calendar months in UTC; a budget resets at 00:00 UTC on the first of 
 from __future__ import annotations
 
 import datetime as dt
-import math
-import time
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import DecimalField, F, PositiveBigIntegerField, Value
 from django.db.models.functions import Greatest
@@ -27,15 +23,11 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
 from chat import tokens
-from chat.errors import QuotaExceeded, RateLimited
+from chat.errors import QuotaExceeded
 from chat.models import ChatModel, Conversation, Message, UsageMonth, UsageRecord
 
 # Money is stored with 6 decimal places (UsageMonth, Message, UsageRecord).
 MONEY = Decimal("0.000001")
-RATE_WINDOW = 60  # seconds: the limit is "per minute"
-
-# Read through this name so tests can move time forward without sleeping.
-_clock = time.time
 
 
 @dataclass(frozen=True)
@@ -341,52 +333,3 @@ def budget_status(*, user) -> dict:
         "cost_remaining": None if cost_budget is None else str(_money(max(cost_budget - cost_held, Decimal(0)))),
         "resets_at": month_reset(month).isoformat(),
     }
-
-
-def rate_limit_hit(*, user) -> None:
-    """Count one reply request of ``user``; raise RateLimited past the per-minute limit.
-
-    A sliding window approximated from two fixed one-minute windows (the previous window's
-    count weighted by how much of it still overlaps the last minute), kept in Django's cache:
-    Redis in production, so every worker process shares the counts. Keyed by the member's
-    id only: new sockets, sessions or a forged X-Forwarded-For cannot reset it (T32).
-    A limit of 0 turns it off. Refused requests are not counted.
-    """
-    limit = getattr(settings, "PARLEY_RATE_LIMIT_PER_MINUTE", 20)
-    if not limit or limit <= 0:
-        return
-    now = _clock()
-    window = int(now // RATE_WINDOW)
-    elapsed = now - window * RATE_WINDOW
-    key = f"parley:rate:{user.pk}:{window}"
-    # Two windows must stay readable: this one and, during the next, as "previous".
-    cache.add(key, 0, timeout=RATE_WINDOW * 2 + 5)
-    try:
-        current = cache.incr(key)
-    except ValueError:
-        # The key vanished between add and incr (evicted): start this window again.
-        cache.set(key, 1, timeout=RATE_WINDOW * 2 + 5)
-        current = 1
-    previous = cache.get(f"parley:rate:{user.pk}:{window - 1}", 0)
-    weight = 1 - elapsed / RATE_WINDOW
-    if previous * weight + current <= limit:
-        return
-    cache.decr(key)
-    seconds = _retry_after(limit, previous, current - 1, elapsed)
-    raise RateLimited(
-        _("You can send %(limit)s messages a minute. Try again in %(seconds)s seconds.")
-        % {"limit": limit, "seconds": seconds},
-        retry_after=seconds,
-    )
-
-
-def _retry_after(limit: int, previous: int, current: int, elapsed: float) -> int:
-    """Whole seconds until one more request fits, if no other request arrives meanwhile."""
-    if current + 1 > limit:
-        # This window alone is full: wait for the next, then for enough of this one to slide out.
-        wait = (RATE_WINDOW - elapsed) + RATE_WINDOW * (1 - (limit - 1) / current)
-    else:
-        # The previous window's share is what is over: wait until enough of it slides out
-        # (at the latest the next window, where this one's count alone fits).
-        wait = min(RATE_WINDOW * (1 - (limit - 1 - current) / previous) - elapsed, RATE_WINDOW - elapsed)
-    return max(1, math.ceil(wait))

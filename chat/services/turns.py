@@ -17,8 +17,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from chat import tokens
-from chat.core.budget import budget_reserve, rate_limit_hit
+from chat.core.budget import budget_reserve
 from chat.core.moderation import blocklist_match
+from chat.core.rate import rate_limit_hit
 from chat.errors import BadRequest, Busy, NoProvider, ParleyError, TooManyReplies
 from chat.models import Conversation, Message
 from chat.selectors import conversation_for_user, model_for_user

@@ -25,7 +25,7 @@ from chat.errors import BadRequest, NotFound, ParleyError
 from chat.selectors import conversation_for_user, conversation_messages
 from chat.serializers import conversation_to_dict, message_to_dict
 from chat.services import turns
-from chat.transport.events import control_group, conversation_group, first_delta_written, user_group
+from chat.transport.events import control_group, conversation_group, user_group
 from chat.transport.runner import ReplyRunner
 
 logger = logging.getLogger(__name__)
@@ -342,7 +342,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             held.append(event)
             return
         await self.send_json(event)
-        if event["offset"] == 0 and (written := first_delta_written.get(event["message_id"])) is not None:
+        if event["offset"] == 0 and (written := runtime.first_delta_written.get(event["message_id"])) is not None:
             written.set()  # the reply task, in this process, may read on (runner._stream)
 
     async def reply_snapshot(self, event):

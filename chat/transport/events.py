@@ -21,9 +21,3 @@ def _hex(value) -> str:
 
     return uuid.UUID(str(value)).hex
 
-
-# Reply id -> an event the first socket of this process to write the reply's first delta sets.
-# A fast upstream fills our socket buffer faster than the reply task reads it, so the task
-# reads on without pause and the first token would reach the browser with the last; the task
-# waits (bounded) for this event before reading on. Process-local, like the task itself.
-first_delta_written: dict[str, object] = {}

@@ -21,14 +21,14 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from chat import tokens
+from chat import runtime, tokens
 from chat.core.moderation import moderation_gate
 from chat.errors import MessageBlocked, ModerationUnavailable, ParleyError
 from chat.models import Message
 from chat.serializers import message_to_dict
 from chat.services.replies import replies_save_progress, reply_finish
 from chat.services.turns import ReplyPlan
-from chat.transport.events import control_group, conversation_group, first_delta_written
+from chat.transport.events import control_group, conversation_group
 from chat.transport.titles import title_generate
 from chat.upstream import client
 
@@ -190,7 +190,7 @@ class ReplyRunner:
         control = self.control
         sender = asyncio.create_task(self._sender(), name=f"reply-sender-{self.reply_id}")
         listener = asyncio.create_task(self._listen(control), name=f"reply-control-{self.reply_id}")
-        first_delta_written[str(self.reply_id)] = self._first_written
+        runtime.first_delta_written[str(self.reply_id)] = self._first_written
         try:
             status, error = await self._produce()
         except asyncio.CancelledError:
@@ -206,7 +206,7 @@ class ReplyRunner:
             sender.cancel()
             raise
         finally:
-            first_delta_written.pop(str(self.reply_id), None)
+            runtime.first_delta_written.pop(str(self.reply_id), None)
             _heartbeats().discard(self)
             with contextlib.suppress(Exception):
                 await self.layer.group_discard(control_group(self.conversation_id), control)

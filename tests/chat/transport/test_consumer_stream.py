@@ -143,7 +143,7 @@ async def test_a_fast_model_waits_for_the_first_delta_to_be_written_not_for_a_ti
     assert final["status"] == "complete" and tab.texts[final["id"]] == final["content"]
     # The first frame is the first token alone; the rest were coalesced behind it.
     assert deltas[0]["offset"] == 0 and len(deltas[0]["text"]) < len(final["content"]) / 100
-    assert runner.first_delta_written == {}
+    assert runtime.first_delta_written == {}
     await tab.close()
 
 

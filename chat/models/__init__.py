@@ -1,0 +1,17 @@
+"""Parley's chat data, one module per subject; every model is importable from ``chat.models``."""
+
+from chat.models.catalog import ChatModel, Provider
+from chat.models.conversations import Conversation, Message
+from chat.models.moderation import BlocklistEntry, ModerationEvent
+from chat.models.usage import UsageMonth, UsageRecord
+
+__all__ = [
+    "BlocklistEntry",
+    "ChatModel",
+    "Conversation",
+    "Message",
+    "ModerationEvent",
+    "Provider",
+    "UsageMonth",
+    "UsageRecord",
+]
