@@ -27,5 +27,5 @@ application = ProtocolTypeRouter(
 )
 
 # Under daphne, a SIGTERM saves every streaming reply as interrupted and closes the sockets
-# with 1012 before the process exits (SECURITY.md T43).
+# with 1012 before the process exits (docs/security.md T43).
 runtime.install_shutdown_hook()

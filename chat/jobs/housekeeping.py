@@ -2,7 +2,7 @@
 
 - the sweep of replies whose worker died (at start-up, then every PARLEY_SWEEP_INTERVAL);
 - the model catalog refresh from each provider's /models (every PARLEY_MODEL_SYNC_INTERVAL),
-  so no page ever waits on a provider (PEERS.md item 9).
+  so no page ever waits on a provider (docs/architecture.md, promise 9).
 
 It runs in a daemon thread of the serving process; both jobs are idempotent, so several
 processes running them at once is safe.

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from django.db.models import CharField
 from django.db.models.functions import Cast
-from django.utils.crypto import salted_hmac
 
 from chat import tokens
+from chat.core.calls import caller_pseudonym
 from chat.errors import NoProvider
 from chat.models import Conversation, Message
 from chat.services.trimming import PromptMessage, fixed_cost, keep_newest
@@ -29,7 +29,6 @@ from chat.services.trimming import PromptMessage, fixed_cost, keep_newest
 # Sampling parameters copied into the request only when the conversation sets them, so the
 # provider's own defaults apply otherwise (and models that reject some of them still work).
 SAMPLING_FIELDS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
-PSEUDONYM_LENGTH = 32
 _REPLAYED = [Message.Role.USER, Message.Role.ASSISTANT]
 _REPLAYED_STATUSES = [Message.Status.COMPLETE, Message.Status.STOPPED]
 # Rows in the first page read while trimming walks back from the newest message; each
@@ -45,15 +44,6 @@ class Prompt:
     reply_tokens: int  # the most the reply can cost: what budget_reserve must hold for it
     omitted: int  # history messages left out to fit the context window
     encoding: str = tokens.O200K  # the encoding counts were made in (for usage_estimate)
-
-
-def user_pseudonym(user_id) -> str:
-    """A stable id for the member that reveals nothing about them: OpenAI's ``user`` field.
-
-    HMAC-SHA256 keyed by SECRET_KEY (through Django's salted_hmac, so this value is useless
-    for anything else signed with the same key), hex, truncated.
-    """
-    return salted_hmac("parley.upstream-user", str(user_id), algorithm="sha256").hexdigest()[:PSEUDONYM_LENGTH]
 
 
 def message_token_count(message: Message, encoding_name: str) -> int:
@@ -222,7 +212,7 @@ def prompt_build(*, conversation: Conversation, newest: Message) -> Prompt:
     stop = [sequence for sequence in conversation.stop or [] if sequence][:4]
     if stop:
         payload["stop"] = stop
-    payload["user"] = user_pseudonym(conversation.owner_id)
+    payload["user"] = caller_pseudonym(conversation.owner_id)
     return Prompt(
         payload=payload,
         prompt_tokens=prompt_tokens,

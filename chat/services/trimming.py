@@ -5,7 +5,7 @@ fits, then the member's new message. Whole messages are dropped from the oldest 
 reply is never kept once the question it answered has been dropped (a reply on its own
 would read to the model as something it said unprompted). The caller learns how many
 messages were left out, so the interface can say so instead of losing context silently
-(PEERS.md item 3).
+(docs/architecture.md, promise 3).
 """
 
 from __future__ import annotations

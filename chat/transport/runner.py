@@ -295,6 +295,7 @@ class ReplyRunner:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             estimated=estimated,
+            reservation_id=self.plan.admission.reservation_id,
         )
         if message is not None:
             self._outbox.put_nowait((self.group, {"type": "reply.done", "message": message_to_dict(message)}))

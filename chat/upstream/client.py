@@ -1,11 +1,12 @@
 """The one door out: every HTTP request to a model provider goes through this module.
 
-It is the only module that imports httpx (STYLE.md; a test enforces it). It speaks the OpenAI
-API (``/chat/completions`` as server-sent events, ``/moderations``, ``/models``); what the
-bytes mean is read by the pure :mod:`chat.upstream.wire` and :mod:`chat.upstream.sse`. Every transport or
-protocol failure becomes :class:`chat.errors.UpstreamError` with a stable code.
+It is the only module that imports httpx (docs/architecture.md; tests/test_architecture.py
+enforces it). It speaks the OpenAI API (``/chat/completions`` as server-sent events,
+``/embeddings``, ``/moderations``, ``/models``); what the bytes mean is read by the pure
+:mod:`chat.upstream.wire` and :mod:`chat.upstream.sse`. Every transport or protocol failure
+becomes :class:`chat.errors.UpstreamError` with a stable code.
 
-Rules kept here, each with its SECURITY.md row:
+Rules kept here, each with its docs/security.md row:
 
 - Retries follow the official OpenAI client (T35): at most ``PARLEY_UPSTREAM_MAX_RETRIES``
   (2), only before the response starts streaming, only on connection errors, 408, 409, 429 and
@@ -39,6 +40,7 @@ from django.utils.translation import gettext as _
 from chat.errors import UpstreamError
 from chat.upstream import sse
 from chat.upstream.wire import (
+    Embeddings,
     Endpoint,
     InvalidEndpoint,
     ModerationResult,
@@ -48,6 +50,7 @@ from chat.upstream.wire import (
     chunk_event,
     clean_upstream_text,
     completion_events,
+    embeddings_result,
     error_fields,
     model_ids,
     moderation_result,
@@ -384,6 +387,14 @@ async def _call_json(endpoint: Endpoint, method: str, path: str, body=None, max_
 async def moderate(endpoint: Endpoint, text: str, *, max_retries: int | None = None) -> ModerationResult:
     """``POST /moderations`` for one text: whether it is flagged, and the flagged categories."""
     return moderation_result(await _call_json(endpoint, "POST", "moderations", {"input": text}, max_retries))
+
+
+async def embed(endpoint: Endpoint, model: str, inputs: list[str], *, user: str = "", max_retries=None) -> Embeddings:
+    """``POST /embeddings`` for a batch of texts: their vectors in input order and the tokens billed."""
+    body: dict = {"model": model, "input": list(inputs), "encoding_format": "float"}
+    if user:
+        body["user"] = user
+    return embeddings_result(await _call_json(endpoint, "POST", "embeddings", body, max_retries), len(inputs))
 
 
 async def list_models(endpoint: Endpoint, *, max_retries: int | None = None) -> list[str]:

@@ -129,6 +129,14 @@ class ModerationResult:
     categories: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Embeddings:
+    """A ``/embeddings`` answer: one vector per input, in input order, and the tokens billed."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
 # --- retries ------------------------------------------------------------------------------
 def retry_after_seconds(headers) -> float | None:
     """Seconds the upstream asks us to wait (``retry-after-ms``, ``Retry-After`` seconds or date)."""
@@ -330,6 +338,33 @@ def moderation_result(data) -> ModerationResult:
     if flagged and not categories:
         categories.add("flagged")
     return ModerationResult(flagged=flagged, categories=sorted(categories) if flagged else [])
+
+
+def embeddings_result(data, count: int) -> Embeddings:
+    """Read a ``/embeddings`` answer for ``count`` inputs: vectors put back in input order
+    (the API gives each an ``index``), all of one length, with the usage it reports."""
+    items = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(items, list) or len(items) != count:
+        raise bad_shape("embeddings")
+    vectors: list[list[float] | None] = [None] * count
+    for position, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("embedding"), list):
+            raise bad_shape("embeddings")
+        index = item.get("index", position)
+        if type(index) is not int or not 0 <= index < count or vectors[index] is not None:
+            raise bad_shape("embeddings")
+        vector = item["embedding"]
+        if not vector or not all(type(x) in (int, float) for x in vector):
+            raise bad_shape("embeddings")
+        vectors[index] = [float(x) for x in vector]
+    if len({len(v) for v in vectors if v is not None}) != 1:
+        raise bad_shape("embeddings")
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    prompt_tokens = usage.get("prompt_tokens")
+    return Embeddings(
+        vectors=[v for v in vectors if v is not None],
+        prompt_tokens=prompt_tokens if type(prompt_tokens) is int and prompt_tokens >= 0 else 0,
+    )
 
 
 def model_ids(data) -> list[str]:

@@ -21,6 +21,7 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from chat import selectors
+from chat.core import grants
 from chat.errors import BadRequest, ModelUnavailable, NotFound, ParleyError
 from chat.serializers import conversation_to_dict, message_to_dict
 from chat.services.conversations import conversation_delete, conversation_update
@@ -167,7 +168,7 @@ def model_to_dict(model) -> dict:
 
 @api_view("GET")
 def model_list(request):
-    return JsonResponse({"models": [model_to_dict(m) for m in selectors.models_for_user(user=request.user)]})
+    return JsonResponse({"models": [model_to_dict(m) for m in grants.models_granted(user=request.user)]})
 
 
 @api_view("GET", "PUT")

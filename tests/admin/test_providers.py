@@ -190,13 +190,14 @@ def test_sync_models_fills_the_catalog_from_the_provider(admin_client, provider,
         follow=True,
     )
     body = response.content.decode()
-    assert "models synced: 3 listed, 2 new chat models added, 1 that are not chat models skipped." in body
+    assert "models synced: 3 listed, 3 new models added, 0 that Parley cannot call skipped." in body
     assert "is now the default model" in body
     assert_no_key(body)
-    assert set(ChatModel.objects.filter(provider=provider).values_list("model_id", flat=True)) == {
+    assert set(ChatModel.objects.filter(provider=provider, kind="chat").values_list("model_id", flat=True)) == {
         "gpt-4o",
         "gpt-4.1-mini",
     }
+    assert ChatModel.objects.get(provider=provider, model_id="text-embedding-3-small").kind == "embedding"
     assert ChatModel.objects.filter(is_default=True).count() == 1
 
 

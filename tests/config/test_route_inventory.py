@@ -1,4 +1,4 @@
-"""Route inventory (SECURITY.md T04): every HTTP and websocket route is classified, and only
+"""Route inventory (docs/security.md T04): every HTTP and websocket route is classified, and only
 public routes answer anonymous users; members never reach an admin route.
 
 Adding a route? Add one line to ROUTES (HTTP) or WEBSOCKET_ROUTES below:
@@ -92,7 +92,7 @@ def test_every_http_route_is_classified():
     unclassified = sorted(route.key for route in HTTP if _classify(route) is None)
     assert not unclassified, (
         f"Unclassified routes: {unclassified}. Add each to ROUTES in tests/config/test_route_inventory.py "
-        "as PUBLIC, MEMBER or ADMIN (SECURITY.md T04)."
+        "as PUBLIC, MEMBER or ADMIN (docs/security.md T04)."
     )
 
 

@@ -40,8 +40,12 @@ def fake_provider(fake_upstream, name="Fake", **fields):
 def catalog(provider):
     return {
         m.model_id: (m.context_window, m.max_output_tokens, m.input_price_per_million, m.output_price_per_million)
-        for m in ChatModel.objects.filter(provider=provider)
+        for m in ChatModel.objects.filter(provider=provider, kind="chat")
     }
+
+
+def kinds(provider):
+    return dict(ChatModel.objects.filter(provider=provider).exclude(kind="chat").values_list("model_id", "kind"))
 
 
 # --- the provider from the environment ----------------------------------------------------
@@ -116,7 +120,17 @@ def test_a_sync_adds_the_chat_models_with_their_real_windows_and_prices(fake_ups
     provider = fake_provider(fake_upstream)
     result = provider_sync_models(provider)
 
-    assert result == {"listed": 11, "added": 6, "skipped": 5, "default": "gpt-4o-mini"}
+    assert result == {"listed": 11, "added": 11, "skipped": 0, "default": "gpt-4o-mini"}
+    assert kinds(provider) == {
+        "text-embedding-3-small": "embedding",
+        "whisper-1": "transcription",
+        "tts-1": "speech",
+        "dall-e-3": "image",
+        "omni-moderation-latest": "moderation",
+    }
+    embedding = ChatModel.objects.get(provider=provider, model_id="text-embedding-3-small")
+    assert embedding.input_price_per_million == Decimal("0.02")  # priced in its own units
+    assert ChatModel.objects.get(provider=provider, model_id="dall-e-3").image_prices["1024x1024/hd"] == "0.08"
     assert catalog(provider) == {
         "gpt-4o-mini": (128_000, 16_384, Decimal("0.15"), Decimal("0.60")),
         "gpt-4o": (128_000, 16_384, Decimal("2.50"), Decimal("10.00")),
@@ -188,7 +202,7 @@ def test_the_periodic_sync_takes_only_enabled_providers_that_are_due(fake_upstre
 
     assert results == {
         "Down": "upstream_unavailable",
-        "Stale": {"listed": 11, "added": 6, "skipped": 5, "default": "gpt-4o-mini"},
+        "Stale": {"listed": 11, "added": 11, "skipped": 0, "default": "gpt-4o-mini"},
     }
     stale.refresh_from_db()
     assert timezone.now() - stale.models_synced_at < timedelta(minutes=1)
@@ -210,8 +224,8 @@ def test_setup_providers_creates_the_provider_and_its_models(env, fake_upstream)
     call_command("setup_providers", stdout=out)
     provider = Provider.objects.get(from_environment=True)
     assert provider.use_moderation is False  # not api.openai.com
-    assert ChatModel.objects.filter(provider=provider).count() == 6
-    assert "6 new models" in out.getvalue()
+    assert ChatModel.objects.filter(provider=provider).count() == 11
+    assert "11 new models" in out.getvalue()
 
     call_command("setup_providers", stdout=io.StringIO())  # recent: no second fetch
     assert len(fake_upstream.requests) == 1
@@ -283,3 +297,28 @@ def test_dated_variants_match_their_family_by_prefix(model_id, family):
 )
 def test_non_chat_models_are_recognised(model_id, chat):
     assert families.is_chat_model(model_id) is chat
+
+
+@pytest.mark.parametrize(
+    ("model_id", "kind"),
+    [
+        ("gpt-4o", "chat"),
+        ("llama-3-8b-instruct", "chat"),
+        ("ft:gpt-4o-mini:acme::abc123", "chat"),
+        ("text-embedding-3-large", "embedding"),
+        ("nomic-embed-text-v1.5", "embedding"),
+        ("whisper-1", "transcription"),
+        ("gpt-4o-mini-transcribe", "transcription"),
+        ("tts-1-hd", "speech"),
+        ("gpt-4o-mini-tts", "speech"),
+        ("dall-e-3", "image"),
+        ("gpt-image-1", "image"),
+        ("omni-moderation-latest", "moderation"),
+        ("text-moderation-stable", "moderation"),
+        ("gpt-4o-realtime-preview", None),
+        ("gpt-3.5-turbo-instruct", None),
+        ("o1-pro", None),
+    ],
+)
+def test_the_sync_classifies_models_by_kind(model_id, kind):
+    assert families.kind_of(model_id) == kind

@@ -1,4 +1,4 @@
-"""Where the provider key goes, and where it never appears (SECURITY.md T25, T27)."""
+"""Where the provider key goes, and where it never appears (docs/security.md T25, T27)."""
 
 import logging
 import sys
