@@ -86,6 +86,7 @@ def _system_tokens(text: str, encoding_name: str) -> int:
 
 def _reply_reservation(conversation: Conversation, window: int) -> tuple[int, bool]:
     """Tokens the trimming keeps free for the reply, and whether max_tokens is sent upstream."""
+    assert conversation.model is not None  # reply_begin gives every replied conversation a model
     max_output = conversation.model.max_output_tokens or window
     if conversation.max_tokens:
         # The member's choice, but never above what the model can write: a larger value

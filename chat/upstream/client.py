@@ -31,7 +31,8 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator
+import typing
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import httpx  # noqa: TID251 - this is the one module allowed to talk HTTP to upstreams
 from django.conf import settings
@@ -249,7 +250,7 @@ def _transport_error(exc: httpx.HTTPError, endpoint: Endpoint) -> UpstreamError:
 # --- the calls ----------------------------------------------------------------------------
 async def stream_chat(
     endpoint: Endpoint, payload: dict, *, max_retries: int | None = None
-) -> AsyncIterator[StreamEvent]:
+) -> AsyncGenerator[StreamEvent, None]:
     """Stream a chat completion: content deltas of choice 0, then finish_reason, then usage.
 
     An async generator; close it (``contextlib.aclosing``) or cancel its consumer to close the
@@ -296,16 +297,16 @@ def _split_lines(data: bytes) -> tuple[list[bytes], bytes]:
     return lines, rest + b"\r" if carry_cr else rest
 
 
-def _body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+def _body_chunks(response: httpx.Response) -> AsyncGenerator[bytes, None]:
     # The raw body when it is not compressed (we ask for identity): httpx's aiter_lines stacks
     # three more generators (bytes, text, lines) over it, which cost a third of the CPU of a
     # 5,000-token reply (docs/performance.md). A server that compresses anyway is decoded.
     if response.headers.get("content-encoding", "identity").strip().lower() in ("", "identity"):
-        return response.aiter_raw()
-    return response.aiter_bytes()
+        return typing.cast(AsyncGenerator[bytes, None], response.aiter_raw())
+    return typing.cast(AsyncGenerator[bytes, None], response.aiter_bytes())
 
 
-async def _stream_events(response: httpx.Response, endpoint: Endpoint) -> AsyncIterator[StreamEvent]:
+async def _stream_events(response: httpx.Response, endpoint: Endpoint) -> AsyncGenerator[StreamEvent, None]:
     decoder = sse.Decoder()
     finished = False
     rest = b""
