@@ -1,4 +1,4 @@
-"""Production settings: `check --deploy` passes (T44), secrets have no default, ALLOWED_HOSTS
+"""Production settings: `check --deploy` passes (docs/security.md T44), secrets have no default, ALLOWED_HOSTS
 never holds "*", and the websocket stack checks origin and session (T21)."""
 
 import os
