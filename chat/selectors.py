@@ -28,14 +28,6 @@ def conversation_for_user(*, user, conversation_id) -> Conversation:
         raise NotFound() from None
 
 
-def message_for_user(*, user, message_id) -> Message:
-    mid = _as_uuid(message_id)
-    try:
-        return Message.objects.select_related("conversation").get(id=mid, conversation__owner=user)
-    except Message.DoesNotExist:
-        raise NotFound() from None
-
-
 def conversation_list(*, user, query: str = "", before=None, limit: int = 50) -> QuerySet[Conversation]:
     """The sidebar: pinned first, newest first, never loading message bodies."""
     qs = Conversation.objects.filter(owner=user).only("id", "title", "pinned", "updated_at", "created_at")

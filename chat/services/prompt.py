@@ -63,20 +63,6 @@ def message_token_count(message: Message, encoding_name: str) -> int:
     return count
 
 
-def tokens_for(message: Message) -> int:
-    """Count ``message.content`` and set ``token_count``/``token_encoding`` on the instance.
-
-    Call it whenever a message's content is set, before saving (the caller saves, with those
-    two fields in ``update_fields`` if it uses them). The encoding is that of the message's
-    model, else of its conversation's model.
-    """
-    model = message.model or message.conversation.model
-    encoding = tokens.encoding_name_for_model(model.model_id if model else "")
-    message.token_count = tokens.count_tokens(message.content, encoding)
-    message.token_encoding = encoding
-    return message.token_count
-
-
 @functools.lru_cache(maxsize=256)
 def _system_tokens(text: str, encoding_name: str) -> int:
     # System prompts repeat on every turn of a conversation and are not stored per message,
