@@ -195,6 +195,10 @@ AXES_LOCKOUT_CALLABLE = "accounts.views.lockout"
 # the client address from the right-most hops instead.
 PARLEY_TRUSTED_PROXY_COUNT = env.int("PARLEY_TRUSTED_PROXY_COUNT", default=0)
 AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_ip_address"
+# And per address across accounts, so one guess at each of many accounts (password spraying) is
+# refused too; counted from axes' records by accounts.throttle.SignInHandler. 0: no such limit.
+PARLEY_LOGIN_ADDRESS_FAILURE_LIMIT = env.int("PARLEY_LOGIN_ADDRESS_FAILURE_LIMIT", default=20)
+AXES_HANDLER = "accounts.throttle.SignInHandler"
 
 # --- I18N -----------------------------------------------------------------------------------
 LANGUAGE_CODE = "en"
