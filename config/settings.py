@@ -57,7 +57,7 @@ else:
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 if PRODUCTION and "*" in ALLOWED_HOSTS:
-    # With AllowedHostsOriginValidator, "*" would also accept websockets from any origin (T21).
+    # "*" would accept any Host, and with it any page that names itself as Host (DNS rebinding).
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must name Parley's hosts in production, not '*'.")
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
