@@ -7,12 +7,13 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run setup serve test test-fast test-postgres lint bench vendor messages messages-update lock clean help
+.PHONY: run setup serve test test-fast test-postgres lint bench vendor messages messages-update lock outdated clean help
 
 help:
 	@echo "make run    - set up everything and serve Parley at http://$(HOST):$(PORT)"
 	@echo "make test   - linters and the whole test suite"
 	@echo "make bench  - benchmarks, written to docs/performance.md"
+	@echo "make outdated - pinned packages (requirements*.txt) with newer releases on PyPI"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -96,6 +97,11 @@ vendor:
 lock:
 	$(PYTHON) -m venv /tmp/parley-lock && /tmp/parley-lock/bin/pip install -q -e '.' && \
 		/tmp/parley-lock/bin/pip freeze --exclude-editable > requirements.txt
+
+# Vulnerability databases are not reachable from the project's machines: security releases are
+# taken by keeping the pins current. Lists every pin with a newer release (asks PyPI through pip).
+outdated: $(VENV)/.installed-run
+	$(PY) -m scripts.outdated
 
 clean:
 	rm -rf $(VENV) $(PROD_VENV) data/staticfiles
