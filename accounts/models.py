@@ -17,7 +17,7 @@ def _invite_code() -> str:
 class User(AbstractUser):
     """A member (chats) or an admin (``is_staff``: manages the deployment in the admin)."""
 
-    # Monthly budgets; blank means unlimited. Enforced before each reply (chat.services.quota).
+    # Monthly budgets; blank means unlimited. Enforced before each reply (chat.core.budget).
     monthly_token_budget = models.PositiveBigIntegerField(_("monthly token budget"), null=True, blank=True)
     monthly_cost_budget = models.DecimalField(
         _("monthly cost budget (USD)"), max_digits=12, decimal_places=4, null=True, blank=True

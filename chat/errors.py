@@ -87,7 +87,7 @@ class ModerationUnavailable(ParleyError):
 
 
 class UpstreamError(ParleyError):
-    """A failure talking to the model provider (raised by chat/llm.py)."""
+    """A failure talking to the model provider (raised by chat/upstream/client.py)."""
 
     code = "upstream_unavailable"
     default_message = _("The model provider is unavailable. Try again in a moment.")

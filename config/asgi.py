@@ -15,7 +15,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat import runtime  # noqa: E402
-from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.transport.routing import websocket_urlpatterns  # noqa: E402
 from config.websocket import SameOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -28,5 +28,5 @@ application = ProtocolTypeRouter(
 )
 
 # Under daphne, a SIGTERM saves every streaming reply as interrupted and closes the sockets
-# with 1012 before the process exits (docs/security.md, T43).
+# with 1012 before the process exits (docs/security.md T43).
 runtime.install_shutdown_hook()

@@ -159,7 +159,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "chat.layers.InMemoryChannelLayer",  # the stock one, minus O(N) scans
+            "BACKEND": "chat.transport.layers.InMemoryChannelLayer",  # the stock one, minus O(N) scans
             "CONFIG": {"capacity": env.int("PARLEY_LAYER_CAPACITY", default=1000)},
         }
     }
@@ -288,6 +288,9 @@ PARLEY_DELTA_COALESCE_MS = env.float("PARLEY_DELTA_COALESCE_MS", default=30.0)
 PARLEY_DELTA_FRAMES_PER_SECOND = env.float("PARLEY_DELTA_FRAMES_PER_SECOND", default=1000.0)
 PARLEY_STALE_REPLY_SECONDS = env.float("PARLEY_STALE_REPLY_SECONDS", default=30.0)
 PARLEY_SWEEP_INTERVAL = env.float("PARLEY_SWEEP_INTERVAL", default=15.0)
+# A reservation of a call that is not a streaming reply, still held after this long, belongs to
+# a process that died mid-call: the sweep settles it at its worst case (chat.core.calls).
+PARLEY_STALE_CALL_SECONDS = env.float("PARLEY_STALE_CALL_SECONDS", default=7200.0)
 PARLEY_MODEL_SYNC_INTERVAL = env.float("PARLEY_MODEL_SYNC_INTERVAL", default=3600.0)
 PARLEY_DEFAULT_MONTHLY_TOKEN_BUDGET = env.int("PARLEY_DEFAULT_MONTHLY_TOKEN_BUDGET", default=None)
 PARLEY_DEFAULT_MONTHLY_COST_BUDGET = env.str("PARLEY_DEFAULT_MONTHLY_COST_BUDGET", default="")

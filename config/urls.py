@@ -9,5 +9,5 @@ urlpatterns = [
     path("i18n/setlang/", set_language, name="set_language"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
-    path("", include("chat.urls")),
+    path("", include("chat.web.urls")),
 ]

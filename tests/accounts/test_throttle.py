@@ -1,4 +1,4 @@
-"""Failed sign-ins are throttled per account and address, the admin login included (T33)."""
+"""Failed sign-ins are throttled per account and address, the admin login included (docs/security.md T33)."""
 
 import pytest
 from django.test import Client, RequestFactory

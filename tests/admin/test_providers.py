@@ -8,9 +8,9 @@ from django.urls import reverse
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 
-from chat import llm
 from chat.admin.providers import ProviderForm, validate_base_url
 from chat.models import ChatModel, Provider
+from chat.upstream import client
 from tests.admin.conftest import MASKED, SECRET_KEY, SECRET_MIDDLE, assert_no_key
 from tests.malformed_urls import base_urls
 
@@ -194,13 +194,14 @@ def test_sync_models_fills_the_catalog_from_the_provider(admin_client, provider,
         follow=True,
     )
     body = response.content.decode()
-    assert "models synced: 3 listed, 2 new chat models added, 1 that are not chat models skipped." in body
+    assert "models synced: 3 listed, 3 new models added, 0 that Parley cannot call skipped." in body
     assert "is now the default model" in body
     assert_no_key(body)
-    assert set(ChatModel.objects.filter(provider=provider).values_list("model_id", flat=True)) == {
+    assert set(ChatModel.objects.filter(provider=provider, kind="chat").values_list("model_id", flat=True)) == {
         "gpt-4o",
         "gpt-4.1-mini",
     }
+    assert ChatModel.objects.get(provider=provider, model_id="text-embedding-3-small").kind == "embedding"
     assert ChatModel.objects.filter(is_default=True).count() == 1
 
 
@@ -259,4 +260,4 @@ def test_every_base_url_in_the_provider_form_is_saved_or_a_form_error(url, provi
     if not form.is_valid():
         assert form.errors
         return
-    assert llm.Endpoint(form.cleaned_data["base_url"])
+    assert client.Endpoint(form.cleaned_data["base_url"])

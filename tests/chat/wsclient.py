@@ -99,5 +99,7 @@ async def settle(timeout: float = 10) -> None:
     """Wait for every reply task of this process to end."""
     from chat import runtime
 
-    await runtime.wait_idle(timeout)
+    pending = runtime.running()
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
     await asyncio.sleep(0)

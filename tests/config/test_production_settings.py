@@ -1,4 +1,4 @@
-"""Production settings: `check --deploy` passes (T44), secrets have no default, ALLOWED_HOSTS
+"""Production settings: `check --deploy` passes (docs/security.md T44), secrets have no default, ALLOWED_HOSTS
 never holds "*", and the websocket stack checks origin and session (T21)."""
 
 import os
@@ -102,7 +102,7 @@ def test_the_websocket_branch_checks_origin_then_loads_the_session_and_user():
         assert layer is not None, f"the websocket stack ends before the URLRouter: {chain}"
     # AuthMiddlewareStack = CookieMiddleware(SessionMiddleware(AuthMiddleware(inner))).
     assert chain == [CookieMiddleware, SessionMiddleware, AuthMiddleware]
-    from chat.routing import websocket_urlpatterns
+    from chat.transport.routing import websocket_urlpatterns
 
     assert layer.routes == websocket_urlpatterns
 
