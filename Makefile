@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run setup test test-fast lint typecheck bench vendor messages messages-update lock clean help
+.PHONY: run setup test test-fast lint typecheck bench vendor messages messages-update lock outdated clean help
 
 # Every target with a "##" comment is listed by `make help`.
 help: ## list the targets
@@ -99,6 +99,11 @@ vendor: ## copy the pinned browser libraries from npm into static/vendor
 lock: ## regenerate requirements.txt from pyproject.toml
 	$(PYTHON) -m venv /tmp/parley-lock && /tmp/parley-lock/bin/pip install -q -e '.' && \
 		/tmp/parley-lock/bin/pip freeze --exclude-editable > requirements.txt
+
+# Vulnerability databases are not reachable from the project's machines: security releases are
+# taken by keeping the pins current. Lists every pin with a newer release (asks PyPI through pip).
+outdated: $(VENV)/.installed-run ## list pinned packages (requirements*.txt) with newer releases on PyPI
+	$(PY) -m scripts.outdated
 
 clean: ## remove the virtual environments and collected static files
 	rm -rf $(VENV) $(PROD_VENV) data/staticfiles

@@ -57,7 +57,7 @@ else:
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 if PRODUCTION and "*" in ALLOWED_HOSTS:
-    # With AllowedHostsOriginValidator, "*" would also accept websockets from any origin (T21).
+    # "*" would accept any Host, and with it any page that names itself as Host (DNS rebinding).
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must name Parley's hosts in production, not '*'.")
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -195,6 +195,10 @@ AXES_LOCKOUT_CALLABLE = "accounts.views.lockout"
 # the client address from the right-most hops instead.
 PARLEY_TRUSTED_PROXY_COUNT = env.int("PARLEY_TRUSTED_PROXY_COUNT", default=0)
 AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_ip_address"
+# And per address across accounts, so one guess at each of many accounts (password spraying) is
+# refused too; counted from axes' records by accounts.throttle.SignInHandler. 0: no such limit.
+PARLEY_LOGIN_ADDRESS_FAILURE_LIMIT = env.int("PARLEY_LOGIN_ADDRESS_FAILURE_LIMIT", default=20)
+AXES_HANDLER = "accounts.throttle.SignInHandler"
 
 # --- I18N -----------------------------------------------------------------------------------
 LANGUAGE_CODE = "en"

@@ -80,8 +80,8 @@ def _fast_password_hashing(settings):
 @pytest.fixture(autouse=True)
 def _empty_cache():
     # Django's cache outlives a test: in memory for the whole run, on Redis (the team-deployment
-    # run) across runs. The reply rate limit and the sign-up limit count in it, keyed by member
-    # id and address, which the next test (or run) reuses: each test starts with it empty.
+    # run) across runs. The reply rate limit counts in it, keyed by member id, which the next test
+    # (or run) reuses: each test starts with it empty.
     from django.core.cache import cache
 
     cache.clear()

@@ -61,6 +61,7 @@ SAMPLE_PATHS: dict[str, str] = {}
 
 ANONYMOUS_REFUSALS = {401, 403, 404}
 ORIGIN = "http://localhost"
+HOST = "localhost"  # the Host a browser on ORIGIN sends; the origin check compares the two
 
 
 def _classify(route):
@@ -180,7 +181,7 @@ def _session_cookie(user) -> str:
 async def _connects(path, cookie=None) -> bool:
     from config.asgi import application
 
-    headers = [(b"origin", ORIGIN.encode())]
+    headers = [(b"host", HOST.encode()), (b"origin", ORIGIN.encode())]
     if cookie:
         headers.append((b"cookie", f"sessionid={cookie}".encode()))
     communicator = WebsocketCommunicator(application, path, headers=headers)
