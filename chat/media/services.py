@@ -41,9 +41,7 @@ def _chunks(content) -> Iterator[bytes]:
     if isinstance(content, bytes | bytearray | memoryview):
         yield bytes(content)
         return
-    if hasattr(content, "seek"):
-        content.seek(0)
-    if hasattr(content, "chunks"):  # Django's File and UploadedFile
+    if hasattr(content, "chunks"):  # Django's File and UploadedFile (they rewind themselves)
         yield from content.chunks(CHUNK_BYTES)
         return
     while chunk := content.read(CHUNK_BYTES):

@@ -166,3 +166,9 @@ def media_store(request, settings, tmp_path):
         store = MediaStore("s3", s3=server, prefix=prefix)
     settings.STORAGES = {**settings.STORAGES, "media": media_storage(request.param, root=root, s3=s3)}
     return store
+
+
+@pytest.fixture
+def capture(django_capture_on_commit_callbacks):
+    """``with capture(execute=True):`` runs what a commit would run, at the end of the block."""
+    return django_capture_on_commit_callbacks

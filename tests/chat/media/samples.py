@@ -39,4 +39,4 @@ def wav_polyglot() -> bytes:
 
 HTML = b"<!doctype html><html><body><script>window.__pwned = 1</script></body></html>"
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="window.__pwned = 1"><rect width="1" height="1"/></svg>'
-TEXT = "Meeting notes: the budget is 42.\n".encode()
+TEXT = b"Meeting notes: the budget is 42.\n"
