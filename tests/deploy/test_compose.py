@@ -94,7 +94,7 @@ def test_every_long_running_server_has_a_health_check(config):
 
 
 def test_data_lives_in_named_volumes(config):
-    assert set(config["volumes"]) == {"pgdata", "static"}
+    assert set(config["volumes"]) == {"pgdata", "static", "media"}
     services = config["services"]
     assert "pgdata:/var/lib/postgresql/data" in services["postgres"]["volumes"]
     assert "static:/srv/parley/static" in services["migrate"]["volumes"]
