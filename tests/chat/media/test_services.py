@@ -219,3 +219,33 @@ def test_a_failed_insert_removes_the_stored_file(alice, media_store, monkeypatch
     with pytest.raises(RuntimeError):
         media_save(owner=alice, content=samples.png(), name="x.png")
     assert media_store.names() == set()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_uploads_at_once_at_the_quota_edge_end_within_the_quota(alice, settings, tmp_path):
+    """The quota is re-checked with the member's row locked: concurrent uploads cannot overshoot it together."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from config.settings import media_storage
+
+    settings.STORAGES = {**settings.STORAGES, "media": media_storage("filesystem", root=tmp_path, s3={})}
+    content = samples.png()
+    settings.PARLEY_MEDIA_QUOTA_BYTES = 5 * len(content)
+
+    def upload(_):
+        try:
+            media_save(owner=alice, content=content, name="race.png")
+            return "stored"
+        except MediaQuotaExceeded:
+            return "refused"
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        outcomes = list(pool.map(upload, range(20)))
+    assert outcomes.count("stored") == 5
+    assert outcomes.count("refused") == 15
+    assert MediaFile.objects.filter(owner=alice).count() == 5
+    assert len([path for path in tmp_path.rglob("*") if path.is_file()]) == 5
