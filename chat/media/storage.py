@@ -10,6 +10,8 @@ import logging
 import uuid
 
 from django.core.files.storage import Storage, storages
+from storages.backends.s3 import S3Storage
+from storages.utils import clean_name
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,19 @@ def new_storage_name(extension: str) -> str:
     """
     key = uuid.uuid4().hex
     return f"{key[:2]}/{key}{extension}"
+
+
+def stored_open(name: str):
+    """A binary stream of a stored file, to be read in chunks as it is sent.
+
+    django-storages' S3File downloads the whole object (into memory by default) before its
+    first read; the object's own body streams from the store instead.
+    """
+    storage = media_storage()
+    if isinstance(storage, S3Storage):
+        key = storage._normalize_name(clean_name(name))  # the prefix joined as S3Storage joins it
+        return storage.bucket.Object(key).get()["Body"]
+    return storage.open(name, "rb")
 
 
 def stored_delete(name: str) -> None:

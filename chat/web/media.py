@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET
 
 from chat.errors import NotFound
 from chat.media.selectors import media_for_user
-from chat.media.storage import media_storage
+from chat.media.storage import stored_open
 from chat.media.types import ALLOWED
 
 CHUNK_BYTES = 64 * 1024
@@ -32,7 +32,7 @@ SANDBOX_CSP = "sandbox; default-src 'none'"
 
 
 async def _stream(name: str) -> AsyncIterator[bytes]:
-    handle = await asyncio.to_thread(media_storage().open, name, "rb")
+    handle = await asyncio.to_thread(stored_open, name)
     try:
         while chunk := await asyncio.to_thread(handle.read, CHUNK_BYTES):
             yield chunk
