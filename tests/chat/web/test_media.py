@@ -58,9 +58,13 @@ async def test_alice_downloads_her_file_with_every_guard(alice, media_store, asy
 
 
 @pytest.mark.parametrize(("content", "content_type"), [(samples.png(), "image/png"), (samples.wav(), "audio/wav")])
-async def test_an_image_or_audio_is_shown_inline_only_when_asked(alice, media_store, async_client, content, content_type):
+async def test_an_image_or_audio_is_shown_inline_only_when_asked(
+    alice, media_store, async_client, content, content_type
+):
     media = await _save(alice, content, "made")
     client = await _signed_in(async_client, alice)
+    for query in ({}, {"inline": 0}, {"inline": "yes"}):
+        assert (await client.get(_url(media, **query)))["Content-Disposition"] == 'attachment; filename="made"'
     response = await client.get(_url(media, inline=1))
     assert response["Content-Disposition"] == 'inline; filename="made"'
     assert response["Content-Type"] == content_type
