@@ -1,4 +1,4 @@
-"""Fixtures of the chat tests: the real llama.cpp server with the bundled SmolLM2 model.
+"""Fixtures of the chat tests: the real llama.cpp server with the bundled SmolLM2 model, and the media stores.
 
 ``local_llama_server`` (session) starts llama.cpp's server (chat/local/llama_server.py) once on a free
 loopback port and yields its base URL (``http://127.0.0.1:PORT/v1``, no key needed);
@@ -6,6 +6,9 @@ loopback port and yields its base URL (``http://127.0.0.1:PORT/v1``, no key need
 ``manage.py serve`` does. Tests using them are marked ``local_model``: ``make test`` installs
 the group first (requirements-local.txt), so there they run; elsewhere they are skipped,
 except under CI, where a missing install is a failure.
+
+``media_store`` runs a test twice, with ``STORAGES["media"]`` on a temporary data folder and on
+a real S3-compatible server (``s3_server``: moto's server mode, started once per run).
 """
 
 from __future__ import annotations
