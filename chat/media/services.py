@@ -11,14 +11,17 @@ that transaction fails, the stored file is removed again.
 from __future__ import annotations
 
 import hashlib
+import logging
 import tempfile
 from collections.abc import Iterator
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.db import transaction
 from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
 from django.utils.translation import gettext
 
 from chat.errors import MediaEmpty, MediaNotFound, MediaQuotaExceeded, MediaTooLarge, MediaTypeUnsupported
@@ -27,7 +30,12 @@ from chat.media.storage import media_storage, new_storage_name, stored_delete
 from chat.media.types import SNIFF_BYTES, MediaType, clean_name, sniff
 from chat.models import MediaFile
 
+log = logging.getLogger(__name__)
+
 CHUNK_BYTES = 64 * 1024
+# A stored file with no row, older than this, was left by a process that died between writing
+# the file and recording it. Far longer than any save takes, so a save in progress is safe.
+ORPHAN_AGE = timedelta(hours=1)
 
 # Which sniffed families each kind of file accepts; an upload may be any allowlisted type.
 _KIND_FAMILIES = {
@@ -161,3 +169,29 @@ def media_save(
 def media_delete(*, user, media_id) -> None:
     """Delete one of the member's files; the stored file goes after the commit (chat.media.signals)."""
     media_for_user(user=user, media_id=media_id).delete()
+
+
+def media_orphans_delete(*, older_than: timedelta = ORPHAN_AGE) -> int:
+    """Delete stored files that no row names (housekeeping, hourly); returns how many.
+
+    Only a process killed between writing a file and inserting its row leaves one: nothing can
+    serve such a file, but it takes space. The store is walked folder by folder (``ab/``);
+    only names without a row are asked for their age.
+    """
+    storage = media_storage()
+    cutoff = timezone.now() - older_than
+    try:
+        folders, _ = storage.listdir("")
+    except FileNotFoundError:  # a folder store nothing was ever saved to
+        return 0
+    deleted = 0
+    for folder in folders:
+        names = {f"{folder}/{name}" for name in storage.listdir(folder)[1]}
+        known = set(MediaFile.objects.filter(storage_name__in=names).values_list("storage_name", flat=True))
+        for name in sorted(names - known):
+            if storage.get_modified_time(name) < cutoff:
+                storage.delete(name)
+                deleted += 1
+    if deleted:
+        log.info("deleted %d stored media files that no row named", deleted)
+    return deleted

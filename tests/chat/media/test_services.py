@@ -249,3 +249,26 @@ def test_twenty_uploads_at_once_at_the_quota_edge_end_within_the_quota(alice, se
     assert outcomes.count("refused") == 15
     assert MediaFile.objects.filter(owner=alice).count() == 5
     assert len([path for path in tmp_path.rglob("*") if path.is_file()]) == 5
+
+
+def test_a_stored_file_no_row_names_is_removed_once_it_is_old(alice, media_store):
+    """What a process killed between writing a file and recording it leaves behind."""
+    from datetime import timedelta
+
+    from django.core.files.base import ContentFile
+
+    from chat.media.services import media_orphans_delete
+    from chat.media.storage import media_storage, new_storage_name
+
+    kept = media_save(owner=alice, content=samples.png(), name="kept.png")
+    orphan = media_storage().save(new_storage_name(".png"), ContentFile(samples.png()))
+    assert media_orphans_delete() == 0  # younger than an hour: perhaps a save in progress
+    assert media_store.names() == {kept.storage_name, orphan}
+    assert media_orphans_delete(older_than=timedelta(minutes=-5)) == 1
+    assert media_store.names() == {kept.storage_name}
+
+
+def test_the_orphan_sweep_of_an_empty_store_finds_nothing(media_store):
+    from chat.media.services import media_orphans_delete
+
+    assert media_orphans_delete() == 0
