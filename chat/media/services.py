@@ -118,7 +118,8 @@ def media_save(
 
     ``name`` is the client's name for it, kept cleaned for display; the type comes from the
     bytes. Raises MediaTooLarge, MediaQuotaExceeded, MediaTypeUnsupported or MediaEmpty, each
-    with nothing stored.
+    with nothing stored. Best called outside a transaction: if an enclosing one rolls back, the
+    row goes but the file stays until housekeeping's orphan sweep (media_orphans_delete).
     """
     if kind not in MediaFile.Kind.values:
         raise ValueError(f"unknown media kind {kind!r}")
