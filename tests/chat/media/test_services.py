@@ -104,7 +104,8 @@ def test_a_file_over_the_size_limit_is_refused_and_nothing_is_stored(alice, medi
     with pytest.raises(MediaTooLarge) as refused:
         media_save(owner=alice, content=samples.TEXT * 100, name="big.txt")
     assert refused.value.code == "media_too_large"
-    assert "1000" in refused.value.message or "KB" in refused.value.message
+    assert refused.value.message == "This file is larger than the limit of 1000\xa0bytes per file."
+    assert refused.value.as_frame()["detail"] == {"limit_bytes": 1000}
     assert media_store.names() == set()
     assert not MediaFile.objects.exists()
 
@@ -145,6 +146,7 @@ def test_the_quota_refuses_a_file_that_would_pass_it_and_counts_per_member(alice
     with pytest.raises(MediaQuotaExceeded) as refused:
         media_save(owner=alice, content=content, name="three.png")
     assert refused.value.code == "media_quota_exceeded"
+    assert refused.value.message.startswith("Your file storage is full (")
     assert MediaFile.objects.filter(owner=alice).count() == 2
     assert len(media_store.names()) == 2
     # Bob's storage is his own.
@@ -272,3 +274,13 @@ def test_the_orphan_sweep_of_an_empty_store_finds_nothing(media_store):
     from chat.media.services import media_orphans_delete
 
     assert media_orphans_delete() == 0
+
+
+def test_a_refusal_reads_in_the_members_language(alice, media_store, settings):
+    from django.utils import translation
+
+    settings.PARLEY_MEDIA_MAX_FILE_BYTES = 10
+    with translation.override("zh-hans"), pytest.raises(MediaTooLarge) as refused:
+        media_save(owner=alice, content=samples.png(), name="a.png")
+    assert refused.value.message.startswith("此文件超过了每个文件")
+    assert refused.value.code == "media_too_large"
