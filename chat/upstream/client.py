@@ -37,7 +37,7 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 
 from chat.errors import UpstreamError
-from chat.upstream import sse
+from chat.upstream import redact, sse
 from chat.upstream.wire import (
     Endpoint,
     InvalidEndpoint,
@@ -46,7 +46,6 @@ from chat.upstream.wire import (
     Usage,
     backoff_seconds,
     chunk_event,
-    clean_upstream_text,
     completion_events,
     error_fields,
     model_ids,
@@ -231,7 +230,7 @@ async def _read_capped(response: httpx.Response, cap: int) -> bytes:
 
 def _transport_error(exc: httpx.HTTPError, endpoint: Endpoint) -> UpstreamError:
     # httpx messages name hosts and socket errors, never header values; still scrubbed.
-    logger.warning("upstream %s: %s %s", endpoint.base_url, type(exc).__name__, clean_upstream_text(exc, endpoint))
+    logger.warning("upstream %s: %s %s", endpoint.base_url, type(exc).__name__, redact.clean(exc, [endpoint.api_key]))
     if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
         return UpstreamError(_("Parley could not connect to the model provider."), code="upstream_unavailable")
     if isinstance(exc, httpx.TimeoutException):

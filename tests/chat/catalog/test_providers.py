@@ -283,3 +283,19 @@ def test_dated_variants_match_their_family_by_prefix(model_id, family):
 )
 def test_non_chat_models_are_recognised(model_id, chat):
     assert families.is_chat_model(model_id) is chat
+
+
+def test_a_failed_periodic_sync_logs_no_part_of_the_key_a_hostile_upstream_echoes(fake_upstream, no_sleep, caplog):
+    key = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"  # a hex key, no sk- prefix
+    provider = fake_provider(fake_upstream, "Hex")
+    provider.api_key = key
+    provider.save()
+    fake_upstream.script(
+        endpoint="models", status=401, error_message=f"key …{key[5:40]}… is not valid for this organization"
+    )
+    with caplog.at_level("DEBUG"):
+        results = provider_sync_due()
+    assert results == {"Hex": "upstream_auth_failed"}
+    assert "model sync failed" in caplog.text
+    for start in range(len(key) - 7):
+        assert key[start : start + 8] not in caplog.text
