@@ -4,7 +4,8 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 
-from chat.models import Conversation, Message
+from chat import tokens
+from chat.models import Conversation, Message, UsageMonth
 from tests.chat.wsclient import Tab, settle
 from tests.fakeupstream import Behaviour
 
@@ -149,4 +150,40 @@ async def test_a_resend_of_a_saved_message_is_recognised_even_over_the_rate(alic
     assert [m["content"] for m in state["messages"] if m["role"] == "user"] == ["hello"]
     await tab.send_message("new", conversation_id=conversation_id, client_id="twice")
     assert (await tab.until_type("error"))["code"] == "rate_limited"
+    await tab.close()
+
+
+# --- issue 20 item 8: an upstream that does not stop cannot overspend --------------------------
+async def test_an_upstream_streaming_far_past_the_limit_is_stopped_at_the_reservation(
+    alice, upstream_model, fake_upstream, settings
+):
+    settings.PARLEY_AUTO_TITLE = False
+    await database_sync_to_async(type(upstream_model).objects.filter(pk=upstream_model.pk).update)(
+        max_output_tokens=100
+    )
+    # Like llama.cpp or vLLM told nothing, this server ignores the limit and writes on.
+    fake_upstream.always(tokens=3_000, token_delay=0.002)
+    tab = await Tab.open(alice)
+    await tab.send_message("write for ever")
+    final = await tab.reply(timeout=20)
+    await settle()
+
+    request = fake_upstream.completion_requests[0]
+    assert request.body["max_tokens"] == 100  # the reservation was sent as the limit
+    assert final["status"] == "complete"
+    assert final["finish_reason"] == "length"
+    assert final["error"]["code"] == "reply_limit_reached"
+    assert "100 tokens" in final["error"]["message"]
+    assert 0 < final["usage"]["completion_tokens"] <= 100
+    assert tokens.count_tokens(final["content"], tokens.O200K) <= 100
+    # Parley stopped reading and closed the request long before the upstream was done.
+    assert await fake_upstream.await_until(lambda: request.disconnected_at is not None)
+    assert request.deltas_sent < 3_000
+    # The member's month: what was used stays within what was reserved, and nothing stays held.
+    # (No usage chunk came, so the prompt is billed as counted when the reply was reserved.)
+    month = await database_sync_to_async(UsageMonth.objects.get)(user=alice)
+    assert final["usage"]["estimated"] is True
+    assert month.tokens_used == final["usage"]["prompt_tokens"] + final["usage"]["completion_tokens"]
+    assert month.tokens_used <= final["usage"]["prompt_tokens"] + 100
+    assert month.tokens_reserved == 0
     await tab.close()
