@@ -380,8 +380,10 @@ async def _call_json(endpoint: Endpoint, method: str, path: str, body=None, max_
     return data
 
 
-async def moderate(endpoint: Endpoint, text: str, *, max_retries: int | None = None) -> ModerationResult:
-    """``POST /moderations`` for one text: whether it is flagged, and the flagged categories."""
+async def moderate(endpoint: Endpoint, text: str | list[str], *, max_retries: int | None = None) -> ModerationResult:
+    """``POST /moderations`` for one text or several: flagged if any is, with the flagged categories."""
+    if isinstance(text, list) and len(text) == 1:
+        text = text[0]  # the plain form every compatible server understands
     return moderation_result(await _call_json(endpoint, "POST", "moderations", {"input": text}, max_retries))
 
 
