@@ -22,7 +22,7 @@ class ParleyError(Exception):
         super().__init__(self.message)
 
     def as_frame(self) -> dict:
-        frame = {"type": "error", "code": self.code, "message": self.message}
+        frame = {"type": "error", "code": self.code, "message": self.message}  # chat.transport.events.error
         if self.retry_after is not None:
             frame["retry_after"] = round(self.retry_after, 1)
         if self.detail:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from decimal import Decimal, InvalidOperation
 
 from asgiref.sync import async_to_sync
 from django import forms
@@ -224,8 +225,8 @@ class ProviderAdmin(admin.ModelAdmin):
         )
         if ok:
             message = _(
-                "%(name)s: models synced: %(listed)d listed, %(added)d new chat models added, "
-                "%(skipped)d that are not chat models skipped."
+                "%(name)s: models synced: %(listed)d listed, %(added)d new models added, "
+                "%(skipped)d that Parley cannot call skipped."
             ) % {"name": provider.name, **{k: result.get(k, 0) for k in ("listed", "added", "skipped")}}
             if result.get("default"):
                 message += " " + _("%(model)s is now the default model.") % {"model": result["default"]}
@@ -264,17 +265,42 @@ class ChatModelForm(forms.ModelForm):
             "provider",
             "model_id",
             "display_name",
+            "kind",
             "enabled",
             "is_default",
             "context_window",
             "max_output_tokens",
             "input_price_per_million",
             "output_price_per_million",
+            "image_prices",
+            "audio_price_per_minute",
+            "speech_price_per_million_characters",
+            "training_price_per_million",
             "groups",
         ]
 
+    def clean_image_prices(self):
+        prices = self.cleaned_data.get("image_prices") or {}
+        if not isinstance(prices, dict):
+            raise forms.ValidationError(_('Prices per image are an object such as {"1024x1024": "0.04"}.'))
+        cleaned = {}
+        for key, value in prices.items():
+            try:
+                price = Decimal(str(value))
+            except (InvalidOperation, ValueError):
+                price = Decimal(-1)
+            if not isinstance(key, str) or not key or len(key) > 40 or not price.is_finite() or price < 0:
+                raise forms.ValidationError(
+                    _("%(key)s: a price per image is a size (and quality) with a price of zero or more.")
+                    % {"key": str(key)[:40]}
+                )
+            cleaned[key] = str(price)
+        return cleaned
+
     def clean(self):
         data = super().clean()
+        if data.get("is_default") and data.get("kind", "chat") != "chat":
+            self.add_error("is_default", _("Only a chat model can be the default for new chats."))
         window, out = data.get("context_window"), data.get("max_output_tokens")
         if window and out and out >= window:
             self.add_error("max_output_tokens", _("The maximum output must be smaller than the context window."))
@@ -288,6 +314,7 @@ class ChatModelAdmin(admin.ModelAdmin):
         "label",
         "provider",
         "model_id",
+        "kind",
         "enabled",
         "is_default",
         "context_window",
@@ -296,15 +323,28 @@ class ChatModelAdmin(admin.ModelAdmin):
         "output_price_per_million",
         "allowed_groups",
     )
-    list_filter = ("enabled", "is_default", "provider")
+    list_filter = ("kind", "enabled", "is_default", "provider")
     list_select_related = ("provider",)
     search_fields = ("model_id", "display_name", "provider__name")
     filter_horizontal = ("groups",)
     actions = ["make_default", "enable", "disable"]
     fieldsets = (
-        (None, {"fields": ("provider", "model_id", "display_name", "enabled", "is_default")}),
+        (None, {"fields": ("provider", "model_id", "display_name", "kind", "enabled", "is_default")}),
         (_("Limits"), {"fields": ("context_window", "max_output_tokens")}),
-        (_("Prices"), {"fields": ("input_price_per_million", "output_price_per_million")}),
+        (
+            _("Prices"),
+            {
+                "fields": (
+                    "input_price_per_million",
+                    "output_price_per_million",
+                    "image_prices",
+                    "audio_price_per_minute",
+                    "speech_price_per_million_characters",
+                    "training_price_per_million",
+                ),
+                "description": _("In each kind's own units; leave a price empty when the model is free."),
+            },
+        ),
         (_("Who may use it"), {"fields": ("groups",)}),
     )
 

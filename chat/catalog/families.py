@@ -95,6 +95,52 @@ def is_chat_model(model_id: str) -> bool:
     return not low.startswith(_NOT_CHAT_PREFIXES) and not any(part in low for part in _NOT_CHAT)
 
 
+# Model kinds by id, most specific first: (kind, prefixes, parts found anywhere in the id).
+_KINDS = (
+    ("moderation", ("omni-moderation", "text-moderation"), ("moderation",)),
+    ("embedding", ("text-embedding",), ("embedding", "embed-")),
+    ("image", ("dall-e", "gpt-image"), ("-image-", "stable-diffusion", "flux")),
+    ("transcription", ("whisper",), ("transcribe", "whisper")),
+    ("speech", ("tts-",), ("-tts",)),
+)
+
+
+def kind_of(model_id: str) -> str | None:
+    """The kind of model ``model_id`` names, by its family; None for one Parley cannot call
+    (realtime, computer-use, legacy completions...). Unknown ids are taken for chat models,
+    as most servers that speak the API (vLLM, llama.cpp, Ollama) serve chat under any name;
+    an admin corrects a wrong guess in the catalog."""
+    low = model_id.lower().removeprefix("ft:")
+    for kind, prefixes, parts in _KINDS:
+        if low.startswith(prefixes) or any(part in low for part in parts):
+            return kind
+    return "chat" if is_chat_model(model_id) else None
+
+
+# List prices of OpenAI's non-chat families in their own units (USD): the starting values of
+# a synced model, which admins may change. Per image by "size/quality"; per minute of audio;
+# per million characters of speech; per million input tokens of embeddings.
+KIND_PRICES = {
+    "text-embedding-3-small": {"input_price_per_million": "0.02"},
+    "text-embedding-3-large": {"input_price_per_million": "0.13"},
+    "text-embedding-ada-002": {"input_price_per_million": "0.10"},
+    "whisper-1": {"audio_price_per_minute": "0.006"},
+    "tts-1": {"speech_price_per_million_characters": "15"},
+    "tts-1-hd": {"speech_price_per_million_characters": "30"},
+    "dall-e-3": {
+        "image_prices": {
+            "1024x1024": "0.04",
+            "1024x1024/hd": "0.08",
+            "1024x1792": "0.08",
+            "1792x1024": "0.08",
+            "1024x1792/hd": "0.12",
+            "1792x1024/hd": "0.12",
+        }
+    },
+    "dall-e-2": {"image_prices": {"1024x1024": "0.02", "512x512": "0.018", "256x256": "0.016"}},
+}
+
+
 def family_of(model_id: str) -> tuple[str, Family] | None:
     """The longest known family prefix of ``model_id`` that ends at a separator, with its data."""
     base = model_id.removeprefix("ft:").split(":", 1)[0]

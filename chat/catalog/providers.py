@@ -1,7 +1,7 @@
 """Providers and their model catalog: the provider from the environment, and model syncs.
 
 The catalog lives in the database and is refreshed in the background, by an admin action and
-by ``manage.py setup_providers``; never while a page waits on a provider (PEERS.md item 9).
+by ``manage.py setup_providers``; never while a page waits on a provider (docs/architecture.md, promise 9).
 A sync adds models a provider newly lists and never deletes or disables one: admins decide.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from datetime import timedelta
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -39,14 +40,19 @@ def provider_sync_from_env() -> Provider | None:
     gateway is a valid setup). An invalid base URL is a configuration error.
     """
     key = settings.OPENAI_API_KEY.strip()
-    base_url = settings.OPENAI_BASE_URL.strip() or "https://api.openai.com/v1"
     organization = settings.OPENAI_ORGANIZATION.strip()
+    # Checked first, key or not: a malformed URL is a configuration error, never a traceback.
+    # The value is not echoed: it may carry a password (refused, but then shown in a log).
+    try:
+        base_url = client.validate_base_url(settings.OPENAI_BASE_URL.strip() or "https://api.openai.com/v1")
+    except client.InvalidEndpoint as exc:
+        raise ImproperlyConfigured(f"OPENAI_BASE_URL: {exc}") from None
     if not key and urlsplit(base_url).hostname == OPENAI_HOST:
         return None
     try:
         endpoint = client.Endpoint(base_url=base_url, api_key=key, organization=organization)
     except client.InvalidEndpoint as exc:
-        raise ImproperlyConfigured(f"OPENAI_BASE_URL, OPENAI_API_KEY or OPENAI_ORGANIZATION: {exc}") from None
+        raise ImproperlyConfigured(f"OPENAI_API_KEY or OPENAI_ORGANIZATION: {exc}") from None
 
     with transaction.atomic():
         provider = Provider.objects.select_for_update().filter(from_environment=True).order_by("pk").first()
@@ -85,27 +91,28 @@ def _key_differs(provider: Provider, key: str) -> bool:
 
 # --- model sync ---------------------------------------------------------------------------
 def _store_models(provider: Provider, model_ids: list[str]) -> dict:
-    chat_ids = [m for m in model_ids if families.is_chat_model(m)]
+    kinds = {m: kind for m in model_ids if (kind := families.kind_of(m)) is not None}
     with transaction.atomic():
         known = set(ChatModel.objects.filter(provider=provider).values_list("model_id", flat=True))
-        new = [_new_model(provider, m) for m in chat_ids if m not in known]
+        new = [_new_model(provider, m, kind) for m, kind in kinds.items() if m not in known]
         # ignore_conflicts: two workers syncing at once must not fail on the unique constraint.
         ChatModel.objects.bulk_create(new, ignore_conflicts=True)
         default = _ensure_default(provider)
         provider.models_synced_at = timezone.now()
         provider.save(update_fields=["models_synced_at"])
-    result = {"listed": len(model_ids), "added": len(new), "skipped": len(model_ids) - len(chat_ids)}
+    result = {"listed": len(model_ids), "added": len(new), "skipped": len(model_ids) - len(kinds)}
     if default:
         result["default"] = default
     logger.info("provider %s models synced: %s", provider.name, result)
     return result
 
 
-def _new_model(provider: Provider, model_id: str) -> ChatModel:
+def _new_model(provider: Provider, model_id: str, kind: str = "chat") -> ChatModel:
     found = families.family_of(model_id)
     model = ChatModel(
         provider=provider,
         model_id=model_id,
+        kind=kind,
         display_name=families.display_name(model_id),
         context_window=settings.PARLEY_DEFAULT_CONTEXT_WINDOW,
         max_output_tokens=min(4096, settings.PARLEY_DEFAULT_CONTEXT_WINDOW // 2),
@@ -117,12 +124,14 @@ def _new_model(provider: Provider, model_id: str) -> ChatModel:
         if not model_id.startswith("ft:"):  # fine-tuned models are priced differently
             model.input_price_per_million = family.input_price
             model.output_price_per_million = family.output_price
+    for field, value in families.KIND_PRICES.get(model_id, {}).items():
+        setattr(model, field, value if isinstance(value, dict) else Decimal(value))
     return model
 
 
 def _ensure_default(provider: Provider) -> str | None:
     """Make one of ``provider``'s models the default when no usable default exists."""
-    usable = Q(enabled=True, provider__enabled=True)
+    usable = Q(enabled=True, provider__enabled=True, kind="chat")
     if ChatModel.objects.filter(usable, is_default=True).exists():
         return None
     candidates = list(ChatModel.objects.filter(usable, provider=provider).only("pk", "model_id", "is_default"))

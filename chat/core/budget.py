@@ -1,10 +1,10 @@
 """Budgets, enforced: monthly token and cost budgets, reserved before a call and settled after it.
 
-A reply reserves its worst case (prompt plus the most the reply can cost) before its
-upstream call, under a lock on the member's UsageMonth row, and settles to the real usage
-after it. Concurrent replies therefore see each other's reservations and cannot overspend
-together (SECURITY.md T34c): the check and the increment happen while no other reply of that
-member can check.
+Every model call reserves its worst case (for a reply: the prompt plus the most the reply can
+cost) before it reaches a provider, under a lock on the member's UsageMonth row, and settles
+to the real usage after it (chat.core.calls holds the ledger). Concurrent calls therefore see
+each other's reservations and cannot overspend together (docs/security.md T34c): the check
+and the increment happen while no other call of that member can check.
 
 Months are calendar months in UTC; a budget resets at 00:00 UTC on the first of the month.
 """
@@ -24,7 +24,7 @@ from django.utils.translation import gettext as _
 
 from chat import tokens
 from chat.errors import QuotaExceeded
-from chat.models import ChatModel, Conversation, Message, UsageMonth, UsageRecord
+from chat.models import UsageMonth
 
 # Money is stored with 6 decimal places (UsageMonth, Message, UsageRecord).
 MONEY = Decimal("0.000001")
@@ -32,8 +32,11 @@ MONEY = Decimal("0.000001")
 
 @dataclass(frozen=True)
 class Reservation:
+    """What one call holds against a member's month (the amounts of a chat.models.Reservation row)."""
+
     tokens: int
     cost: Decimal
+    month: dt.date
 
 
 def month_start(moment: dt.datetime | None = None) -> dt.date:
@@ -82,7 +85,7 @@ def _month_row(user_id, month: dt.date) -> UsageMonth:
         return UsageMonth.objects.select_for_update().get(user_id=user_id, month=month)
 
 
-def _refuse(*, kind: str, budget, used, needed, month: dt.date) -> QuotaExceeded:
+def _refuse(*, kind: str, budget, used, needed, month: dt.date, purpose: str = "reply") -> QuotaExceeded:
     resets_at = month_reset(month)
     when = formats.date_format(resets_at.date(), "DATE_FORMAT")
     remaining = max(budget - used, 0)
@@ -98,8 +101,12 @@ def _refuse(*, kind: str, budget, used, needed, month: dt.date) -> QuotaExceeded
                     "budget are left. Lower the maximum reply length or start a shorter conversation; "
                     "the budget resets on %(when)s (UTC)."
                 )
-                % values
-            )
+                if purpose == "reply"
+                else _(
+                    "This request could use up to %(needed)s tokens, but only %(remaining)s of your monthly "
+                    "budget are left. The budget resets on %(when)s (UTC)."
+                )
+            ) % values
     elif remaining <= 0:
         message = _("Your monthly budget of $%(budget)s is used up. It resets on %(when)s (UTC).") % values
     else:
@@ -109,8 +116,12 @@ def _refuse(*, kind: str, budget, used, needed, month: dt.date) -> QuotaExceeded
                 "are left. Lower the maximum reply length or start a shorter conversation; the budget "
                 "resets on %(when)s (UTC)."
             )
-            % values
-        )
+            if purpose == "reply"
+            else _(
+                "This request could cost up to $%(needed)s, but only $%(remaining)s of your monthly budget "
+                "are left. The budget resets on %(when)s (UTC)."
+            )
+        ) % values
     return QuotaExceeded(
         message,
         kind=kind,
@@ -121,20 +132,20 @@ def _refuse(*, kind: str, budget, used, needed, month: dt.date) -> QuotaExceeded
     )
 
 
-def budget_reserve(*, user, model: ChatModel, prompt_tokens: int, reply_tokens: int) -> Reservation:
-    """Hold the worst case of a reply against the member's monthly budget.
+def budget_reserve(*, user, tokens: int, cost: Decimal, purpose: str = "reply") -> Reservation:
+    """Hold ``tokens`` and ``cost`` (a call's worst case) against the member's monthly budget.
 
-    Call inside the caller's ``transaction.atomic()`` and store the returned reservation on
-    the reply (``Message.reserved_tokens``/``reserved_cost``) in that same transaction, so
-    ``usage_settle`` can release it. The member's UsageMonth row stays locked until that
-    transaction ends: keep it short, and never open the upstream stream inside it.
+    Call inside the caller's ``transaction.atomic()``, which must also record the hold (a
+    ``chat.models.Reservation`` row, chat.core.calls) so that settlement releases it once. The
+    member's UsageMonth row stays locked until that transaction ends: keep it short, and never
+    call a provider inside it.
 
     Raises QuotaExceeded (``detail.resets_at``, ISO 8601) when the token or the cost budget
-    cannot cover it. Unlimited budgets (null) still record the reservation.
+    cannot cover it. Unlimited budgets (null) still record the hold.
     """
-    needed_tokens = max(int(prompt_tokens), 0) + max(int(reply_tokens), 0)
-    # Rounded up: the reservation must never be smaller than what the reply can cost.
-    needed_cost = _money(model.cost(max(int(prompt_tokens), 0), max(int(reply_tokens), 0)), ROUND_CEILING)
+    needed_tokens = max(int(tokens), 0)
+    # Rounded up: the reservation must never be smaller than what the call can cost.
+    needed_cost = _money(max(Decimal(cost), Decimal(0)), ROUND_CEILING)
     month = month_start()
     row = _month_row(user.pk, month)
     # Budgets are read again under the lock: an admin may have changed them since ``user`` was loaded.
@@ -142,165 +153,56 @@ def budget_reserve(*, user, model: ChatModel, prompt_tokens: int, reply_tokens: 
         get_user_model().objects.filter(pk=user.pk).values_list("monthly_token_budget", "monthly_cost_budget").get()
     )
     tokens_held = row.tokens_used + row.tokens_reserved
-    if token_budget is not None and tokens_held + needed_tokens > token_budget:
-        raise _refuse(kind="tokens", budget=token_budget, used=tokens_held, needed=needed_tokens, month=month)
+    if token_budget is not None and needed_tokens and tokens_held + needed_tokens > token_budget:
+        raise _refuse(
+            kind="tokens", budget=token_budget, used=tokens_held, needed=needed_tokens, month=month, purpose=purpose
+        )
     cost_held = row.cost_used + row.cost_reserved
-    if cost_budget is not None and cost_held + needed_cost > cost_budget:
-        raise _refuse(kind="cost", budget=cost_budget, used=_money(cost_held), needed=needed_cost, month=month)
-    UsageMonth.objects.filter(pk=row.pk).update(
-        tokens_reserved=F("tokens_reserved") + needed_tokens,
-        cost_reserved=F("cost_reserved") + needed_cost,
-    )
-    return Reservation(tokens=needed_tokens, cost=needed_cost)
-
-
-def usage_settle(*, message: Message, prompt_tokens: int, completion_tokens: int, estimated: bool):
-    """Replace a reply's reservation with its real usage, once.
-
-    In one transaction: release ``message.reserved_*`` from the month it was reserved in,
-    add the real tokens and their cost (the model's prices now) to the current month, create
-    the UsageRecord and write the usage onto the message. A second call for the same message
-    does nothing and returns None; so does a call with no tokens (the reservation is still
-    released). If the message row is gone (its conversation was deleted mid-reply) the
-    in-memory ``message`` says what to release, and the usage is still recorded.
-    """
-    if getattr(message, "_usage_settled", False):
-        return None  # this very instance was settled already (its row may be gone)
-    with transaction.atomic():
-        # Locking the message makes a racing second settle wait here and then see the first's work.
-        current = (
-            Message.objects.select_for_update()
-            .filter(pk=message.pk)
-            .only("id", "conversation_id", "model_id", "model_name", "reserved_tokens", "reserved_cost", "created_at")
-            .first()
+    if cost_budget is not None and needed_cost and cost_held + needed_cost > cost_budget:
+        raise _refuse(
+            kind="cost", budget=cost_budget, used=_money(cost_held), needed=needed_cost, month=month, purpose=purpose
         )
-        source = current if current is not None else message
-        if current is not None and UsageRecord.objects.filter(message_id=current.pk).exists():
-            return None
-        owner_id = _owner_id(message, current)
-        if owner_id is None:
-            return None
-
-        model = None
-        if (prompt_tokens or completion_tokens) and source.model_id:  # only priced when used
-            model = ChatModel.objects.filter(pk=source.model_id).first()
-        outcome = _settle(
-            owner_id=owner_id,
-            source=source,
-            model=model,
-            record_message=current,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            estimated=estimated,
+    if needed_tokens or needed_cost:
+        UsageMonth.objects.filter(pk=row.pk).update(
+            tokens_reserved=F("tokens_reserved") + needed_tokens,
+            cost_reserved=F("cost_reserved") + needed_cost,
         )
-        if outcome is None:
-            return None
-        record, changes = outcome
-        if current is not None:
-            Message.objects.filter(pk=current.pk).update(**changes)
-    # Keep the caller's instance truthful, so a later save() of it does not write old values back.
-    _mark_settled(message, changes)
-    return record
+    return Reservation(tokens=needed_tokens, cost=needed_cost, month=month)
 
 
-def usage_settle_locked(
-    *, message: Message, owner_id, prompt_tokens: int, completion_tokens: int, estimated: bool
-) -> UsageRecord | None:
-    """``usage_settle`` for a caller that holds the reply's row lock and is ending it now.
+def budget_settle(*, owner_id, held: Reservation, used_tokens: int, used_cost: Decimal) -> None:
+    """Release ``held`` from the month it was reserved in and add what was used to this month.
 
-    The caller has just seen the reply ``streaming`` under that lock, so it cannot have been
-    settled, and it loaded ``message.model``. The usage fields are set on ``message`` for the
-    caller to save with the rest of its changes (one UPDATE, not two).
+    Call inside the transaction that deletes the call's Reservation row (chat.core.calls), so
+    a hold is released exactly once.
     """
-    outcome = _settle(
-        owner_id=owner_id,
-        source=message,
-        model=message.model if message.model_id else None,
-        record_message=message,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        estimated=estimated,
-    )
-    if outcome is None:
-        return None
-    record, changes = outcome
-    _mark_settled(message, changes)
-    return record
-
-
-def _mark_settled(message: Message, changes: dict) -> None:
-    for name, value in changes.items():
-        setattr(message, name, value)
-    message._usage_settled = True
-
-
-def _settle(*, owner_id, source, model, record_message, prompt_tokens, completion_tokens, estimated):
-    """Release ``source``'s reservation, add the real usage to this month and record it.
-
-    Returns (the UsageRecord or None, the fields to write on the message), or None when
-    there was neither a reservation nor any usage.
-    """
-    prompt_tokens = max(int(prompt_tokens or 0), 0)
-    completion_tokens = max(int(completion_tokens or 0), 0)
-    reserved_tokens, reserved_cost = source.reserved_tokens, _money(source.reserved_cost)
-    reserved_month = month_start(source.created_at)
+    used_tokens = max(int(used_tokens or 0), 0)
+    used_cost = _money(used_cost or 0)
     this_month = month_start()
-    used = bool(prompt_tokens or completion_tokens)
-    if not used and not (reserved_tokens or reserved_cost):
-        return None
-    cost = _money(model.cost(prompt_tokens, completion_tokens)) if used and model else Decimal(0)
+    used = bool(used_tokens or used_cost)
     release = {}
-    if reserved_tokens or reserved_cost:
+    if held.tokens or held.cost:
         release = {
             "tokens_reserved": Greatest(
-                F("tokens_reserved") - reserved_tokens, Value(0), output_field=PositiveBigIntegerField()
+                F("tokens_reserved") - held.tokens, Value(0), output_field=PositiveBigIntegerField()
             ),
             "cost_reserved": Greatest(
-                F("cost_reserved") - reserved_cost,
+                F("cost_reserved") - _money(held.cost),
                 Value(Decimal(0)),
                 output_field=DecimalField(max_digits=14, decimal_places=6),
             ),
         }
-    add = {"tokens_used": F("tokens_used") + prompt_tokens + completion_tokens, "cost_used": F("cost_used") + cost}
-    if used and release and reserved_month == this_month:
-        # The usual case, a reply settled in the month it began: one UPDATE does both. The
+    add = {"tokens_used": F("tokens_used") + used_tokens, "cost_used": F("cost_used") + used_cost}
+    if used and release and held.month == this_month:
+        # The usual case, a call settled in the month it began: one UPDATE does both. The
         # reservation made the row, so it exists unless an admin deleted it meanwhile.
         if not UsageMonth.objects.filter(user_id=owner_id, month=this_month).update(**release, **add):
             UsageMonth.objects.filter(pk=_month_row(owner_id, this_month).pk).update(**add)
-    else:
-        if release:
-            UsageMonth.objects.filter(user_id=owner_id, month=reserved_month).update(**release)
-        if used:
-            UsageMonth.objects.filter(pk=_month_row(owner_id, this_month).pk).update(**add)
-
-    record = None
+        return
+    if release:
+        UsageMonth.objects.filter(user_id=owner_id, month=held.month).update(**release)
     if used:
-        record = UsageRecord.objects.create(
-            user_id=owner_id,
-            conversation_id=source.conversation_id if record_message is not None else None,
-            message=record_message,
-            model=model,
-            model_name=(source.model_name or (model.model_id if model else ""))[:200] or "unknown",
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost=cost,
-            estimated=estimated,
-        )
-    changes = {"reserved_tokens": 0, "reserved_cost": Decimal(0)}
-    if record is not None:
-        changes.update(
-            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, usage_estimated=estimated, cost=cost
-        )
-    return record, changes
-
-
-def _owner_id(message: Message, current: Message | None):
-    conversation_id = (current or message).conversation_id
-    owner_id = Conversation.objects.filter(pk=conversation_id).values_list("owner_id", flat=True).first()
-    if owner_id is None and Message.conversation.is_cached(message):
-        # The conversation was deleted with the reply; the caller's instance still knows whose it was.
-        owner_id = message.conversation.owner_id
-    return owner_id
+        UsageMonth.objects.filter(pk=_month_row(owner_id, this_month).pk).update(**add)
 
 
 def usage_estimate(*, prompt_tokens: int, text: str, encoding_name: str) -> tuple[int, int]:

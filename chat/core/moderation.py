@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
@@ -38,8 +39,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from chat.core import textforms
+from chat.core.calls import Units, model_call
 from chat.errors import MessageBlocked, ModerationUnavailable, UpstreamError
-from chat.models import BlocklistEntry, Message, ModerationEvent, Provider
+from chat.models import BlocklistEntry, Message, ModerationEvent, Provider, UsageKind
 from chat.upstream import client
 
 logger = logging.getLogger(__name__)
@@ -281,7 +283,20 @@ async def moderation_gate(*, message: Message, provider: Provider, blocklist_hit
             seen = textforms.readable(message.content)
         if seen != message.content:
             inputs.append(seen)  # the provider's model reads as written, not as a person sees
-        result = await client.moderate(endpoint, inputs)
+        characters = sum(len(text) for text in inputs)
+        owner = get_user_model()(pk=message.conversation.owner_id)
+        # The check is a model call: recorded as usage of kind moderation (never refused for budget).
+        async with model_call(
+            user=owner,
+            kind=UsageKind.MODERATION,
+            estimate=Units(characters=characters),
+            purpose="moderation",
+            rate=False,
+            endpoint=endpoint,
+            conversation_id=message.conversation_id,
+        ) as call:
+            result = await client.moderate(endpoint, inputs)
+            call.usage = Units(characters=characters)
     except UpstreamError as exc:
         detail = f"{exc.code}: {exc.message}"
         if settings.PARLEY_MODERATION_FAIL_OPEN:

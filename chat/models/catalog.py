@@ -16,7 +16,7 @@ class Provider(models.Model):
     """An OpenAI-compatible endpoint and the key Parley uses for it.
 
     The base URL is set by admins only and is trusted; members can never point a request at
-    another host (SECURITY.md policy).
+    another host (docs/security.md, "Policies").
     """
 
     name = models.CharField(_("name"), max_length=100, unique=True)
@@ -78,7 +78,20 @@ class Provider(models.Model):
             return "(cannot decrypt)"
 
 
+class ModelKind(models.TextChoices):
+    """What a model does, and so which endpoint Parley calls it through and in which units it is priced."""
+
+    CHAT = "chat", _("chat")
+    EMBEDDING = "embedding", _("embedding")
+    IMAGE = "image", _("image")
+    TRANSCRIPTION = "transcription", _("transcription")
+    SPEECH = "speech", _("speech")
+    MODERATION = "moderation", _("moderation")
+
+
 class ChatModel(models.Model):
+    """A model of the catalog, of any kind (the name is historical: chat came first)."""
+
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="chat_models")
     model_id = models.CharField(_("model id"), max_length=200)
     display_name = models.CharField(_("display name"), max_length=200, blank=True)
@@ -89,6 +102,29 @@ class ChatModel(models.Model):
     )
     output_price_per_million = models.DecimalField(
         _("output price per 1M tokens (USD)"), max_digits=12, decimal_places=4, null=True, blank=True
+    )
+    kind = models.CharField(
+        _("kind"),
+        max_length=16,
+        choices=ModelKind.choices,
+        default=ModelKind.CHAT,
+        help_text=_("Guessed from the model id when synced; correct it if the guess is wrong."),
+    )
+    # Prices in the kind's own units (USD). Tokens: the two fields above (embeddings use the input price).
+    image_prices = models.JSONField(
+        _("price per image (USD)"),
+        default=dict,
+        blank=True,
+        help_text=_('By size and quality, for example {"1024x1024": "0.04", "1024x1024/hd": "0.08"}.'),
+    )
+    audio_price_per_minute = models.DecimalField(
+        _("price per minute of audio (USD)"), max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    speech_price_per_million_characters = models.DecimalField(
+        _("price per 1M characters of speech (USD)"), max_digits=12, decimal_places=4, null=True, blank=True
+    )
+    training_price_per_million = models.DecimalField(
+        _("training price per 1M tokens (USD)"), max_digits=12, decimal_places=4, null=True, blank=True
     )
     enabled = models.BooleanField(_("enabled"), default=True)
     is_default = models.BooleanField(_("default"), default=False)
@@ -137,3 +173,12 @@ class ChatModel(models.Model):
         price_in = self.input_price_per_million or Decimal(0)
         price_out = self.output_price_per_million or Decimal(0)
         return (Decimal(prompt_tokens) * price_in + Decimal(completion_tokens) * price_out) / Decimal(1_000_000)
+
+    def image_price(self, size: str = "", quality: str = "") -> Decimal:
+        """The price of one image: the most specific of "size/quality", "size" and "default"
+        that the admin priced, else the highest price listed (a reservation must never be short)."""
+        prices = self.image_prices if isinstance(self.image_prices, dict) else {}
+        for key in (f"{size}/{quality}", size, "default"):
+            if key in prices:
+                return Decimal(str(prices[key]))
+        return max((Decimal(str(value)) for value in prices.values()), default=Decimal(0))

@@ -8,7 +8,6 @@ its worker refreshes while it is alive (see chat.transport.sweep).
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -81,9 +80,6 @@ class Message(models.Model):
     cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     # How many earlier messages were left out of the prompt that produced this reply.
     omitted_messages = models.PositiveIntegerField(default=0)
-    # The worst case this reply reserved against the member's budget; released when settled.
-    reserved_tokens = models.PositiveIntegerField(default=0)
-    reserved_cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
     moderation_categories = models.JSONField(default=list, blank=True)
     moderation_unchecked = models.BooleanField(default=False)
     error_code = models.CharField(max_length=64, blank=True, default="")

@@ -21,9 +21,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from chat import tokens
-from chat.core.budget import usage_settle
+from chat.core.calls import Units, call_settle
 from chat.models import Message
 from chat.serializers import message_to_dict
+from chat.transport import events
 from chat.transport.events import conversation_group
 
 logger = logging.getLogger(__name__)
@@ -51,20 +52,19 @@ def sweep_stale_replies(*, stale_seconds: float | None = None) -> int:
             message.updated_at = timezone.now()
             prompt_tokens = message.prompt_tokens or 0
             message.prompt_tokens = None
-            message.save()
-            usage_settle(
+            call_settle(
                 message=message,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=message.token_count,
+                units=Units(input_tokens=prompt_tokens, output_tokens=message.token_count),
                 estimated=True,
             )
+            message.save()
             swept.append(message)
     layer = get_channel_layer()
     for message in swept:
         message.refresh_from_db()
         try:
             async_to_sync(layer.group_send)(
-                conversation_group(message.conversation_id), {"type": "reply.done", "message": message_to_dict(message)}
+                conversation_group(message.conversation_id), events.reply_done(message=message_to_dict(message))
             )
         except Exception:  # noqa: BLE001 - the database is the record; open tabs resync
             logger.warning("sweep could not notify open tabs", exc_info=True)

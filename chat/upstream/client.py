@@ -1,11 +1,12 @@
 """The one door out: every HTTP request to a model provider goes through this module.
 
-It is the only module that imports httpx (STYLE.md; a test enforces it). It speaks the OpenAI
-API (``/chat/completions`` as server-sent events, ``/moderations``, ``/models``); what the
-bytes mean is read by the pure :mod:`chat.upstream.wire` and :mod:`chat.upstream.sse`. Every transport or
-protocol failure becomes :class:`chat.errors.UpstreamError` with a stable code.
+It is the only module that imports httpx (docs/architecture.md; tests/test_architecture.py
+enforces it). It speaks the OpenAI API (``/chat/completions`` as server-sent events,
+``/embeddings``, ``/moderations``, ``/models``); what the bytes mean is read by the pure
+:mod:`chat.upstream.wire` and :mod:`chat.upstream.sse`. Every transport or protocol failure
+becomes :class:`chat.errors.UpstreamError` with a stable code.
 
-Rules kept here, each with its SECURITY.md row:
+Rules kept here, each with its docs/security.md row:
 
 - Retries follow the official OpenAI client (T35): at most ``PARLEY_UPSTREAM_MAX_RETRIES``
   (2), only before the response starts streaming, only on connection errors, 408, 409, 429 and
@@ -30,7 +31,8 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator
+import typing
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import httpx  # noqa: TID251 - this is the one module allowed to talk HTTP to upstreams
 from django.conf import settings
@@ -39,6 +41,7 @@ from django.utils.translation import gettext as _
 from chat.errors import UpstreamError
 from chat.upstream import redact, sse
 from chat.upstream.wire import (
+    Embeddings,
     Endpoint,
     InvalidEndpoint,
     ModerationResult,
@@ -47,6 +50,7 @@ from chat.upstream.wire import (
     backoff_seconds,
     chunk_event,
     completion_events,
+    embeddings_result,
     error_fields,
     model_ids,
     moderation_result,
@@ -245,7 +249,7 @@ def _transport_error(exc: httpx.HTTPError, endpoint: Endpoint) -> UpstreamError:
 # --- the calls ----------------------------------------------------------------------------
 async def stream_chat(
     endpoint: Endpoint, payload: dict, *, max_retries: int | None = None
-) -> AsyncIterator[StreamEvent]:
+) -> AsyncGenerator[StreamEvent, None]:
     """Stream a chat completion: content deltas of choice 0, then finish_reason, then usage.
 
     An async generator; close it (``contextlib.aclosing``) or cancel its consumer to close the
@@ -292,16 +296,16 @@ def _split_lines(data: bytes) -> tuple[list[bytes], bytes]:
     return lines, rest + b"\r" if carry_cr else rest
 
 
-def _body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+def _body_chunks(response: httpx.Response) -> AsyncGenerator[bytes, None]:
     # The raw body when it is not compressed (we ask for identity): httpx's aiter_lines stacks
     # three more generators (bytes, text, lines) over it, which cost a third of the CPU of a
     # 5,000-token reply (docs/performance.md). A server that compresses anyway is decoded.
     if response.headers.get("content-encoding", "identity").strip().lower() in ("", "identity"):
-        return response.aiter_raw()
-    return response.aiter_bytes()
+        return typing.cast(AsyncGenerator[bytes, None], response.aiter_raw())
+    return typing.cast(AsyncGenerator[bytes, None], response.aiter_bytes())
 
 
-async def _stream_events(response: httpx.Response, endpoint: Endpoint) -> AsyncIterator[StreamEvent]:
+async def _stream_events(response: httpx.Response, endpoint: Endpoint) -> AsyncGenerator[StreamEvent, None]:
     decoder = sse.Decoder()
     finished = False
     rest = b""
@@ -385,6 +389,14 @@ async def moderate(endpoint: Endpoint, text: str | list[str], *, max_retries: in
     if isinstance(text, list) and len(text) == 1:
         text = text[0]  # the plain form every compatible server understands
     return moderation_result(await _call_json(endpoint, "POST", "moderations", {"input": text}, max_retries))
+
+
+async def embed(endpoint: Endpoint, model: str, inputs: list[str], *, user: str = "", max_retries=None) -> Embeddings:
+    """``POST /embeddings`` for a batch of texts: their vectors in input order and the tokens billed."""
+    body: dict = {"model": model, "input": list(inputs), "encoding_format": "float"}
+    if user:
+        body["user"] = user
+    return embeddings_result(await _call_json(endpoint, "POST", "embeddings", body, max_retries), len(inputs))
 
 
 async def list_models(endpoint: Endpoint, *, max_retries: int | None = None) -> list[str]:

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import ipaddress
 import json
 import logging
 import random
 import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+import idna
 from django.conf import settings
 from django.utils.translation import gettext as _
 
@@ -33,6 +36,8 @@ INITIAL_RETRY_DELAY = 0.5  # openai-python _constants.py
 MAX_RETRY_DELAY = 8.0
 _RETRY_STATUSES = {408, 409, 429}
 _KEY_CHARS = re.compile(r"[\x21-\x7e]*")
+_IPV4_STYLE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")  # httpx reads such a host as IPv4
+MAX_BASE_URL_LENGTH = 500  # Provider.base_url's column
 
 
 class InvalidEndpoint(ValueError):
@@ -47,9 +52,15 @@ def validate_base_url(url: str) -> str:
     is refused rather than half-trusted.
     """
     url = (url or "").strip()
-    if any(c.isspace() or ord(c) < 0x20 or c == "\\" for c in url):
+    if len(url) > MAX_BASE_URL_LENGTH:
+        raise InvalidEndpoint(_("The base URL is longer than %(max)d characters.") % {"max": MAX_BASE_URL_LENGTH})
+    # Category C: control, format (soft hyphen, zero-width space), surrogate and unassigned.
+    if any(c.isspace() or unicodedata.category(c)[0] == "C" or c == "\\" for c in url):
         raise InvalidEndpoint(_("The base URL must not contain spaces, control characters or backslashes."))
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)  # ValueError for an unclosed "[" or characters NFKC turns into "/", "#"...
+    except ValueError:
+        raise InvalidEndpoint(_("The base URL is not a valid URL.")) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidEndpoint(_("The base URL must start with http:// or https:// and name a host."))
     if "@" in parts.netloc:
@@ -60,7 +71,28 @@ def validate_base_url(url: str) -> str:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
     except ValueError:
         raise InvalidEndpoint(_("The base URL has an invalid port.")) from None
+    _check_host(parts)
     return url.rstrip("/")
+
+
+def _check_host(parts) -> None:
+    """Refuse a host the HTTP client would refuse when the first request is sent.
+
+    The same tests as httpx's URL parser, with the libraries it uses: an IP literal must be an
+    address, a name outside ASCII must encode to IDNA, a punycode label must decode.
+    """
+    host = parts.hostname
+    try:
+        if parts.netloc.rpartition("@")[2].startswith("["):
+            ipaddress.IPv6Address(host)
+        elif _IPV4_STYLE.fullmatch(host):
+            ipaddress.IPv4Address(host)
+        elif not host.isascii():
+            idna.encode(host)
+        elif any(label.startswith("xn--") for label in host.split(".")):
+            idna.decode(host)
+    except ValueError:  # ipaddress' errors and idna's (a UnicodeError) are ValueErrors
+        raise InvalidEndpoint(_("The base URL's host is not a valid host name or IP address.")) from None
 
 
 @dataclass(frozen=True)
@@ -127,6 +159,14 @@ class StreamEvent(NamedTuple):
 class ModerationResult:
     flagged: bool
     categories: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """A ``/embeddings`` answer: one vector per input, in input order, and the tokens billed."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int
 
 
 # --- retries ------------------------------------------------------------------------------
@@ -316,6 +356,33 @@ def moderation_result(data) -> ModerationResult:
     if flagged and not categories:
         categories.add("flagged")
     return ModerationResult(flagged=flagged, categories=sorted(categories) if flagged else [])
+
+
+def embeddings_result(data, count: int) -> Embeddings:
+    """Read a ``/embeddings`` answer for ``count`` inputs: vectors put back in input order
+    (the API gives each an ``index``), all of one length, with the usage it reports."""
+    items = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(items, list) or len(items) != count:
+        raise bad_shape("embeddings")
+    vectors: list[list[float] | None] = [None] * count
+    for position, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("embedding"), list):
+            raise bad_shape("embeddings")
+        index = item.get("index", position)
+        if type(index) is not int or not 0 <= index < count or vectors[index] is not None:
+            raise bad_shape("embeddings")
+        vector = item["embedding"]
+        if not vector or not all(type(x) in (int, float) for x in vector):
+            raise bad_shape("embeddings")
+        vectors[index] = [float(x) for x in vector]
+    if len({len(v) for v in vectors if v is not None}) != 1:
+        raise bad_shape("embeddings")
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    prompt_tokens = usage.get("prompt_tokens")
+    return Embeddings(
+        vectors=[v for v in vectors if v is not None],
+        prompt_tokens=prompt_tokens if type(prompt_tokens) is int and prompt_tokens >= 0 else 0,
+    )
 
 
 def model_ids(data) -> list[str]:

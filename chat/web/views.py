@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 
 from chat import selectors
+from chat.core import grants
 from chat.core.budget import budget_status, month_begins, month_start
 from chat.errors import NotFound
 from chat.serializers import conversation_to_dict
@@ -43,7 +44,7 @@ def _app_context(request, *, conversation=None, sidebar=None) -> dict:
     user = request.user
     if sidebar is None:
         sidebar = conversation_page(user=user)
-    models = [model_to_dict(m) for m in selectors.models_for_user(user=user)]
+    models = [model_to_dict(m) for m in grants.models_granted(user=user)]
     config = {
         "conversation": conversation_to_dict(conversation) if conversation is not None else None,
         "sidebar": sidebar,

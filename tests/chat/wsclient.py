@@ -19,6 +19,7 @@ from django.test import Client
 from tests.reply_texts import apply_frame
 
 ORIGIN = "http://localhost"
+HOST = "localhost"  # the Host a browser on ORIGIN sends; the origin check compares the two
 
 
 @database_sync_to_async
@@ -41,7 +42,7 @@ class Tab:
         if application is None:
             from config.asgi import application
 
-        headers = []
+        headers = [(b"host", HOST.encode())]
         if user is not None or cookie is not None:
             key = cookie or await session_cookie(user)
             headers.append((b"cookie", f"sessionid={key}".encode()))
@@ -102,7 +103,9 @@ async def settle(timeout: float = 10) -> None:
     """Wait for every reply task of this process to end."""
     from chat import runtime
 
-    await runtime.wait_idle(timeout)
+    pending = runtime.running()
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
     await asyncio.sleep(0)
 
 

@@ -1,6 +1,6 @@
 """Walk every HTTP and websocket route and build a request path that reaches each one.
 
-Used by the route inventory (SECURITY.md T04) and the "members never reach the admin" tests.
+Used by the route inventory (docs/security.md T04) and the "members never reach the admin" tests.
 A route is identified by ``namespace:name``, or by its full pattern when it has no name.
 """
 

@@ -9,13 +9,18 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
+from django.test import override_settings
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import settings as hsettings
 
 from chat import crypto
 from chat.catalog import families
 from chat.catalog.providers import provider_sync_due, provider_sync_from_env, provider_sync_models
 from chat.errors import UpstreamError
 from chat.models import ChatModel, Provider
+from chat.upstream import client
+from tests.malformed_urls import base_urls
 
 pytestmark = [pytest.mark.django_db]
 
@@ -40,8 +45,12 @@ def fake_provider(fake_upstream, name="Fake", **fields):
 def catalog(provider):
     return {
         m.model_id: (m.context_window, m.max_output_tokens, m.input_price_per_million, m.output_price_per_million)
-        for m in ChatModel.objects.filter(provider=provider)
+        for m in ChatModel.objects.filter(provider=provider, kind="chat")
     }
+
+
+def kinds(provider):
+    return dict(ChatModel.objects.filter(provider=provider).exclude(kind="chat").values_list("model_id", "kind"))
 
 
 # --- the provider from the environment ----------------------------------------------------
@@ -116,7 +125,17 @@ def test_a_sync_adds_the_chat_models_with_their_real_windows_and_prices(fake_ups
     provider = fake_provider(fake_upstream)
     result = provider_sync_models(provider)
 
-    assert result == {"listed": 11, "added": 6, "skipped": 5, "default": "gpt-4o-mini"}
+    assert result == {"listed": 11, "added": 11, "skipped": 0, "default": "gpt-4o-mini"}
+    assert kinds(provider) == {
+        "text-embedding-3-small": "embedding",
+        "whisper-1": "transcription",
+        "tts-1": "speech",
+        "dall-e-3": "image",
+        "omni-moderation-latest": "moderation",
+    }
+    embedding = ChatModel.objects.get(provider=provider, model_id="text-embedding-3-small")
+    assert embedding.input_price_per_million == Decimal("0.02")  # priced in its own units
+    assert ChatModel.objects.get(provider=provider, model_id="dall-e-3").image_prices["1024x1024/hd"] == "0.08"
     assert catalog(provider) == {
         "gpt-4o-mini": (128_000, 16_384, Decimal("0.15"), Decimal("0.60")),
         "gpt-4o": (128_000, 16_384, Decimal("2.50"), Decimal("10.00")),
@@ -188,7 +207,7 @@ def test_the_periodic_sync_takes_only_enabled_providers_that_are_due(fake_upstre
 
     assert results == {
         "Down": "upstream_unavailable",
-        "Stale": {"listed": 11, "added": 6, "skipped": 5, "default": "gpt-4o-mini"},
+        "Stale": {"listed": 11, "added": 11, "skipped": 0, "default": "gpt-4o-mini"},
     }
     stale.refresh_from_db()
     assert timezone.now() - stale.models_synced_at < timedelta(minutes=1)
@@ -210,8 +229,8 @@ def test_setup_providers_creates_the_provider_and_its_models(env, fake_upstream)
     call_command("setup_providers", stdout=out)
     provider = Provider.objects.get(from_environment=True)
     assert provider.use_moderation is False  # not api.openai.com
-    assert ChatModel.objects.filter(provider=provider).count() == 6
-    assert "6 new models" in out.getvalue()
+    assert ChatModel.objects.filter(provider=provider).count() == 11
+    assert "11 new models" in out.getvalue()
 
     call_command("setup_providers", stdout=io.StringIO())  # recent: no second fetch
     assert len(fake_upstream.requests) == 1
@@ -283,6 +302,59 @@ def test_dated_variants_match_their_family_by_prefix(model_id, family):
 )
 def test_non_chat_models_are_recognised(model_id, chat):
     assert families.is_chat_model(model_id) is chat
+
+
+@pytest.mark.parametrize(
+    ("model_id", "kind"),
+    [
+        ("gpt-4o", "chat"),
+        ("llama-3-8b-instruct", "chat"),
+        ("ft:gpt-4o-mini:acme::abc123", "chat"),
+        ("text-embedding-3-large", "embedding"),
+        ("nomic-embed-text-v1.5", "embedding"),
+        ("whisper-1", "transcription"),
+        ("gpt-4o-mini-transcribe", "transcription"),
+        ("tts-1-hd", "speech"),
+        ("gpt-4o-mini-tts", "speech"),
+        ("dall-e-3", "image"),
+        ("gpt-image-1", "image"),
+        ("omni-moderation-latest", "moderation"),
+        ("text-moderation-stable", "moderation"),
+        ("gpt-4o-realtime-preview", None),
+        ("gpt-3.5-turbo-instruct", None),
+        ("o1-pro", None),
+    ],
+)
+def test_the_sync_classifies_models_by_kind(model_id, kind):
+    assert families.kind_of(model_id) == kind
+
+
+# --- malformed base URLs from the environment (issue 20 item 11) ---------------------------------
+
+
+@pytest.mark.parametrize("key", [KEY, ""])
+@pytest.mark.parametrize("url", ["http://[::1", "http://a\uff03b/v1", "http://999.1.1.1/v1"])
+def test_setup_providers_explains_a_malformed_base_url_without_a_traceback(env, key, url):
+    from django.core.management.base import CommandError
+
+    env.OPENAI_API_KEY = key
+    env.OPENAI_BASE_URL = url
+    with pytest.raises(CommandError) as refused:
+        call_command("setup_providers", "--no-sync", stdout=io.StringIO())
+    assert str(refused.value).startswith("OPENAI_BASE_URL: The base URL")
+    assert not Provider.objects.exists()
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(url=base_urls())
+def test_every_base_url_from_the_environment_is_used_or_a_configuration_error(url):
+    with override_settings(OPENAI_API_KEY=KEY, OPENAI_BASE_URL=url, OPENAI_ORGANIZATION=""):
+        try:
+            provider = provider_sync_from_env()
+        except ImproperlyConfigured as refused:
+            assert str(refused).startswith("OPENAI_BASE_URL: ")
+            return
+    assert client.Endpoint(Provider.objects.get(pk=provider.pk).base_url)
 
 
 def test_a_failed_periodic_sync_logs_no_part_of_the_key_a_hostile_upstream_echoes(fake_upstream, no_sleep, caplog):

@@ -9,15 +9,10 @@ from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from chat.core import budget
-from chat.core.budget import (
-    Reservation,
-    budget_reserve,
-    budget_status,
-    usage_estimate,
-    usage_settle,
-)
+from chat.core.budget import budget_status, usage_estimate
+from chat.core.calls import Units, call_admit, call_settle
 from chat.errors import QuotaExceeded
-from chat.models import ChatModel, Conversation, Message, Provider, UsageMonth, UsageRecord
+from chat.models import ChatModel, Conversation, Message, ModelKind, Provider, Reservation, UsageMonth, UsageRecord
 from chat.tokens import O200K, count_tokens
 
 JULY = dt.datetime(2025, 7, 14, 12, 0, tzinfo=dt.UTC)
@@ -51,10 +46,35 @@ def month_row(user, month=dt.date(2025, 7, 1)):
     return UsageMonth.objects.get(user=user, month=month)
 
 
+def budget_reserve(*, user, model, prompt_tokens, reply_tokens, message=None):
+    """The core's admission of a chat reply of this size (grant checked, rate not counted)."""
+    return call_admit(
+        user=user,
+        kind=ModelKind.CHAT,
+        estimate=Units(input_tokens=prompt_tokens, output_tokens=reply_tokens),
+        purpose="reply",
+        model=model,
+        granted=True,
+        rate=False,
+        message=message,
+    ).held
+
+
+def usage_settle(*, message, prompt_tokens, completion_tokens, estimated):
+    """Settle the reservation of ``message`` (a reply), as the reply task or the sweep does."""
+    reservation_id = Reservation.objects.filter(message_id=message.pk).values_list("pk", flat=True).first()
+    if reservation_id is None:
+        return None  # settled already
+    return call_settle(
+        reservation_id=reservation_id,
+        units=Units(input_tokens=prompt_tokens, output_tokens=completion_tokens),
+        estimated=estimated,
+    )
+
+
 def begin_reply(user, model, *, prompt_tokens, reply_tokens):
-    """What reply_begin does: reserve and create the streaming reply in one transaction."""
+    """What reply_begin does: create the streaming reply and reserve for it in one transaction."""
     with transaction.atomic():
-        reservation = budget_reserve(user=user, model=model, prompt_tokens=prompt_tokens, reply_tokens=reply_tokens)
         conversation = Conversation.objects.create(owner=user, model=model)
         reply = Message.objects.create(
             conversation=conversation,
@@ -62,9 +82,10 @@ def begin_reply(user, model, *, prompt_tokens, reply_tokens):
             status=Message.Status.STREAMING,
             model=model,
             model_name=model.label,
-            reserved_tokens=reservation.tokens,
-            reserved_cost=reservation.cost,
             created_at=timezone.now(),
+        )
+        reservation = budget_reserve(
+            user=user, model=model, prompt_tokens=prompt_tokens, reply_tokens=reply_tokens, message=reply
         )
     return reservation, reply
 
@@ -83,7 +104,8 @@ def test_a_reply_reserves_its_worst_case_tokens_and_cost(alice, model, at):
     with transaction.atomic():
         reservation = budget_reserve(user=alice, model=model, prompt_tokens=1_000, reply_tokens=16_384)
     # 1,000 × $2.50/M + 16,384 × $10/M = $0.0025 + $0.16384
-    assert reservation == Reservation(tokens=17_384, cost=Decimal("0.166340"))
+    assert (reservation.tokens, reservation.cost) == (17_384, Decimal("0.166340"))
+    assert Reservation.objects.get(user=alice).tokens == 17_384  # the ledger row settlement releases
     row = month_row(alice)
     assert (row.tokens_reserved, row.cost_reserved, row.tokens_used, row.cost_used) == (
         17_384,
@@ -236,17 +258,14 @@ def test_settling_replaces_the_reservation_with_the_real_usage(alice, model, at)
         Decimal("0.005"),
         False,
     )
-    assert (stored.reserved_tokens, stored.reserved_cost) == (0, Decimal("0"))
-    assert (reply.reserved_tokens, reply.prompt_tokens) == (0, 1_000)  # the caller's instance too
+    assert not Reservation.objects.filter(message=reply).exists()
 
 
 def test_settling_twice_records_once(alice, model, at):
     at(JULY)
     _, reply = begin_reply(alice, model, prompt_tokens=100, reply_tokens=1_000)
     assert usage_settle(message=reply, prompt_tokens=100, completion_tokens=50, estimated=False) is not None
-    stale = Message.objects.get(pk=reply.pk)
-    stale.reserved_tokens = 1_100  # even a stale instance cannot release twice
-    assert usage_settle(message=stale, prompt_tokens=100, completion_tokens=50, estimated=False) is None
+    assert usage_settle(message=reply, prompt_tokens=100, completion_tokens=50, estimated=False) is None
     assert UsageRecord.objects.count() == 1
     row = month_row(alice)
     assert (row.tokens_used, row.tokens_reserved) == (150, 0)
@@ -306,13 +325,14 @@ def test_a_reply_reserved_in_one_month_and_settled_in_the_next_lands_in_the_righ
 def test_a_reply_whose_conversation_was_deleted_still_releases_and_records(alice, model, at):
     at(JULY)
     _, reply = begin_reply(alice, model, prompt_tokens=100, reply_tokens=1_000)
-    reply.conversation  # the runner holds the reply with its conversation loaded
+    reservation_id = Reservation.objects.get(message=reply).pk  # the runner keeps its admission
     reply.conversation.delete()
-    record = usage_settle(message=reply, prompt_tokens=100, completion_tokens=20, estimated=True)
+    used = Units(input_tokens=100, output_tokens=20)
+    record = call_settle(reservation_id=reservation_id, units=used, estimated=True)
     assert record.user == alice and record.message is None and record.conversation is None
     row = month_row(alice)
     assert (row.tokens_reserved, row.tokens_used) == (0, 120)
-    assert usage_settle(message=reply, prompt_tokens=100, completion_tokens=20, estimated=True) is None
+    assert call_settle(reservation_id=reservation_id, units=used, estimated=True) is None
     assert month_row(alice).tokens_used == 120 and UsageRecord.objects.count() == 1
 
 

@@ -7,9 +7,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from chat import tokens
+from chat.core.calls import caller_pseudonym
 from chat.errors import ContextTooLong, NoProvider
 from chat.models import ChatModel, Conversation, Message, Provider
-from chat.services.prompt import message_token_count, prompt_build, tokens_for, user_pseudonym
+from chat.services.prompt import message_token_count, prompt_build
 from chat.tokens import CL100K, O200K, REPLY_PRIMING, ROLE_TOKENS, TOKENS_PER_MESSAGE, count_tokens
 
 pytestmark = pytest.mark.django_db
@@ -31,6 +33,15 @@ def make_model(provider, model_id="gpt-4o", context_window=128_000, max_output_t
 @pytest.fixture
 def gpt4o(provider):
     return make_model(provider)
+
+
+def tokens_for(message: Message) -> int:
+    """Count ``message.content`` under its conversation's model, as saving a message does."""
+    model = message.model or message.conversation.model
+    encoding = tokens.encoding_name_for_model(model.model_id if model else "")
+    message.token_count = tokens.count_tokens(message.content, encoding)
+    message.token_encoding = encoding
+    return message.token_count
 
 
 class Chat:
@@ -123,7 +134,7 @@ def test_the_user_field_is_a_stable_pseudonym_that_reveals_nothing(alice, bob, g
     a1 = prompt_build(conversation=first.conversation, newest=first.ask("x")).payload["user"]
     a2 = prompt_build(conversation=second.conversation, newest=second.ask("y")).payload["user"]
     b = prompt_build(conversation=other.conversation, newest=other.ask("z")).payload["user"]
-    assert a1 == a2 == user_pseudonym(alice.pk)
+    assert a1 == a2 == caller_pseudonym(alice.pk)
     assert a1 != b
     assert len(a1) == 32 and int(a1, 16) >= 0
     for revealing in ("alice", alice.email):
@@ -131,9 +142,9 @@ def test_the_user_field_is_a_stable_pseudonym_that_reveals_nothing(alice, bob, g
 
 
 def test_the_pseudonym_changes_with_the_secret_key(alice, settings):
-    before = user_pseudonym(alice.pk)
+    before = caller_pseudonym(alice.pk)
     settings.SECRET_KEY = "another-secret-key-" + "x" * 40
-    assert user_pseudonym(alice.pk) != before
+    assert caller_pseudonym(alice.pk) != before
 
 
 def test_failed_blocked_unfinished_and_empty_messages_are_not_replayed(alice, gpt4o):

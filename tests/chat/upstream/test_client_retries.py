@@ -1,4 +1,4 @@
-"""The retry policy of chat.upstream.client against the real fake upstream (SECURITY.md T35).
+"""The retry policy of chat.upstream.client against the real fake upstream (docs/security.md T35).
 
 Backoff sleeps are recorded instead of slept, except in the one real-time Retry-After test.
 """

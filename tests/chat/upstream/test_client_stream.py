@@ -1,6 +1,6 @@
 """chat.upstream.client.stream_chat against the real fake upstream: what is sent, what comes back, how it fails.
 
-SECURITY.md rows: T36 (timeouts), T37 (mid-stream cuts), T38 (protocol oddities),
+docs/security.md rows: T36 (timeouts), T37 (mid-stream cuts), T38 (protocol oddities),
 T39/T40 (closing the stream closes the upstream connection).
 """
 

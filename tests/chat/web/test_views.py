@@ -156,6 +156,20 @@ def test_the_usage_page_shows_this_months_usage_against_the_budget(alice_client,
     assert "bob-model" not in body
 
 
+def test_the_usage_page_counts_every_kind_of_call_in_its_own_units(alice_client, alice, bob):
+    UsageRecord.objects.create(
+        user=alice, model_name="text-embedding-3-small", kind="embedding", purpose="document", prompt_tokens=4_000
+    )
+    UsageRecord.objects.create(
+        user=alice, model_name="tts-1", kind="speech", purpose="read_aloud", characters=20_000, cost=Decimal("0.30")
+    )
+    UsageRecord.objects.create(user=bob, model_name="dall-e-3", kind="image", images=2, cost=Decimal("0.08"))
+    body = alice_client.get(reverse("chat:usage")).content.decode()
+    assert re.search(r"<td>tts-1</td><td>speech</td>.*?<td>20,000 characters</td><td[^>]*>\$0\.30<", body, re.S)
+    assert re.search(r"<td>text-embedding-3-small</td><td>embedding</td><td[^>]*>1</td><td[^>]*>4,000</td>", body)
+    assert "dall-e-3" not in body  # Bob's
+
+
 # --- the sidebar list ---------------------------------------------------------------------------
 def test_the_list_is_the_members_own_pinned_first(alice_client, alice, bob):
     first = make_conversation(alice, "First")
