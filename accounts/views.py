@@ -187,13 +187,14 @@ def two_factor_verify(request):
 # --- single sign-on ---------------------------------------------------------------------------
 
 
-@require_POST
-@csrf_protect
 @never_cache
 def oidc_start(request, slug: str):
+    # A plain link, not a form: the page's CSP allows forms to submit only to Parley
+    # (form-action 'self'), and Chromium applies that to the redirect to the provider too.
+    # Nothing is decided here; the state bound to this session guards the answer.
     try:
         config = oidc.provider(slug)
-        request.session[OIDC_NEXT] = _safe_next(request, request.POST.get("next"))
+        request.session[OIDC_NEXT] = _safe_next(request, request.GET.get("next"))
         return oidc.authorize_redirect(request, config)
     except SignInRefused as error:
         return _sign_in_refused(request, error)
@@ -235,7 +236,9 @@ def sign_out(request):
             config = None
         url = config and oidc.end_session_url(request, config, signed_in.get("id_token", ""))
         if url:
-            return redirect(url)
+            # A page that moves on by itself (meta refresh) rather than a redirect: the sign-out
+            # form may only submit to Parley (CSP form-action), redirects included.
+            return render(request, "registration/signed_out.html", {"end_session_url": url, "provider": config.label})
     return redirect(settings.LOGOUT_REDIRECT_URL)
 
 

@@ -4,6 +4,7 @@ message (T50). The browser walk-through is in test_oidc_browser.py."""
 
 from __future__ import annotations
 
+import html
 import urllib.parse
 
 import pytest
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _start(client: Client, slug: str = "acme", next_url: str | None = None):
-    response = client.post(reverse("oidc_start", args=[slug]), {"next": next_url} if next_url else {})
+    response = client.get(reverse("oidc_start", args=[slug]), {"next": next_url} if next_url else {})
     assert response.status_code == 302, response.content[:500]
     return response["Location"]
 
@@ -338,8 +339,12 @@ def test_signing_out_ends_the_session_and_the_providers_session(client, acme, ho
     _sign_in(client, honest_idp, "carol")
     response = client.post(reverse("logout"))
     assert _signed_in_as(client) is None
-    assert response.status_code == 302
-    end_session = urllib.parse.urlsplit(response["Location"])
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "You are signed out of Parley" in body
+    url = html.unescape(body.split('<meta http-equiv="refresh" content="0;url=', 1)[1].split('"', 1)[0])
+    assert f'href="{html.escape(url)}"' in body.replace("&#x27;", "'")
+    end_session = urllib.parse.urlsplit(url)
     assert f"{end_session.scheme}://{end_session.netloc}{end_session.path}" == f"{honest_idp.issuer}/session/end"
     query = dict(urllib.parse.parse_qsl(end_session.query))
     assert query["post_logout_redirect_uri"] == f"{TESTSERVER}/accounts/login/"
@@ -374,7 +379,7 @@ def test_the_provider_from_the_environment_signs_in(client, db, honest_idp, sett
 
 
 def test_an_unknown_provider_is_a_clear_404(client, db):
-    response = client.post(reverse("oidc_start", args=["nobody"]))
+    response = client.get(reverse("oidc_start", args=["nobody"]))
     assert response.status_code == 404
     assert _refusal(response)[0] == "oidc_unknown_provider"
 
@@ -385,6 +390,6 @@ def test_an_unreachable_provider_is_a_clear_error(client, db):
     provider = OIDCProvider(slug="down", label="Down", issuer="http://127.0.0.1:9/", client_id="x")
     provider.client_secret = "y"
     provider.save()
-    response = client.post(reverse("oidc_start", args=["down"]))
+    response = client.get(reverse("oidc_start", args=["down"]))
     assert response.status_code == 502
     assert _refusal(response)[0] == "oidc_unavailable"
