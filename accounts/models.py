@@ -158,6 +158,15 @@ class OIDCProvider(models.Model):
         if mapping_errors:
             raise ValidationError({"group_mapping": _("Each line needs the form “claim value = Parley group”.")})
 
+    def save(self, *args, **kwargs):
+        # Rotation, as for provider keys: a secret under an older PARLEY_ENCRYPTION_KEYS entry is
+        # re-encrypted under the newest one whenever the row is saved.
+        from chat import crypto
+
+        if self.client_secret_encrypted and not crypto.is_current(self.client_secret_encrypted):
+            self.client_secret_encrypted = crypto.encrypt(crypto.decrypt(self.client_secret_encrypted))
+        super().save(*args, **kwargs)
+
     @property
     def client_secret(self) -> str:
         from chat import crypto

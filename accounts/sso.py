@@ -30,8 +30,13 @@ def _email(claims: dict) -> str:
 
 def _verified(claims: dict) -> bool:
     # Some providers send the flag as the string "true" (OpenID Connect says boolean).
-    value = claims.get("email_verified")
-    return value is True or (isinstance(value, str) and value.lower() == "true")
+    # Microsoft Entra sends no email_verified; its optional claim xms_edov says the email's
+    # domain owner is verified (docs/deployment.md, Entra).
+    for name in ("email_verified", "xms_edov"):
+        value = claims.get(name)
+        if value is True or (isinstance(value, str) and value.lower() == "true"):
+            return True
+    return False
 
 
 def _check_email(*, config: ProviderConfig, claims: dict, required: bool) -> str:
