@@ -24,6 +24,8 @@ from django.utils.formats import number_format
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import Invite, OIDCProvider, SignInPolicy, User
 from chat.admin.privacy import PrivateDeletionSummaryMixin
@@ -157,6 +159,16 @@ class RoleFilter(admin.SimpleListFilter):
         return queryset
 
 
+@admin.action(description=_("Turn off two-factor sign-in (for a member who lost their phone and codes)"))
+def reset_two_factor(modeladmin, request, queryset):
+    from django_otp.plugins.otp_static.models import StaticDevice
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    TOTPDevice.objects.filter(user__in=queryset).delete()
+    StaticDevice.objects.filter(user__in=queryset).delete()
+    modeladmin.message_user(request, gettext("Two-factor sign-in is off for the selected members."))
+
+
 @admin.action(description=_("Sign out everywhere (ends every session and open chat)"))
 def sign_out_everywhere(modeladmin, request, queryset):
     from accounts.sessions import sessions_end_all
@@ -218,7 +230,7 @@ class MemberAdmin(PrivateDeletionSummaryMixin, DjangoUserAdmin):
         ),
     )
     filter_horizontal = ("groups",)
-    actions = [sign_out_everywhere]
+    actions = [sign_out_everywhere, reset_two_factor]
 
     def get_deleted_objects(self, objs, request):
         to_delete, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
@@ -517,3 +529,10 @@ class SignInPolicyAdmin(admin.ModelAdmin):
                     ),
                 )
         super().save_model(request, obj, form, change)
+
+
+# django-otp's own admin pages would show members' authenticator secrets (and QR codes) to
+# admins; members manage their devices themselves, admins only reset them (action above).
+for _otp_model in (TOTPDevice, StaticDevice):
+    if admin.site.is_registered(_otp_model):
+        admin.site.unregister(_otp_model)

@@ -149,15 +149,6 @@ class OIDCProvider(models.Model):
     def __str__(self) -> str:
         return self.label
 
-    def clean(self):
-        from accounts.oidc import ENV_SLUG
-
-        if self.slug == ENV_SLUG:
-            raise ValidationError({"slug": _("This short name is kept for the provider set in the environment.")})
-        mapping_errors = [line for line in self.group_mapping.splitlines() if line.strip() and "=" not in line]
-        if mapping_errors:
-            raise ValidationError({"group_mapping": _("Each line needs the form “claim value = Parley group”.")})
-
     def save(self, *args, **kwargs):
         # Rotation, as for provider keys: a secret under an older PARLEY_ENCRYPTION_KEYS entry is
         # re-encrypted under the newest one whenever the row is saved.
@@ -166,6 +157,15 @@ class OIDCProvider(models.Model):
         if self.client_secret_encrypted and not crypto.is_current(self.client_secret_encrypted):
             self.client_secret_encrypted = crypto.encrypt(crypto.decrypt(self.client_secret_encrypted))
         super().save(*args, **kwargs)
+
+    def clean(self):
+        from accounts.oidc import ENV_SLUG
+
+        if self.slug == ENV_SLUG:
+            raise ValidationError({"slug": _("This short name is kept for the provider set in the environment.")})
+        mapping_errors = [line for line in self.group_mapping.splitlines() if line.strip() and "=" not in line]
+        if mapping_errors:
+            raise ValidationError({"group_mapping": _("Each line needs the form “claim value = Parley group”.")})
 
     @property
     def client_secret(self) -> str:

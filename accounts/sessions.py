@@ -16,6 +16,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY
+from django.core.cache import cache
 from django.db.models import F
 from django.http import Http404
 from django.utils import timezone
@@ -48,9 +49,18 @@ def session_record(*, request, user: User, provider_slug: str = "") -> None:
             "last_seen": timezone.now(),
         },
     )
+    cache.set(_seen_key(key), 1, timeout=SEEN_EVERY.total_seconds())
+
+
+def _seen_key(session_key: str) -> str:
+    return f"parley:session-seen:{session_key}"
 
 
 def session_seen(*, session_key: str) -> None:
+    """Note that the session was used now; at most one database write a minute per session,
+    decided in the cache so that most requests cost no query at all."""
+    if not cache.add(_seen_key(session_key), 1, timeout=SEEN_EVERY.total_seconds()):
+        return
     now = timezone.now()
     MemberSession.objects.filter(session_key=session_key, last_seen__lt=now - SEEN_EVERY).update(last_seen=now)
 

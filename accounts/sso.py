@@ -11,6 +11,7 @@ claims into a Parley member (accounts/oidc.py verified them first).
 from __future__ import annotations
 
 import re
+import secrets
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -160,5 +161,12 @@ def _member_create(*, claims: dict, email: str) -> User:
         **default_budgets(),
     )
     user.set_unusable_password()
-    user.save(force_insert=True)
+    try:
+        with transaction.atomic():
+            user.save(force_insert=True)
+    except IntegrityError:
+        # Someone else took the name at the same moment: the unique index decided; add a suffix.
+        user.pk = None
+        user.username = f"{user.username[:140]}-{secrets.token_hex(3)}"
+        user.save(force_insert=True)
     return user

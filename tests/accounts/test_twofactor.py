@@ -259,3 +259,26 @@ def test_the_setup_page_sends_strangers_to_sign_in(client, db):
     response = client.get(reverse("two_factor_setup"))
     assert response["Location"].startswith(reverse("login"))
     assert not TOTPDevice.objects.exists()
+
+
+def test_an_admin_turns_off_a_members_second_factor_when_they_lost_it(alice_with_2fa, admin_user):
+    console = Client()
+    console.force_login(admin_user)
+    console.post(
+        reverse("admin:accounts_user_changelist"),
+        {"action": "reset_two_factor", "_selected_action": [alice_with_2fa[0].user_id]},
+    )
+    client = Client()
+    assert _password(client)["Location"] == reverse("chat:home")
+    assert _signed_in(client)
+
+
+def test_the_admin_never_shows_a_members_authenticator_secret(alice, alice_with_2fa, admin_user):
+    device, codes = alice_with_2fa
+    console = Client()
+    console.force_login(admin_user)
+    pages = [console.get(reverse("admin:index")), console.get(reverse("admin:accounts_user_change", args=[alice.pk]))]
+    for page in pages:
+        body = page.content.decode()
+        assert twofactor.secret_text(device) not in body and device.key not in body
+        assert not any(code in body for code in codes)
