@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from accounts import views
+from accounts import security_views, views
 
 urlpatterns = [
     path("login/", views.SignInView.as_view(), name="login"),
@@ -14,11 +14,11 @@ urlpatterns = [
     path("join/<str:code>/", views.signup, name="join"),
     path("oidc/<slug:slug>/start/", views.oidc_start, name="oidc_start"),
     path("oidc/<slug:slug>/callback/", views.oidc_callback, name="oidc_callback"),
-    path("two-factor/", views.two_factor, name="two_factor"),
-    path("two-factor/setup/", views.two_factor_setup, name="two_factor_setup"),
-    path("two-factor/recovery-codes/", views.recovery_codes_new, name="recovery_codes_new"),
-    path("two-factor/off/", views.two_factor_off, name="two_factor_off"),
-    path("sessions/", views.member_sessions, name="member_sessions"),
-    path("sessions/<int:session_id>/end/", views.member_session_end, name="member_session_end"),
-    path("sessions/end-others/", views.member_sessions_end_others, name="member_sessions_end_others"),
+    path("two-factor/", security_views.two_factor, name="two_factor"),
+    path("two-factor/setup/", security_views.two_factor_setup, name="two_factor_setup"),
+    path("two-factor/recovery-codes/", security_views.recovery_codes_new, name="recovery_codes_new"),
+    path("two-factor/off/", security_views.two_factor_off, name="two_factor_off"),
+    path("sessions/", security_views.member_sessions, name="member_sessions"),
+    path("sessions/<int:session_id>/end/", security_views.member_session_end, name="member_session_end"),
+    path("sessions/end-others/", security_views.member_sessions_end_others, name="member_sessions_end_others"),
 ]

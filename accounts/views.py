@@ -1,36 +1,27 @@
-"""Sign-up, sign-in (password, second factor, single sign-on), sign-out and the lockout page.
-Password change is Django's view in Parley's templates (see accounts/urls.py); the rules live
-in accounts/services.py, accounts/sso.py, accounts/twofactor.py and accounts/sessions.py.
-
-A password sign-in that needs a second factor does not sign anyone in until the code is
-right: the person is "pending" in their session (for PENDING_SECONDS) and nothing else.
-"""
+"""Sign-up, sign-in (password, second factor, single sign-on) and sign-out. Password change is
+Django's view in Parley's templates (see accounts/urls.py); a member's two-factor and sessions
+pages are in accounts/security_views.py; the rules live in accounts/services.py, accounts/sso.py,
+accounts/signin.py and accounts/twofactor.py."""
 
 from __future__ import annotations
 
-import time
-
 from axes.handlers.proxy import AxesProxyHandler
-from axes.helpers import get_cool_off
 from django.conf import settings
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import login, user_login_failed
 from django.contrib.auth import logout as auth_logout
-from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import LoginView, redirect_to_login
+from django.contrib.auth.views import LoginView
 from django.core.exceptions import ValidationError
-from django.shortcuts import redirect, render, resolve_url
+from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
-from accounts import oidc, selectors, services, sessions, sso, throttle, twofactor
+from accounts import oidc, selectors, services, signin, sso, throttle, twofactor
 from accounts.errors import (
     InviteRequired,
     PasswordSignInOff,
@@ -41,50 +32,13 @@ from accounts.errors import (
     TwoFactorCodeWrong,
 )
 from accounts.forms import SignupForm, TwoFactorForm
-from accounts.models import User
+from accounts.signin import lockout  # AXES_LOCKOUT_CALLABLE names accounts.views.lockout
 
-PENDING = "_parley_pending_sign_in"
-PENDING_SECONDS = 300
 OIDC_SESSION = "_parley_oidc"
 OIDC_NEXT = "_parley_oidc_next"
 
 # Service errors are keyed by what they are about; the form names its two password boxes.
 _FORM_FIELD_FOR = {"username": "username", "password": "password1"}
-
-
-def _safe_next(request, url: str | None) -> str:
-    hosts = {request.get_host()}
-    if url and url_has_allowed_host_and_scheme(url, allowed_hosts=hosts, require_https=request.is_secure()):
-        return url
-    return resolve_url(settings.LOGIN_REDIRECT_URL)
-
-
-def _sign_in(request, user: User, backend: str, next_url: str):
-    """Finish a password sign-in, or hold it for a second factor (or its set-up) first."""
-    policy = selectors.sign_in_policy()
-    has_code = twofactor.two_factor_enabled(user=user)
-    if has_code or policy.two_factor_required(user):
-        request.session.cycle_key()  # nothing said before this point carries over
-        request.session[PENDING] = {"user": user.pk, "backend": backend, "next": next_url, "at": time.time()}
-        return redirect("two_factor_verify" if has_code else "two_factor_setup")
-    login(request, user, backend=backend)
-    return redirect(next_url)
-
-
-def pending_user(request) -> tuple[User, dict] | tuple[None, None]:
-    """Who passed the password step in this browser and still owes a second factor."""
-    pending = request.session.get(PENDING)
-    if not isinstance(pending, dict) or time.time() - pending.get("at", 0) > PENDING_SECONDS:
-        request.session.pop(PENDING, None)
-        return None, None
-    user = User.objects.filter(pk=pending.get("user"), is_active=True).first()
-    return (user, pending) if user else (None, None)
-
-
-def finish_pending(request, user: User, pending: dict):
-    request.session.pop(PENDING, None)
-    login(request, user, backend=pending["backend"])
-    return redirect(_safe_next(request, pending.get("next")))
 
 
 def _sign_in_context(request) -> dict:
@@ -115,7 +69,7 @@ class SignInView(LoginView):
         if not selectors.sign_in_policy().password_allowed(user):
             form.add_error(None, PasswordSignInOff().message)
             return self.form_invalid(form)
-        return _sign_in(self.request, user, user.backend, self.get_success_url())
+        return signin.hold_or_sign_in(self.request, user, user.backend, self.get_success_url())
 
 
 class AdminSignInView(SignInView):
@@ -151,10 +105,6 @@ class AdminSignInView(SignInView):
         return super().dispatch(request, *args, **kwargs)
 
 
-def _axes_credentials(username: str) -> dict:
-    return {"username": username}
-
-
 def _sign_in_refused(request, error: SignInRefused, *, credentials: dict | None = None):
     """The page saying why signing in failed; counted by axes when ``credentials`` name who."""
     if credentials is not None:
@@ -166,19 +116,16 @@ def _sign_in_refused(request, error: SignInRefused, *, credentials: dict | None 
 @csrf_protect
 @never_cache
 def two_factor_verify(request):
-    user, pending = pending_user(request)
+    user, pending = signin.pending_user(request)
     if user is None:
         return redirect("login")
-    credentials = _axes_credentials(user.get_username())
-    if not AxesProxyHandler.is_allowed(request, credentials):
+    if not signin.allowed(request, user.get_username()):
         return lockout(request)
     form = TwoFactorForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         if twofactor.two_factor_verify(user=user, code=form.cleaned_data["code"]):
-            return finish_pending(request, user, pending)
-        # A wrong code counts like a wrong password, on the same account and address (T33).
-        user_login_failed.send(sender=__name__, credentials=credentials, request=request)
-        if not AxesProxyHandler.is_allowed(request, credentials):
+            return signin.finish_pending(request, user, pending)
+        if not signin.failure_counted(request, user.get_username()):
             return lockout(request)
         form.add_error("code", TwoFactorCodeWrong().message)
     return render(request, "registration/two_factor_verify.html", {"form": form})
@@ -194,7 +141,7 @@ def oidc_start(request, slug: str):
     # Nothing is decided here; the state bound to this session guards the answer.
     try:
         config = oidc.provider(slug)
-        request.session[OIDC_NEXT] = _safe_next(request, request.GET.get("next"))
+        request.session[OIDC_NEXT] = signin.safe_next(request, request.GET.get("next"))
         return oidc.authorize_redirect(request, config)
     except SignInRefused as error:
         return _sign_in_refused(request, error)
@@ -203,7 +150,7 @@ def oidc_start(request, slug: str):
 @never_cache
 def oidc_callback(request, slug: str):
     # Failed answers are counted per provider and address: guessing codes or states gets locked.
-    credentials = _axes_credentials(f"sso:{slug}")
+    credentials = signin.axes_credentials(f"sso:{slug}")
     if not AxesProxyHandler.is_allowed(request, credentials):
         return lockout(request)
     try:
@@ -212,7 +159,7 @@ def oidc_callback(request, slug: str):
         user = sso.member_sign_in(config=config, claims=claims)
     except SignInRefused as error:
         return _sign_in_refused(request, error, credentials=credentials)
-    next_url = _safe_next(request, request.session.pop(OIDC_NEXT, None))
+    next_url = signin.safe_next(request, request.session.pop(OIDC_NEXT, None))
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     request.session[OIDC_SESSION] = {"slug": slug, "id_token": id_token}
     from accounts.models import MemberSession
@@ -285,150 +232,3 @@ def signup(request, code: str | None = None):
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             return redirect(settings.LOGIN_REDIRECT_URL)
     return render(request, "accounts/signup.html", {"form": form, "invite": invite, "invite_code": code})
-
-
-def lockout(request, *args, **kwargs):
-    """What django-axes answers once sign-in is locked (``AXES_LOCKOUT_CALLABLE``).
-
-    Our own view rather than axes' template path so that the answer is the same page for
-    every client: axes' AJAX branch would add ``Access-Control-Allow-Origin: *`` (T22).
-    Axes calls this with (request, response, credentials) or, from its async path,
-    (request, credentials); neither is needed here.
-    """
-    cool_off = get_cool_off(request)
-    minutes = max(1, round(cool_off.total_seconds() / 60)) if cool_off else None
-    return render(
-        request,
-        "registration/lockout.html",
-        {"cooloff_minutes": minutes, "failure_limit": settings.AXES_FAILURE_LIMIT},
-        status=429,
-    )
-
-
-# --- the member's own security pages: two-factor sign-in and sessions ---------------------------
-
-
-def _acting_user(request):
-    """The signed-in member, or the person half-way through a sign-in that requires setting up
-    a second factor first."""
-    if request.user.is_authenticated:
-        return request.user, None
-    return pending_user(request)
-
-
-@login_required
-@never_cache
-def two_factor(request):
-    user = request.user
-    required = selectors.sign_in_policy().two_factor_required(user)
-    context = {
-        "enabled": twofactor.two_factor_enabled(user=user),
-        "required": required,
-        "codes_left": twofactor.recovery_codes_left(user=user),
-        "form": TwoFactorForm(),
-        "has_password": user.has_usable_password(),
-    }
-    return render(request, "accounts/two_factor.html", context)
-
-
-@sensitive_post_parameters("code")
-@csrf_protect
-@never_cache
-def two_factor_setup(request):
-    user, pending = _acting_user(request)
-    if user is None:
-        return redirect_to_login(request.get_full_path())
-    form = TwoFactorForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            codes = twofactor.totp_enrol_confirm(user=user, code=form.cleaned_data["code"])
-        except TwoFactorCodeWrong as error:
-            if pending is not None:
-                user_login_failed.send(sender=__name__, credentials=_axes_credentials(user.username), request=request)
-                if not AxesProxyHandler.is_allowed(request, _axes_credentials(user.username)):
-                    return lockout(request)
-            form.add_error("code", error.message)
-        else:
-            next_url = reverse("two_factor")
-            if pending is not None:
-                next_url = _safe_next(request, pending.get("next"))
-                request.session.pop(PENDING, None)
-                login(request, user, backend=pending["backend"])
-            return render(request, "accounts/recovery_codes.html", {"codes": codes, "next_url": next_url})
-    device = twofactor.totp_pending(user=user) or twofactor.totp_enrol_start(user=user)
-    context = {
-        "form": form,
-        "qr_svg": mark_safe(twofactor.qr_svg(device)),  # noqa: S308 - segno's SVG of our own otpauth URL
-        "secret": twofactor.secret_text(device),
-        "pending": pending is not None,
-    }
-    return render(request, "accounts/two_factor_setup.html", context)
-
-
-@require_POST
-@login_required
-@csrf_protect
-def recovery_codes_new(request):
-    if not twofactor.two_factor_enabled(user=request.user):
-        return redirect("two_factor")
-    codes = twofactor.recovery_codes_regenerate(user=request.user)
-    return render(request, "accounts/recovery_codes.html", {"codes": codes, "next_url": reverse("two_factor")})
-
-
-@require_POST
-@login_required
-@csrf_protect
-@sensitive_post_parameters("code")
-def two_factor_off(request):
-    form = TwoFactorForm(request.POST)
-    required = selectors.sign_in_policy().two_factor_required(request.user)
-    try:
-        if not form.is_valid():
-            raise TwoFactorCodeWrong()
-        twofactor.two_factor_disable(user=request.user, code=form.cleaned_data["code"], required=required)
-    except SignInRefused as error:
-        messages.error(request, error.message)
-    else:
-        messages.success(request, gettext("Two-factor sign-in is off."))
-    return redirect("two_factor")
-
-
-@login_required
-@never_cache
-def member_sessions(request):
-    rows = sessions.sessions_for_member(user=request.user)
-    current = request.session.session_key
-    listed = [
-        {
-            "id": row.pk,
-            "device": sessions.describe_device(row.user_agent) or gettext("Unknown device"),
-            "address": row.ip_address or "",
-            "last_seen": row.last_seen,
-            "created_at": row.created_at,
-            "via": row.provider_slug,
-            "current": row.session_key == current,
-        }
-        for row in rows
-    ]
-    return render(request, "accounts/sessions.html", {"sessions": listed})
-
-
-@require_POST
-@login_required
-@csrf_protect
-def member_session_end(request, session_id: int):
-    ended_key = sessions.session_end(user=request.user, session_id=session_id)
-    if ended_key == request.session.session_key:
-        auth_logout(request)
-        return redirect("login")
-    messages.success(request, gettext("That session is signed out."))
-    return redirect("member_sessions")
-
-
-@require_POST
-@login_required
-@csrf_protect
-def member_sessions_end_others(request):
-    sessions.sessions_end_all(user=request.user, keep_request=request)
-    messages.success(request, gettext("Every other session is signed out."))
-    return redirect("member_sessions")
