@@ -11,7 +11,6 @@ claims into a Parley member (accounts/oidc.py verified them first).
 from __future__ import annotations
 
 import re
-import secrets
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -108,12 +107,24 @@ def _admin_apply(*, user: User, identity: OIDCIdentity, config: ProviderConfig, 
     user.save(update_fields=["is_staff", "is_superuser"])
 
 
-@transaction.atomic
 def member_sign_in(*, config: ProviderConfig, claims: dict) -> User:
     """The member these verified claims sign in, linked or created as the rules above say.
 
-    Raises a :class:`accounts.errors.SignInRefused` saying why not.
+    Raises a :class:`accounts.errors.SignInRefused` saying why not. The same person's first
+    sign-in twice at once (two tabs) meets the unique indexes: the loser's whole transaction is
+    rolled back and tried again, and then finds the member the winner created (T08).
     """
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                return _member_sign_in(config=config, claims=claims)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _member_sign_in(*, config: ProviderConfig, claims: dict) -> User:
     issuer, subject = str(claims.get("iss", config.issuer)), str(claims.get("sub", ""))
     if not subject:
         raise errors.OIDCTokenInvalid()
@@ -132,14 +143,7 @@ def member_sign_in(*, config: ProviderConfig, claims: dict) -> User:
             user = _member_create(claims=claims, email=email)
         else:
             raise errors.OIDCNoAccount(errors.OIDCNoAccount.default_message % {"email": email})
-        try:
-            with transaction.atomic():
-                identity = OIDCIdentity.objects.create(
-                    user=user, issuer=issuer, subject=subject, provider_slug=config.slug
-                )
-        except IntegrityError:  # the same person's first sign-in, twice at once
-            identity = OIDCIdentity.objects.select_related("user").get(issuer=issuer, subject=subject)
-            user = identity.user
+        identity = OIDCIdentity.objects.create(user=user, issuer=issuer, subject=subject, provider_slug=config.slug)
     if not user.is_active:
         raise errors.AccountDisabled()
     groups_apply(user=user, config=config, claims=claims)
@@ -161,12 +165,5 @@ def _member_create(*, claims: dict, email: str) -> User:
         **default_budgets(),
     )
     user.set_unusable_password()
-    try:
-        with transaction.atomic():
-            user.save(force_insert=True)
-    except IntegrityError:
-        # Someone else took the name at the same moment: the unique index decided; add a suffix.
-        user.pk = None
-        user.username = f"{user.username[:140]}-{secrets.token_hex(3)}"
-        user.save(force_insert=True)
+    user.save(force_insert=True)
     return user
