@@ -1,6 +1,6 @@
 """Single sign-on through OpenID Connect against a real provider (oidc-provider under node):
 the code flow with PKCE, state and nonce, and every falsified answer refused with a clear
-message (T50). The browser walk-through is in test_oidc_browser.py."""
+message (T50). The browser walk-through is in test_sign_in_browser.py."""
 
 from __future__ import annotations
 
