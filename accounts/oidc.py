@@ -128,7 +128,7 @@ def _client(config: ProviderConfig):
         client_kwargs={
             "scope": config.scopes,
             "code_challenge_method": "S256",
-            "timeout": settings.PARLEY_OIDC_TIMEOUT,
+            "default_timeout": settings.PARLEY_OIDC_TIMEOUT,
             "token_endpoint_auth_method": "client_secret_basic",
         },
         **cached,

@@ -393,3 +393,21 @@ def test_an_unreachable_provider_is_a_clear_error(client, db):
     response = client.get(reverse("oidc_start", args=["down"]))
     assert response.status_code == 502
     assert _refusal(response)[0] == "oidc_unavailable"
+
+
+def test_a_provider_that_never_answers_is_a_clear_error_within_the_timeout(client, db, settings):
+    import socket
+
+    from accounts.models import OIDCProvider
+
+    settings.PARLEY_OIDC_TIMEOUT = 0.5
+    with socket.socket() as silent:  # accepts connections, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        provider = OIDCProvider(slug="silent", label="Silent", issuer=f"http://127.0.0.1:{port}", client_id="x")
+        provider.client_secret = "y"
+        provider.save()
+        response = client.get(reverse("oidc_start", args=["silent"]))
+    assert response.status_code == 502
+    assert _refusal(response)[0] == "oidc_unavailable"
