@@ -52,6 +52,11 @@ def session_record(*, request, user: User, provider_slug: str = "") -> None:
     cache.set(_seen_key(key), 1, timeout=SEEN_EVERY.total_seconds())
 
 
+def session_came_from(*, session_key: str, provider_slug: str) -> None:
+    """Note which single sign-on provider signed this session in."""
+    MemberSession.objects.filter(session_key=session_key).update(provider_slug=provider_slug)
+
+
 def _seen_key(session_key: str) -> str:
     return f"parley:session-seen:{session_key}"
 

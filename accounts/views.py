@@ -21,9 +21,10 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
-from accounts import oidc, selectors, services, signin, sso, throttle, twofactor
+from accounts import oidc, selectors, services, sessions, signin, sso, throttle, twofactor
 from accounts.errors import (
     InviteRequired,
+    OIDCUnavailable,
     PasswordSignInOff,
     SignInRefused,
     SignupClosed,
@@ -157,14 +158,14 @@ def oidc_callback(request, slug: str):
         config = oidc.provider(slug)
         claims, id_token = oidc.complete(request, config)
         user = sso.member_sign_in(config=config, claims=claims)
+    except OIDCUnavailable as error:
+        return _sign_in_refused(request, error)  # the provider's outage is nobody's failed attempt
     except SignInRefused as error:
         return _sign_in_refused(request, error, credentials=credentials)
     next_url = signin.safe_next(request, request.session.pop(OIDC_NEXT, None))
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     request.session[OIDC_SESSION] = {"slug": slug, "id_token": id_token}
-    from accounts.models import MemberSession
-
-    MemberSession.objects.filter(session_key=request.session.session_key).update(provider_slug=slug)
+    sessions.session_came_from(session_key=request.session.session_key, provider_slug=slug)
     return redirect(next_url)
 
 
