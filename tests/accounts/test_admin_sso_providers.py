@@ -85,3 +85,13 @@ def test_the_provider_from_the_environment_is_named_with_its_redirect_uri(consol
     assert "Corp Login" in page
     assert "http://testserver/accounts/oidc/sso/callback/" in page
     assert SECRET not in page
+
+
+def test_the_admin_sign_in_page_offers_each_provider(client):
+    provider = OIDCProvider(slug="acme", label="Acme SSO", issuer="https://login.acme.test", client_id="parley")
+    provider.client_secret = SECRET
+    provider.save()
+    page = client.get("/admin/login/?next=/admin/").content.decode()
+    assert "Sign in with Acme SSO" in page
+    assert 'href="/accounts/oidc/acme/start/?next=/admin/"' in page
+    assert 'name="password"' in page
