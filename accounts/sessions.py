@@ -100,6 +100,12 @@ def session_end(*, user: User, session_id: int) -> str:
     return row.session_key
 
 
+def session_signed_out(*, user: User, session_key: str) -> None:
+    """The member signed this browser out: forget it and close its open sockets now."""
+    MemberSession.objects.filter(session_key=session_key).delete()
+    _notify(user.pk, session_key)
+
+
 def sessions_end_all(*, user: User, keep_request=None) -> None:
     """Sign the member out everywhere: every session, recorded or not, stops signing them in.
 

@@ -6,7 +6,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.db.models.signals import post_save, pre_save
 
 from accounts import sessions
-from accounts.models import MemberSession, User
+from accounts.models import User
 
 
 def _signed_in(sender, request, user, **kwargs):
@@ -15,9 +15,10 @@ def _signed_in(sender, request, user, **kwargs):
 
 
 def _signed_out(sender, request, user, **kwargs):
+    # Sent before Django flushes the session: its key is still the one the sockets hold.
     key = getattr(getattr(request, "session", None), "session_key", None)
-    if key:
-        MemberSession.objects.filter(session_key=key).delete()
+    if key and user is not None:
+        sessions.session_signed_out(user=user, session_key=key)
 
 
 def _remember_active(sender, instance: User, update_fields=None, **kwargs):
