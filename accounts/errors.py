@@ -50,6 +50,13 @@ class InviteUsedUp(SignupRefused):
     default_message = _("This invite link has already been used as many times as allowed. Ask for a new one.")
 
 
+class SignupPasswordOff(SignupRefused):
+    code = "signup_password_off"
+    status = 403
+    title = _("Sign-up is through single sign-on")
+    default_message = _("Members here sign in through single sign-on, so there are no password accounts to create.")
+
+
 class SignupRateLimited(SignupRefused):
     code = "signup_rate_limited"
     status = 429

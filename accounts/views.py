@@ -13,7 +13,7 @@ from django.contrib.auth import login, user_login_failed
 from django.contrib.auth import logout as auth_logout
 from django.contrib.auth.views import LoginView
 from django.core.exceptions import ValidationError
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
 from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
@@ -28,6 +28,7 @@ from accounts.errors import (
     PasswordSignInOff,
     SignInRefused,
     SignupClosed,
+    SignupPasswordOff,
     SignupRateLimited,
     SignupRefused,
     TwoFactorCodeWrong,
@@ -206,6 +207,8 @@ def signup(request, code: str | None = None):
     try:
         if mode == "closed":
             raise SignupClosed()
+        if not selectors.sign_in_policy().password_for_members:
+            raise SignupPasswordOff()
         if mode == "invite":
             invite = selectors.invite_usable(code=code) if code else None
             if invite is None:
@@ -230,6 +233,8 @@ def signup(request, code: str | None = None):
                 form.add_error(_FORM_FIELD_FOR.get(field), messages)
         else:
             throttle.signup_counted(request)
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            return redirect(settings.LOGIN_REDIRECT_URL)
+            # Through the same door as a password sign-in: a policy that requires two-factor
+            # sign-in has the new member set it up first.
+            backend = "django.contrib.auth.backends.ModelBackend"
+            return signin.hold_or_sign_in(request, user, backend, resolve_url(settings.LOGIN_REDIRECT_URL))
     return render(request, "accounts/signup.html", {"form": form, "invite": invite, "invite_code": code})

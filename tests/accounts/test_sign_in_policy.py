@@ -59,3 +59,26 @@ def test_the_policy_is_one_row_edited_in_the_admin(admin_user):
     )
     policy = SignInPolicy.objects.get()
     assert policy.password_for_members is False and policy.require_two_factor == "admins"
+
+
+def test_with_password_sign_in_off_for_members_nobody_signs_up_with_a_password(client, settings):
+    settings.PARLEY_SIGNUP_MODE = "open"
+    _policy(password_for_members=False)
+    response = client.post(
+        reverse("signup"),
+        {"username": "carol", "password1": "a-long-pass-phrase-7", "password2": "a-long-pass-phrase-7"},
+    )
+    assert response.status_code == 403
+    assert "sign in through single sign-on" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_when_two_factor_is_required_for_everyone_a_new_member_sets_it_up_first(client, settings):
+    settings.PARLEY_SIGNUP_MODE = "open"
+    _policy(require_two_factor="everyone")
+    response = client.post(
+        reverse("signup"),
+        {"username": "carol", "password1": "a-long-pass-phrase-7", "password2": "a-long-pass-phrase-7"},
+    )
+    assert response["Location"] == reverse("two_factor_setup")
+    assert "_auth_user_id" not in client.session
