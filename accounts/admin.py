@@ -23,7 +23,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Invite, User
+from accounts.models import Invite, OIDCIdentity, User
 from chat.admin.privacy import PrivateDeletionSummaryMixin
 from chat.models import UsageMonth, UsageRecord
 
@@ -155,6 +155,15 @@ class RoleFilter(admin.SimpleListFilter):
         return queryset
 
 
+@admin.action(description=_("Unlink single sign-on identities (next sign-in links again by verified email)"))
+def unlink_identities(modeladmin, request, queryset):
+    deleted, _counts = OIDCIdentity.objects.filter(user__in=queryset).delete()
+    modeladmin.message_user(
+        request,
+        ngettext("%(n)d identity unlinked.", "%(n)d identities unlinked.", deleted) % {"n": deleted},
+    )
+
+
 @admin.action(description=_("Turn off two-factor sign-in (for a member who lost their phone and codes)"))
 def reset_two_factor(modeladmin, request, queryset):
     from django_otp.plugins.otp_static.models import StaticDevice
@@ -195,7 +204,7 @@ class MemberAdmin(PrivateDeletionSummaryMixin, DjangoUserAdmin):
         "last_login",
     )
     list_filter = (RoleFilter, "is_active", "groups")
-    readonly_fields = ("usage_this_month", "remaining", "invite", "last_login", "date_joined")
+    readonly_fields = ("usage_this_month", "remaining", "invite", "last_login", "date_joined", "sign_in_identities")
     fieldsets = (
         (None, {"fields": ("username", "password")}),
         (_("Personal info"), {"fields": ("first_name", "last_name", "email")}),
@@ -207,7 +216,7 @@ class MemberAdmin(PrivateDeletionSummaryMixin, DjangoUserAdmin):
                 "description": _("Leave a budget blank for unlimited. Budgets reset on the 1st of each month (UTC)."),
             },
         ),
-        (_("History"), {"fields": ("invite", "last_login", "date_joined")}),
+        (_("History"), {"fields": ("invite", "last_login", "date_joined", "sign_in_identities")}),
     )
     add_fieldsets = (
         (
@@ -226,7 +235,7 @@ class MemberAdmin(PrivateDeletionSummaryMixin, DjangoUserAdmin):
         ),
     )
     filter_horizontal = ("groups",)
-    actions = [sign_out_everywhere, reset_two_factor]
+    actions = [sign_out_everywhere, reset_two_factor, unlink_identities]
 
     def get_deleted_objects(self, objs, request):
         to_delete, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
@@ -282,6 +291,17 @@ class MemberAdmin(PrivateDeletionSummaryMixin, DjangoUserAdmin):
             left = max(obj.monthly_cost_budget - obj._cost_used - obj._cost_reserved, Decimal(0))
             parts.append(_money(left))
         return ", ".join(parts) if parts else gettext("unlimited")
+
+    @admin.display(description=_("single sign-on identities"))
+    def sign_in_identities(self, obj: User):
+        identities = list(obj.oidc_identities.order_by("created_at")) if obj.pk else []
+        if not identities:
+            return gettext("none")
+        return format_html_join(
+            format_html("<br>"),
+            "{} · {} · {}",
+            ((i.provider_slug, i.issuer, i.subject) for i in identities),
+        )
 
     @admin.display(description=_("usage this month"))
     def usage_this_month(self, obj: User) -> str:

@@ -95,3 +95,20 @@ def test_the_admin_sign_in_page_offers_each_provider(client):
     assert "Sign in with Acme SSO" in page
     assert 'href="/accounts/oidc/acme/start/?next=/admin/"' in page
     assert 'name="password"' in page
+
+
+def test_an_admin_sees_and_unlinks_a_members_single_sign_on_identity(console, alice):
+    from accounts.models import OIDCIdentity
+
+    identity = OIDCIdentity.objects.create(
+        user=alice, issuer="https://login.acme.test", subject="alice-at-acme", provider_slug="acme"
+    )
+    page = console.get(reverse("admin:accounts_user_change", args=[alice.pk])).content.decode()
+    assert "alice-at-acme" in page and "https://login.acme.test" in page
+    response = console.post(
+        reverse("admin:accounts_user_changelist"),
+        {"action": "unlink_identities", "_selected_action": [alice.pk]},
+        follow=True,
+    )
+    assert "1 identity unlinked" in response.content.decode()
+    assert not OIDCIdentity.objects.filter(pk=identity.pk).exists()
