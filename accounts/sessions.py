@@ -101,9 +101,14 @@ def session_end(*, user: User, session_id: int) -> str:
 
 
 def session_signed_out(*, user: User, session_key: str) -> None:
-    """The member signed this browser out: forget it and close its open sockets now."""
+    """The member signed this browser out: forget it.
+
+    Its open sockets are not told at once: the tab that signed out is navigating away (to the
+    provider's end-session page, perhaps), and a chat page told its session ended goes to the
+    sign-in page, cutting that navigation short. The browser's other tabs end at their next
+    frame or session check (chat/consumers.py).
+    """
     MemberSession.objects.filter(session_key=session_key).delete()
-    _notify(user.pk, session_key)
 
 
 def sessions_end_all(*, user: User, keep_request=None) -> None:

@@ -141,11 +141,3 @@ async def test_ending_a_session_closes_its_open_sockets_at_once(alice):
     await laptop_tab.send({"type": "ping"})
     assert (await laptop_tab.until_type("pong"))["type"] == "pong"
     await laptop_tab.ws.disconnect()
-
-
-@pytest.mark.django_db(transaction=True)
-async def test_signing_out_closes_that_browsers_open_sockets_at_once(alice):
-    laptop = await database_sync_to_async(lambda: _sign_in(_browser(FIREFOX, "192.0.2.10")))()
-    tab = await Tab.open(cookie=laptop.cookies["sessionid"].value)
-    await database_sync_to_async(lambda: laptop.post(reverse("logout")))()
-    assert (await tab.until_type("error", timeout=5))["code"] == "session_ended"
