@@ -175,8 +175,11 @@ def complete(request, config: ProviderConfig) -> tuple[dict, str]:
     raw ID token (kept for signing out at the provider)."""
     client = _client(config)
     issuer = client.server_metadata["issuer"]
-    # RFC 9207: an answer that names its issuer must name ours (mix-up attacks, RFC 9700 §4.4).
-    if "iss" in request.GET and request.GET["iss"] != issuer:
+    # RFC 9207: an answer that names its issuer must name ours, and a provider that says it
+    # names itself must have (mix-up attacks, RFC 9700 §4.4).
+    answered = request.GET.get("iss")
+    promised = client.server_metadata.get("authorization_response_iss_parameter_supported") is True
+    if (answered is not None and answered != issuer) or (answered is None and promised):
         raise errors.OIDCIssuerMismatch()
     if request.GET.get("error"):
         reason = request.GET.get("error_description") or request.GET["error"]

@@ -222,6 +222,16 @@ def test_an_answer_naming_another_issuer_is_refused(client, acme, honest_idp):
     assert _signed_in_as(client) is None
 
 
+def test_an_answer_without_the_issuer_the_provider_promised_is_refused(client, acme, honest_idp):
+    _carol(honest_idp)
+    answer = _provider_answer(client, honest_idp, "carol")
+    parts = urllib.parse.urlsplit(answer)
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "iss"]
+    code, _ = _refusal(client.get(urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))))
+    assert code == "oidc_issuer_mismatch"
+    assert _signed_in_as(client) is None
+
+
 @pytest.mark.parametrize(
     ("mode", "expected_code", "message"),
     [
