@@ -26,6 +26,8 @@ from joserfc import errors as jose_errors
 
 from accounts import errors
 from accounts.models import OIDCProvider
+from chat import crypto
+from chat.crypto import KeyDecryptionError
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +42,20 @@ class ProviderConfig:
     label: str
     issuer: str
     client_id: str
-    client_secret: str = field(repr=False)
+    # The encrypted secret of an admin-configured provider, or the environment's plain one:
+    # opened only when a sign-in needs it, so listing the buttons never decrypts anything.
+    secret_encrypted: str = field(default="", repr=False)
+    secret_plain: str = field(default="", repr=False)
     scopes: str = "openid email profile"
     allowed_domains: tuple[str, ...] = ()
     create_members: bool = False
     groups_claim: str = ""
     mapping: dict = field(default_factory=dict)
     admin_values: tuple[str, ...] = ()
+
+    @property
+    def client_secret(self) -> str:
+        return crypto.decrypt(self.secret_encrypted) if self.secret_encrypted else self.secret_plain
 
     @property
     def discovery_url(self) -> str:
@@ -61,7 +70,7 @@ def _from_environment() -> ProviderConfig | None:
         label=settings.PARLEY_OIDC_NAME,
         issuer=settings.PARLEY_OIDC_ISSUER,
         client_id=settings.PARLEY_OIDC_CLIENT_ID,
-        client_secret=settings.PARLEY_OIDC_CLIENT_SECRET,
+        secret_plain=settings.PARLEY_OIDC_CLIENT_SECRET,
         scopes=settings.PARLEY_OIDC_SCOPES,
         allowed_domains=tuple(d.strip().lower().lstrip("@") for d in settings.PARLEY_OIDC_ALLOWED_DOMAINS if d.strip()),
         create_members=settings.PARLEY_OIDC_CREATE_MEMBERS,
@@ -76,7 +85,7 @@ def _from_row(row: OIDCProvider) -> ProviderConfig:
         label=row.label,
         issuer=row.issuer,
         client_id=row.client_id,
-        client_secret=row.client_secret,
+        secret_encrypted=row.client_secret_encrypted,
         scopes=row.scopes,
         allowed_domains=tuple(row.domain_list),
         create_members=row.create_members,
@@ -118,12 +127,17 @@ def _client(config: ProviderConfig):
     Built per request because providers change in the admin while the server runs; Authlib's
     registry is meant for clients fixed at start-up.
     """
+    try:
+        secret = config.client_secret
+    except KeyDecryptionError:
+        logger.error("The client secret of sign-on provider %r cannot be decrypted; enter it again", config.slug)
+        raise errors.OIDCUnavailable() from None
     oauth = OAuth()
     cached = cache.get(_metadata_key(config)) or {}
     client = oauth.register(
         name=f"parley_{config.slug}",
         client_id=config.client_id,
-        client_secret=config.client_secret,
+        client_secret=secret,
         server_metadata_url=config.discovery_url,
         client_kwargs={
             "scope": config.scopes,

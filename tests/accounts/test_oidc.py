@@ -421,3 +421,15 @@ def test_a_provider_that_never_answers_is_a_clear_error_within_the_timeout(clien
         response = client.get(reverse("oidc_start", args=["silent"]))
     assert response.status_code == 502
     assert _refusal(response)[0] == "oidc_unavailable"
+
+
+def test_a_secret_no_key_can_open_keeps_the_sign_in_page_up(client, acme, settings):
+    from cryptography.fernet import Fernet
+
+    settings.PARLEY_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # the secret's key is gone
+    page = client.get(reverse("login"))
+    assert page.status_code == 200
+    assert "Sign in with Acme SSO" in page.content.decode()
+    response = client.get(reverse("oidc_start", args=["acme"]))
+    assert response.status_code == 502
+    assert _refusal(response)[0] == "oidc_unavailable"
