@@ -9,6 +9,11 @@ at all) and turns every failure into one of the errors in accounts/errors.py (T5
 
 Providers come from two places: the admin (:class:`accounts.models.OIDCProvider`) and the
 environment (``PARLEY_OIDC_*``, short name :data:`ENV_SLUG`).
+
+Why Authlib: its client takes a provider's settings per call, so any number of providers an
+admin adds while Parley runs need no restart and no global settings; mozilla-django-oidc reads
+one provider from settings, and django-allauth brings its own account, sign-in and session
+views and keeps client secrets in plain text in its own table.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
-from accounts import selectors, sessions, signin, twofactor
+from accounts import oidc, selectors, sessions, signin, twofactor
 from accounts.errors import SignInRefused, TwoFactorCodeWrong
 from accounts.forms import TwoFactorForm
 
@@ -110,6 +110,7 @@ def two_factor_off(request):
 @never_cache
 def member_sessions(request):
     rows = sessions.sessions_for_member(user=request.user)
+    labels = {p.slug: p.label for p in oidc.providers()} if any(row.provider_slug for row in rows) else {}
     current = request.session.session_key
     listed = [
         {
@@ -118,7 +119,7 @@ def member_sessions(request):
             "address": row.ip_address or "",
             "last_seen": row.last_seen,
             "created_at": row.created_at,
-            "via": row.provider_slug,
+            "via": labels.get(row.provider_slug, row.provider_slug),
             "current": row.session_key == current,
         }
         for row in rows

@@ -433,3 +433,9 @@ def test_a_secret_no_key_can_open_keeps_the_sign_in_page_up(client, acme, settin
     response = client.get(reverse("oidc_start", args=["acme"]))
     assert response.status_code == 502
     assert _refusal(response)[0] == "oidc_unavailable"
+
+
+def test_the_sessions_page_says_which_provider_signed_a_session_in(client, acme, honest_idp):
+    _carol(honest_idp)
+    _sign_in(client, honest_idp, "carol")
+    assert "through Acme SSO" in client.get(reverse("member_sessions")).content.decode()
