@@ -35,7 +35,7 @@ ROLE_HELP = _("Admins can change providers, keys, models, members and budgets.")
 
 
 def _month_start():
-    from chat.services.quota import month_start
+    from chat.core.budget import month_start
 
     return month_start()
 

@@ -19,7 +19,7 @@ def _invite_code() -> str:
 class User(AbstractUser):
     """A member (chats) or an admin (``is_staff``: manages the deployment in the admin)."""
 
-    # Monthly budgets; blank means unlimited. Enforced before each reply (chat.services.quota).
+    # Monthly budgets; blank means unlimited. Enforced before each reply (chat.core.budget).
     monthly_token_budget = models.PositiveBigIntegerField(_("monthly token budget"), null=True, blank=True)
     monthly_cost_budget = models.DecimalField(
         _("monthly cost budget (USD)"), max_digits=12, decimal_places=4, null=True, blank=True
@@ -79,6 +79,22 @@ class Invite(models.Model):
     @property
     def is_used_up(self) -> bool:
         return self.uses >= self.max_uses
+
+
+class SignupCount(models.Model):
+    """How many accounts one client address created in one clock hour (the sign-up limit).
+
+    Counted in the database, inside the transaction that creates the account, so the limit
+    holds across workers and concurrent requests, and a sign-up that fails gives its count
+    back (accounts.services.signup_count_take).
+    """
+
+    address = models.CharField(max_length=64)
+    hour = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["address", "hour"], name="signup_count_per_address_hour")]
 
 
 def _split(text: str) -> list[str]:

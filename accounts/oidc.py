@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import requests
 from authlib.integrations.base_client import MismatchingStateError, OAuthError
 from authlib.integrations.django_client import OAuth
 from django.conf import settings
@@ -155,7 +154,7 @@ def _client(config: ProviderConfig):
     if not cached:
         try:
             metadata = client.load_server_metadata()
-        except (requests.RequestException, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # requests' errors are OSErrors
             logger.warning("OpenID Connect discovery failed for %s: %s", config.issuer, exc)
             raise errors.OIDCUnavailable() from None
         # OpenID Connect Discovery 1.0 §4.3: the document must name the issuer it was read
@@ -216,7 +215,7 @@ def complete(request, config: ProviderConfig) -> tuple[dict, str]:
     except OAuthError as exc:
         logger.info("OpenID Connect token exchange refused by %s: %s", config.issuer, exc.error)
         raise errors.OIDCCodeRefused() from None
-    except requests.RequestException as exc:
+    except OSError as exc:  # connection refused, timed out, TLS: requests' errors are OSErrors
         logger.warning("OpenID Connect token exchange with %s failed: %s", config.issuer, exc)
         raise errors.OIDCUnavailable() from None
     except jose_errors.JoseError as exc:
@@ -236,7 +235,7 @@ def _with_userinfo(client, token, claims: dict) -> dict:
     """Claims the ID token left out (some providers send the email only from userinfo)."""
     try:
         extra = dict(client.userinfo(token=token))
-    except (requests.RequestException, OAuthError, ValueError) as exc:
+    except (OSError, OAuthError, ValueError) as exc:
         logger.warning("OpenID Connect userinfo failed: %s", exc)
         raise errors.OIDCUnavailable() from None
     if extra.get("sub") != claims.get("sub"):  # OpenID Connect Core §5.3.2

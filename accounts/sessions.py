@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from accounts.models import MemberSession, User
 from accounts.throttle import client_ip_address
-from chat.streaming import user_group
+from chat.transport import events
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def _notify(user_id: int, session_key: str | None) -> None:
     """Close the member's open websockets of that session (all of them when None) now."""
     try:
         async_to_sync(get_channel_layer().group_send)(
-            user_group(user_id), {"type": "session.ended", "session_key": session_key}
+            events.user_group(user_id), events.session_ended(session_key=session_key)
         )
     except Exception:  # noqa: BLE001 - the socket's own periodic check still ends it
         logger.warning("could not tell open sockets that a session ended", exc_info=True)
@@ -106,7 +106,7 @@ def session_signed_out(*, user: User, session_key: str) -> None:
     Its open sockets are not told at once: the tab that signed out is navigating away (to the
     provider's end-session page, perhaps), and a chat page told its session ended goes to the
     sign-in page, cutting that navigation short. The browser's other tabs end at their next
-    frame or session check (chat/consumers.py).
+    frame or session check (chat/transport/consumer.py).
     """
     MemberSession.objects.filter(session_key=session_key).delete()
 

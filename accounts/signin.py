@@ -16,7 +16,7 @@ from django.contrib.auth import login, user_login_failed
 from django.shortcuts import redirect, render, resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from accounts import selectors, twofactor
+from accounts import selectors, throttle, twofactor
 from accounts.models import User
 
 PENDING = "_parley_pending_sign_in"
@@ -84,9 +84,12 @@ def lockout(request, *args, **kwargs):
     """
     cool_off = get_cool_off(request)
     minutes = max(1, round(cool_off.total_seconds() / 60)) if cool_off else None
+    # The address-wide lock (password spraying) says so: another account would not help.
+    address_blocked = throttle.address_blocked(request)
+    limit = settings.PARLEY_LOGIN_ADDRESS_FAILURE_LIMIT if address_blocked else settings.AXES_FAILURE_LIMIT
     return render(
         request,
         "registration/lockout.html",
-        {"cooloff_minutes": minutes, "failure_limit": settings.AXES_FAILURE_LIMIT},
+        {"cooloff_minutes": minutes, "failure_limit": limit, "address_blocked": address_blocked},
         status=429,
     )

@@ -29,7 +29,6 @@ from accounts.errors import (
     SignInRefused,
     SignupClosed,
     SignupPasswordOff,
-    SignupRateLimited,
     SignupRefused,
     TwoFactorCodeWrong,
 )
@@ -218,13 +217,12 @@ def signup(request, code: str | None = None):
 
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if not throttle.signup_allowed(request):
-            return _refused(request, SignupRateLimited())
         try:
             user = services.user_signup(
                 username=form.cleaned_data["username"],
                 password=form.cleaned_data["password1"],
                 invite_code=code if mode == "invite" else None,
+                address=throttle.client_ip_address(request) or "unknown",
             )
         except SignupRefused as error:
             return _refused(request, error)
@@ -232,7 +230,6 @@ def signup(request, code: str | None = None):
             for field, messages in error.message_dict.items():
                 form.add_error(_FORM_FIELD_FOR.get(field), messages)
         else:
-            throttle.signup_counted(request)
             # Through the same door as a password sign-in: a policy that requires two-factor
             # sign-in has the new member set it up first.
             backend = "django.contrib.auth.backends.ModelBackend"

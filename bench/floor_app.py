@@ -33,8 +33,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.db import transaction  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from chat import llm  # noqa: E402
 from chat.models import ChatModel, Conversation, Message  # noqa: E402
+from chat.upstream import client as upstream_client  # noqa: E402
 
 COALESCE = float(os.environ.get("PARLEY_DELTA_COALESCE_MS", "30")) / 1000  # seconds, as Parley's setting
 
@@ -85,9 +85,9 @@ class FloorConsumer(AsyncWebsocketConsumer):
             sent, offset, last = len(parts), offset + len(text), time.monotonic()
             await self.send(text_data=json.dumps(delta))
 
-        # httpx as Parley configures it (chat.llm's pooled clients), without Parley's retry
+        # httpx as Parley configures it (chat.upstream.client's pooled clients), without Parley's retry
         # policy, error mapping or SSE decoder.
-        with llm._lease() as client:
+        with upstream_client._lease() as client:
             request = client.build_request(
                 "POST", provider.base_url.rstrip("/") + "/chat/completions", json=payload, headers=headers
             )

@@ -4,7 +4,7 @@
 
 Part of bench/floor.py (run with a Parley installation's environment, for the settings).
 Starts N chat completions at the same moment on one event loop with the upstream client as
-Parley configures it (chat.llm's pooled clients, connections opened by one request before),
+Parley configures it (chat.upstream.client's pooled clients, connections opened by one request before),
 reads each to its first body chunk and closes it, and prints the times to that first chunk
 as JSON. What this adds to the upstream's own time to first token, any relay built on
 httpx in one process pays before doing anything of its own.
@@ -25,12 +25,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 
 async def _first_chunk(base_url: str, content: str, *, whole: bool = False) -> float:
-    from chat import llm
+    from chat.upstream import client as upstream_client
 
     body = {"model": MODEL_ID, "messages": [{"role": "user", "content": content}], "stream": True}
     started = time.perf_counter()
     first = float("nan")
-    with llm._lease() as client:
+    with upstream_client._lease() as client:
         request = client.build_request("POST", base_url + "/chat/completions", json=body)
         response = await client.send(request, stream=True)
         try:

@@ -8,7 +8,7 @@ same throwaway database: a member with 5,000 conversations (2 messages each, 10 
 among 20 other members with 500 each. Timed calls, in process, warm:
 
 - ``chat.selectors.conversation_list`` evaluated (the query the sidebar runs);
-- ``chat.api.conversation_page`` (that list plus the JSON the chat page embeds), first page and
+- ``chat.web.api.conversation_page`` (that list plus the JSON the chat page embeds), first page and
   the page after it (the ``before`` cursor);
 - a search (title or message text), reported only.
 
@@ -93,8 +93,8 @@ def sidebar(runs: int) -> list[dict]:
     from django.db import connection
     from django.utils.dateparse import parse_datetime
 
-    from chat.api import conversation_page
     from chat.selectors import conversation_list
+    from chat.web.api import conversation_page
 
     member = _sidebar_data()
     first = conversation_page(user=member)

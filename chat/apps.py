@@ -7,6 +7,6 @@ class ChatConfig(AppConfig):
 
     def ready(self):
         # Blocklist edits made in any process reach every process's compiled copy.
-        from chat.services.moderation import connect_signals
+        from chat.core.moderation import connect_signals
 
         connect_signals()

@@ -22,7 +22,7 @@ class ParleyError(Exception):
         super().__init__(self.message)
 
     def as_frame(self) -> dict:
-        frame = {"type": "error", "code": self.code, "message": self.message}
+        frame = {"type": "error", "code": self.code, "message": self.message}  # chat.transport.events.error
         if self.retry_after is not None:
             frame["retry_after"] = round(self.retry_after, 1)
         if self.detail:
@@ -87,7 +87,7 @@ class ModerationUnavailable(ParleyError):
 
 
 class UpstreamError(ParleyError):
-    """A failure talking to the model provider (raised by chat/llm.py)."""
+    """A failure talking to the model provider (raised by chat/upstream/client.py)."""
 
     code = "upstream_unavailable"
     default_message = _("The model provider is unavailable. Try again in a moment.")

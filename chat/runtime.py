@@ -19,6 +19,11 @@ logger = logging.getLogger(__name__)
 _tasks: set[asyncio.Task] = set()
 # The open chat sockets of this process (their consumers), closed with 1012 at shutdown.
 _sockets: weakref.WeakSet = weakref.WeakSet()
+# Reply id -> an event the first socket of this process to write the reply's first delta sets.
+# A fast upstream fills our socket buffer faster than the reply task reads it, so the task
+# reads on without pause and the first token would reach the browser with the last; the task
+# waits (bounded) for this event before reading on. Process-local, like the task itself.
+first_delta_written: dict[str, asyncio.Event] = {}
 CLOSE_SERVICE_RESTART = 1012
 SHUTDOWN_TIMEOUT = 5.0  # seconds the replies get to save their text as interrupted
 CLOSE_GRACE = 0.5  # seconds for the close frames to go out
@@ -39,13 +44,6 @@ def _done(task: asyncio.Task) -> None:
 
 def running() -> list[asyncio.Task]:
     return [t for t in _tasks if not t.done()]
-
-
-async def wait_idle(timeout: float = 10.0) -> None:
-    """Wait until every reply task of this process has finished (tests, graceful shutdown)."""
-    pending = running()
-    if pending:
-        await asyncio.wait(pending, timeout=timeout)
 
 
 def socket_opened(consumer) -> None:

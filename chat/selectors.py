@@ -9,8 +9,8 @@ import uuid
 
 from django.db.models import Q, QuerySet
 
-from chat.errors import ModelUnavailable, NotFound
-from chat.models import ChatModel, Conversation, Message
+from chat.errors import NotFound
+from chat.models import Conversation, Message
 
 
 def _as_uuid(value) -> uuid.UUID:
@@ -25,14 +25,6 @@ def conversation_for_user(*, user, conversation_id) -> Conversation:
     try:
         return Conversation.objects.select_related("model__provider").get(id=cid, owner=user)
     except Conversation.DoesNotExist:
-        raise NotFound() from None
-
-
-def message_for_user(*, user, message_id) -> Message:
-    mid = _as_uuid(message_id)
-    try:
-        return Message.objects.select_related("conversation").get(id=mid, conversation__owner=user)
-    except Message.DoesNotExist:
         raise NotFound() from None
 
 
@@ -53,46 +45,54 @@ def conversation_messages(*, conversation: Conversation, limit: int | None = Non
     return list(qs)
 
 
-def models_for_user(*, user) -> QuerySet[ChatModel]:
-    """Enabled models of enabled providers that the member is allowed to use (T07)."""
-    qs = ChatModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider")
-    # One query: the member's groups are a subquery, not a separate round trip.
-    granted = ChatModel.groups.through.objects.filter(group__user=user).values("chatmodel_id")
-    return qs.filter(Q(groups__isnull=True) | Q(pk__in=granted)).distinct().order_by("provider__name", "model_id")
-
-
-def model_for_user(*, user, model_id) -> ChatModel:
-    """The member's chosen model, or the default one. Ungranted and disabled models are refused."""
-    qs = models_for_user(user=user)
-    if model_id in (None, ""):
-        model = qs.filter(is_default=True).first() or qs.first()
-        if model is None:
-            from chat.errors import NoProvider
-
-            raise NoProvider()
-        return model
-    try:
-        return qs.get(pk=int(model_id))
-    except (ChatModel.DoesNotExist, TypeError, ValueError):
-        raise ModelUnavailable() from None
-
-
 def usage_for_month(*, user, since, recent: int = 20) -> dict:
-    """The member's own usage since ``since`` (the month start): totals per model and the latest replies."""
+    """The member's own usage since ``since`` (the month start): totals per model and kind, and the latest calls."""
     from django.db.models import Count, Sum
 
     from chat.models import UsageRecord
 
     qs = UsageRecord.objects.filter(user=user, created_at__gte=since)
     by_model = list(
-        qs.values("model_name")
+        qs.values("model_name", "kind")
         .annotate(
             replies=Count("id"),
             prompt_tokens=Sum("prompt_tokens"),
             completion_tokens=Sum("completion_tokens"),
+            images=Sum("images"),
+            audio_seconds=Sum("audio_seconds"),
+            characters=Sum("characters"),
             cost=Sum("cost"),
         )
-        .order_by("-cost", "model_name")
+        .order_by("-cost", "model_name", "kind")
     )
+    for row in by_model:
+        row["other_units"] = usage_units_text(row)
     latest = list(qs.select_related("conversation").order_by("-created_at")[:recent])
     return {"by_model": by_model, "latest": latest}
+
+
+def usage_units_text(row) -> str:
+    """What a usage row counted besides tokens, in its kind's units ("3 images, 1.5 minutes")."""
+    from decimal import Decimal
+
+    from django.utils.formats import number_format
+    from django.utils.translation import ngettext
+
+    parts = []
+    images = row.get("images") or 0
+    if images:
+        parts.append(
+            ngettext("%(n)s image", "%(n)s images", images) % {"n": number_format(images, force_grouping=True)}
+        )
+    seconds = Decimal(str(row.get("audio_seconds") or 0))
+    if seconds:
+        minutes = (seconds / 60).quantize(Decimal("0.1"))
+        count = 1 if minutes == 1 else 2  # "1.5 minutes": only exactly one is singular
+        parts.append(ngettext("%(n)s minute", "%(n)s minutes", count) % {"n": number_format(minutes)})
+    characters = row.get("characters") or 0
+    if characters:
+        parts.append(
+            ngettext("%(n)s character", "%(n)s characters", characters)
+            % {"n": number_format(characters, force_grouping=True)}
+        )
+    return ", ".join(parts)

@@ -57,7 +57,7 @@ else:
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 if PRODUCTION and "*" in ALLOWED_HOSTS:
-    # With AllowedHostsOriginValidator, "*" would also accept websockets from any origin (T21).
+    # "*" would accept any Host, and with it any page that names itself as Host (DNS rebinding).
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must name Parley's hosts in production, not '*'.")
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -163,7 +163,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "chat.layers.InMemoryChannelLayer",  # the stock one, minus O(N) scans
+            "BACKEND": "chat.transport.layers.InMemoryChannelLayer",  # the stock one, minus O(N) scans
             "CONFIG": {"capacity": env.int("PARLEY_LAYER_CAPACITY", default=1000)},
         }
     }
@@ -199,6 +199,10 @@ AXES_LOCKOUT_CALLABLE = "accounts.views.lockout"
 # the client address from the right-most hops instead.
 PARLEY_TRUSTED_PROXY_COUNT = env.int("PARLEY_TRUSTED_PROXY_COUNT", default=0)
 AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_ip_address"
+# And per address across accounts, so one guess at each of many accounts (password spraying) is
+# refused too; counted from axes' records by accounts.throttle.SignInHandler. 0: no such limit.
+PARLEY_LOGIN_ADDRESS_FAILURE_LIMIT = env.int("PARLEY_LOGIN_ADDRESS_FAILURE_LIMIT", default=20)
+AXES_HANDLER = "accounts.throttle.SignInHandler"
 
 # Two-factor sign-in (django-otp, TOTP and one-time recovery codes). Wrong codes count as
 # failed sign-ins in axes above, so django-otp's own back-off is off.
@@ -310,6 +314,9 @@ PARLEY_DELTA_COALESCE_MS = env.float("PARLEY_DELTA_COALESCE_MS", default=30.0)
 PARLEY_DELTA_FRAMES_PER_SECOND = env.float("PARLEY_DELTA_FRAMES_PER_SECOND", default=1000.0)
 PARLEY_STALE_REPLY_SECONDS = env.float("PARLEY_STALE_REPLY_SECONDS", default=30.0)
 PARLEY_SWEEP_INTERVAL = env.float("PARLEY_SWEEP_INTERVAL", default=15.0)
+# A reservation of a call that is not a streaming reply, still held after this long, belongs to
+# a process that died mid-call: the sweep settles it at its worst case (chat.core.calls).
+PARLEY_STALE_CALL_SECONDS = env.float("PARLEY_STALE_CALL_SECONDS", default=7200.0)
 PARLEY_MODEL_SYNC_INTERVAL = env.float("PARLEY_MODEL_SYNC_INTERVAL", default=3600.0)
 PARLEY_DEFAULT_MONTHLY_TOKEN_BUDGET = env.int("PARLEY_DEFAULT_MONTHLY_TOKEN_BUDGET", default=None)
 PARLEY_DEFAULT_MONTHLY_COST_BUDGET = env.str("PARLEY_DEFAULT_MONTHLY_COST_BUDGET", default="")

@@ -12,5 +12,5 @@ urlpatterns = [
     path("admin/login/", AdminSignInView.as_view(), name="admin_login"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
-    path("", include("chat.urls")),
+    path("", include("chat.web.urls")),
 ]

@@ -12,7 +12,7 @@ from django.conf import settings
 
 
 def admins_can_read_conversations() -> bool:
-    return bool(getattr(settings, "PARLEY_ADMIN_CAN_READ_CONVERSATIONS", False))
+    return settings.PARLEY_ADMIN_CAN_READ_CONVERSATIONS
 
 
 class PrivateDeletionSummaryMixin:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from decimal import Decimal, InvalidOperation
 
 from asgiref.sync import async_to_sync
 from django import forms
@@ -17,32 +18,33 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_post_parameters
 
-from chat import crypto, llm, upstream
+from chat import crypto
+from chat.catalog.providers import provider_sync_models
 from chat.errors import ParleyError
 from chat.models import ChatModel, Provider
-from chat.services.providers import provider_sync_models
+from chat.upstream import client, wire
 
 logger = logging.getLogger(__name__)
 
 
 def validate_base_url(value: str) -> str:
-    """The form's face of :func:`chat.upstream.validate_base_url`, the one rule for base URLs.
+    """The form's face of :func:`chat.upstream.wire.validate_base_url`, the one rule for base URLs.
 
     Userinfo (``https://api.openai.com@evil``), a query (``https://evil/?api.openai.com``) or a
     fragment can make a URL look like one host while pointing at another (T25), and a key is
     sent to whatever this URL names, so they are refused outright.
     """
     try:
-        return upstream.validate_base_url(value)
-    except upstream.InvalidEndpoint as exc:
+        return wire.validate_base_url(value)
+    except wire.InvalidEndpoint as exc:
         raise ValidationError(str(exc)) from None
 
 
 def validate_api_key(key: str) -> None:
     """Refuse a key the HTTP client could not send (its error would quote the header, key included)."""
     try:
-        upstream.Endpoint(base_url="https://example.invalid", api_key=key)
-    except upstream.InvalidEndpoint:
+        wire.Endpoint(base_url="https://example.invalid", api_key=key)
+    except wire.InvalidEndpoint:
         raise ValidationError(_("The API key contains spaces or characters an API key cannot have.")) from None
 
 
@@ -125,7 +127,7 @@ def provider_test_connection(provider: Provider) -> int:
     Under daphne this view runs in a worker thread and async_to_sync hands the call to the
     server's event loop, so it shares that loop's connection pool.
     """
-    return len(async_to_sync(llm.list_models)(llm.Endpoint.for_provider(provider)))
+    return len(async_to_sync(client.list_models)(client.Endpoint.for_provider(provider)))
 
 
 @admin.register(Provider)
@@ -231,8 +233,8 @@ class ProviderAdmin(admin.ModelAdmin):
         )
         if ok:
             message = _(
-                "%(name)s: models synced: %(listed)d listed, %(added)d new chat models added, "
-                "%(skipped)d that are not chat models skipped."
+                "%(name)s: models synced: %(listed)d listed, %(added)d new models added, "
+                "%(skipped)d that Parley cannot call skipped."
             ) % {"name": provider.name, **{k: result.get(k, 0) for k in ("listed", "added", "skipped")}}
             if result.get("default"):
                 message += " " + _("%(model)s is now the default model.") % {"model": result["default"]}
@@ -271,17 +273,42 @@ class ChatModelForm(forms.ModelForm):
             "provider",
             "model_id",
             "display_name",
+            "kind",
             "enabled",
             "is_default",
             "context_window",
             "max_output_tokens",
             "input_price_per_million",
             "output_price_per_million",
+            "image_prices",
+            "audio_price_per_minute",
+            "speech_price_per_million_characters",
+            "training_price_per_million",
             "groups",
         ]
 
+    def clean_image_prices(self):
+        prices = self.cleaned_data.get("image_prices") or {}
+        if not isinstance(prices, dict):
+            raise forms.ValidationError(_('Prices per image are an object such as {"1024x1024": "0.04"}.'))
+        cleaned = {}
+        for key, value in prices.items():
+            try:
+                price = Decimal(str(value))
+            except (InvalidOperation, ValueError):
+                price = Decimal(-1)
+            if not isinstance(key, str) or not key or len(key) > 40 or not price.is_finite() or price < 0:
+                raise forms.ValidationError(
+                    _("%(key)s: a price per image is a size (and quality) with a price of zero or more.")
+                    % {"key": str(key)[:40]}
+                )
+            cleaned[key] = str(price)
+        return cleaned
+
     def clean(self):
         data = super().clean()
+        if data.get("is_default") and data.get("kind", "chat") != "chat":
+            self.add_error("is_default", _("Only a chat model can be the default for new chats."))
         window, out = data.get("context_window"), data.get("max_output_tokens")
         if window and out and out >= window:
             self.add_error("max_output_tokens", _("The maximum output must be smaller than the context window."))
@@ -295,6 +322,7 @@ class ChatModelAdmin(admin.ModelAdmin):
         "label",
         "provider",
         "model_id",
+        "kind",
         "enabled",
         "is_default",
         "context_window",
@@ -303,15 +331,28 @@ class ChatModelAdmin(admin.ModelAdmin):
         "output_price_per_million",
         "allowed_groups",
     )
-    list_filter = ("enabled", "is_default", "provider")
+    list_filter = ("kind", "enabled", "is_default", "provider")
     list_select_related = ("provider",)
     search_fields = ("model_id", "display_name", "provider__name")
     filter_horizontal = ("groups",)
     actions = ["make_default", "enable", "disable"]
     fieldsets = (
-        (None, {"fields": ("provider", "model_id", "display_name", "enabled", "is_default")}),
+        (None, {"fields": ("provider", "model_id", "display_name", "kind", "enabled", "is_default")}),
         (_("Limits"), {"fields": ("context_window", "max_output_tokens")}),
-        (_("Prices"), {"fields": ("input_price_per_million", "output_price_per_million")}),
+        (
+            _("Prices"),
+            {
+                "fields": (
+                    "input_price_per_million",
+                    "output_price_per_million",
+                    "image_prices",
+                    "audio_price_per_minute",
+                    "speech_price_per_million_characters",
+                    "training_price_per_million",
+                ),
+                "description": _("In each kind's own units; leave a price empty when the model is free."),
+            },
+        ),
         (_("Who may use it"), {"fields": ("groups",)}),
     )
 

@@ -48,6 +48,7 @@ class Dashboard:
     day_tokens: dict[datetime.date, int]
     day_cost: dict[datetime.date, Decimal]
     top_members: list[dict]
+    by_kind: list[dict]  # calls, tokens, other units and cost per kind of call
     total_tokens: int
     total_cost: Decimal
 
@@ -91,6 +92,18 @@ def dashboard(*, days: int = 30, top: int = 10, other_label: str = "other", now=
         )
         .order_by("-cost", "-tokens", "user__username")[:top]
     )
+    by_kind = list(
+        recent.values("kind")
+        .annotate(
+            calls=Count("id"),
+            tokens=Sum(F("prompt_tokens") + F("completion_tokens")),
+            images=Sum("images"),
+            audio_seconds=Sum("audio_seconds"),
+            characters=Sum("characters"),
+            cost=Sum("cost"),
+        )
+        .order_by("-cost", "kind")
+    )
     return Dashboard(
         days=day_list,
         series=series,
@@ -99,6 +112,7 @@ def dashboard(*, days: int = 30, top: int = 10, other_label: str = "other", now=
         day_tokens=day_tokens,
         day_cost=day_cost,
         top_members=top_members,
+        by_kind=by_kind,
         total_tokens=sum(day_tokens.values()),
         total_cost=sum(day_cost.values(), Decimal(0)),
     )

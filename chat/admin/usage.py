@@ -19,7 +19,8 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from chat.admin import charts, reports
-from chat.models import UsageRecord
+from chat.models import UsageKind, UsageRecord
+from chat.selectors import usage_units_text
 
 
 class DateRangeFilter(admin.ListFilter):
@@ -103,6 +104,11 @@ CSV_HEADER = (
     "total_tokens",
     "cost_usd",
     "estimated",
+    "kind",
+    "purpose",
+    "images",
+    "audio_seconds",
+    "characters",
 )
 
 
@@ -117,8 +123,15 @@ def usage_csv_rows(queryset):
         "completion_tokens",
         "cost",
         "estimated",
+        "kind",
+        "purpose",
+        "images",
+        "audio_seconds",
+        "characters",
     )
-    for created, member, conversation, model, prompt, completion, cost, estimated in rows.iterator(chunk_size=2000):
+    for row in rows.iterator(chunk_size=2000):
+        created, member, conversation, model, prompt, completion, cost, estimated, *units = row
+        kind, purpose, images, audio_seconds, characters = units
         yield (
             created.isoformat(),
             csv_cell(member),
@@ -129,6 +142,11 @@ def usage_csv_rows(queryset):
             prompt + completion,
             f"{cost:.6f}",
             "yes" if estimated else "no",
+            kind,
+            csv_cell(purpose),
+            images,
+            f"{audio_seconds:.3f}",
+            characters,
         )
 
 
@@ -162,14 +180,19 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "created_at",
         "user",
         "model_name",
+        "kind",
+        "purpose",
         "prompt_tokens",
         "completion_tokens",
         "total",
+        "units",
         "cost",
         "estimated",
     )
     list_filter = (
         DateRangeFilter,
+        "kind",
+        "purpose",
         ("user", admin.RelatedOnlyFieldListFilter),
         "model_name",
         "estimated",
@@ -184,8 +207,13 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "conversation",
         "model",
         "model_name",
+        "kind",
+        "purpose",
         "prompt_tokens",
         "completion_tokens",
+        "images",
+        "audio_seconds",
+        "characters",
         "cost",
         "estimated",
     )
@@ -198,6 +226,12 @@ class UsageRecordAdmin(admin.ModelAdmin):
     @admin.display(description=_("total tokens"), ordering="_total")
     def total(self, obj):
         return obj._total
+
+    @admin.display(description=_("other units"))
+    def units(self, obj):
+        return usage_units_text(
+            {"images": obj.images, "audio_seconds": obj.audio_seconds, "characters": obj.characters}
+        )
 
     # Usage is the accounting record: read-only in the console.
     def has_add_permission(self, request):
@@ -284,9 +318,21 @@ class UsageRecordAdmin(admin.ModelAdmin):
             }
             for m in data.top_members
         ]
+        kinds = dict(UsageKind.choices)
+        by_kind = [
+            {
+                "kind": kinds.get(row["kind"], row["kind"]),
+                "calls": _fmt_tokens(row["calls"]),
+                "tokens": _fmt_tokens(row["tokens"] or 0),
+                "units": usage_units_text(row),
+                "cost": _fmt_cost(row["cost"] or 0),
+            }
+            for row in data.by_kind
+        ]
         context = {
             **self.admin_site.each_context(request),
             "title": _("Usage dashboard: the last 30 days"),
+            "by_kind": by_kind,
             "opts": self.opts,
             "first_day": data.days[0],
             "last_day": data.days[-1],

@@ -179,7 +179,7 @@ class LocalServer:
         """Model ids from GET /v1/models, or None while the server does not answer yet.
 
         A loopback probe of our own child before any provider exists, so it does not go
-        through chat/llm.py (the door to upstreams); it never leaves 127.0.0.1.
+        through chat/upstream/client.py (the door to upstreams); it never leaves 127.0.0.1.
         """
         connection = http.client.HTTPConnection(self.host, self.port, timeout=5)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}

@@ -8,9 +8,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from chat.core.grants import model_granted
 from chat.errors import BadRequest, ModelUnavailable
 from chat.models import Conversation
-from chat.selectors import model_for_user
 
 # Settings a member may change, with the type each must have. Anything else in a payload is
 # ignored, so extra fields (owner, user_id, tokens...) can never be mass-assigned (T06).
@@ -69,11 +69,11 @@ def conversation_create(
     default_model = defaults.pop("model_id", None)
     if model_id in (None, "") and default_model is not None:
         try:
-            model = model_for_user(user=user, model_id=default_model)
+            model = model_granted(user=user, model_id=default_model)
         except ModelUnavailable:
-            model = model_for_user(user=user, model_id=None)  # the default was disabled since
+            model = model_granted(user=user, model_id=None)  # the default was disabled since
     else:
-        model = model_for_user(user=user, model_id=model_id)
+        model = model_granted(user=user, model_id=model_id)
     values = _clean_settings({**defaults, **(settings or {})})
     conversation = Conversation(owner=user, title=title[:TITLE_MAX], model=model, **values)
     try:
@@ -97,7 +97,7 @@ def conversation_update(*, conversation: Conversation, values: dict) -> Conversa
         conversation.pinned = bool(values["pinned"])
         fields.append("pinned")
     if "model_id" in values:
-        conversation.model = model_for_user(user=conversation.owner, model_id=values["model_id"])
+        conversation.model = model_granted(user=conversation.owner, model_id=values["model_id"])
         fields.append("model")
     cleaned = _clean_settings(values)
     for name, value in cleaned.items():

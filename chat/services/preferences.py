@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chat.selectors import model_for_user
+from chat.core.grants import model_granted
 from chat.services.conversations import _clean_settings
 
 
@@ -14,7 +14,7 @@ def chat_defaults_update(*, user, values: dict) -> dict:
     """
     defaults = _clean_settings(values)
     if values.get("model_id") not in (None, ""):
-        defaults["model_id"] = model_for_user(user=user, model_id=values["model_id"]).pk
+        defaults["model_id"] = model_granted(user=user, model_id=values["model_id"]).pk
     user.chat_defaults = defaults
     user.save(update_fields=["chat_defaults"])
     return defaults

@@ -1,4 +1,4 @@
-"""Saving a reply as it streams and when it ends (called by chat.streaming.runner)."""
+"""Saving a reply as it streams and when it ends (called by chat.transport.runner)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat import tokens
+from chat.core.calls import Units, call_settle
 from chat.models import Conversation, Message
-from chat.services.quota import usage_settle_locked
 
 
 def replies_save_progress(*, texts: dict) -> set:
@@ -35,11 +35,13 @@ def reply_finish(
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
     estimated: bool = False,
+    reservation_id: int | None = None,
 ) -> Message | None:
     """Write the final state of a reply and settle its usage against the member's budget.
 
     Only a reply still ``streaming`` is finished, so a reply the sweep already marked
-    interrupted (or that was deleted with its conversation) is left alone.
+    interrupted (or that was deleted with its conversation) is left alone; the usage of a
+    deleted one is still settled through ``reservation_id``.
     """
     with transaction.atomic():
         # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the outer join
@@ -51,6 +53,14 @@ def reply_finish(
             .first()
         )
         if message is None or message.status != Message.Status.STREAMING:
+            if message is None and reservation_id is not None:
+                # The conversation was deleted mid-reply: what was generated is still billed,
+                # and the hold released (a reply the sweep ended was settled by the sweep).
+                call_settle(
+                    reservation_id=reservation_id,
+                    units=Units(input_tokens=prompt_tokens, output_tokens=completion_tokens),
+                    estimated=estimated,
+                )
             return None
         encoding = tokens.encoding_name_for_model(message.model.model_id if message.model else "")
         now = timezone.now()
@@ -64,11 +74,9 @@ def reply_finish(
         message.updated_at = now
         message.heartbeat_at = now
         # Seen streaming under the lock, so not settled yet: settle, then one UPDATE of the row.
-        usage_settle_locked(
+        call_settle(
             message=message,
-            owner_id=message.conversation.owner_id,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
+            units=Units(input_tokens=prompt_tokens, output_tokens=completion_tokens),
             estimated=estimated,
         )
         message.save()

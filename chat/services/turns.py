@@ -17,13 +17,14 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from chat import tokens
+from chat.core.calls import Admission, Units, call_admit
+from chat.core.grants import model_granted
+from chat.core.moderation import blocklist_match
 from chat.errors import BadRequest, Busy, NoProvider, ParleyError, TooManyReplies
-from chat.models import Conversation, Message
-from chat.selectors import conversation_for_user, model_for_user
+from chat.models import Conversation, Message, ModelKind
+from chat.selectors import conversation_for_user
 from chat.services.conversations import conversation_create
-from chat.services.moderation import blocklist_match
 from chat.services.prompt import Prompt, prompt_build
-from chat.services.quota import budget_reserve, rate_limit_hit
 
 CLIENT_ID_MAX = 64
 
@@ -50,6 +51,7 @@ class ReplyPlan:
     question: Message
     reply: Message
     prompt: Prompt
+    admission: Admission
     # The blocklist's verdict on the question, found in the same database call (the first
     # check of the moderation gate, which the reply task then applies before any model call).
     blocklist_hits: list[str] | None = None
@@ -175,13 +177,12 @@ def reply_begin(*, conversation: Conversation, question: Message, user=None, mod
     if user is None:
         user = conversation.owner
     if conversation.model_id is None:
-        model = model_for_user(user=user, model_id=None)  # raises NoProvider when there is none
+        model = model_granted(user=user, model_id=None)  # raises NoProvider when there is none
         conversation.model = model
         conversation.save(update_fields=["model"])
     elif model is None or model.pk != conversation.model_id:
         # A model that was disabled or ungranted since the conversation began is refused (T07).
-        model = model_for_user(user=user, model_id=conversation.model_id)
-    rate_limit_hit(user=user)
+        model = model_granted(user=user, model_id=conversation.model_id)
     with transaction.atomic():
         # Lock the conversation row: two sends racing into one conversation serialize here.
         Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
@@ -199,9 +200,6 @@ def reply_begin(*, conversation: Conversation, question: Message, user=None, mod
             )
         conversation.model = model
         prompt = prompt_build(conversation=conversation, newest=question)
-        reservation = budget_reserve(
-            user=user, model=model, prompt_tokens=prompt.prompt_tokens, reply_tokens=prompt.reply_tokens
-        )
         now = timezone.now()
         reply = Message.objects.create(
             conversation=conversation,
@@ -212,11 +210,21 @@ def reply_begin(*, conversation: Conversation, question: Message, user=None, mod
             omitted_messages=prompt.omitted,
             # The prompt as built; the provider's own count replaces it when the reply ends.
             prompt_tokens=prompt.prompt_tokens,
-            reserved_tokens=reservation.tokens,
-            reserved_cost=reservation.cost,
             created_at=now,
             updated_at=now,
             heartbeat_at=now,
+        )
+        # The model-call core: the rate and the budget, reserved in this transaction so that a
+        # refusal leaves no reply behind (the grant was checked above, in this same trip).
+        admission = call_admit(
+            user=user,
+            kind=ModelKind.CHAT,
+            estimate=Units(input_tokens=prompt.prompt_tokens, output_tokens=prompt.reply_tokens),
+            purpose="reply",
+            model=model,
+            granted=True,
+            conversation_id=conversation.pk,
+            message=reply,
         )
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=now)
     return ReplyPlan(
@@ -224,6 +232,7 @@ def reply_begin(*, conversation: Conversation, question: Message, user=None, mod
         question=question,
         reply=reply,
         prompt=prompt,
+        admission=admission,
         blocklist_hits=blocklist_match(question.content),
     )
 

@@ -1,5 +1,5 @@
 // Model output is untrusted input. Every render, including every intermediate render of a
-// reply that is still streaming (SECURITY.md T13), goes through the same pipeline:
+// reply that is still streaming (docs/security.md T13), goes through the same pipeline:
 //
 //   markdown-it (raw HTML off)  →  DOMPurify (allow-list of tags and attributes)
 //   →  link policy (http, https, mailto only)  →  DOM nodes (never an HTML string in the page)

@@ -1,7 +1,7 @@
 // Small shared helpers: the page's configuration, translated strings, DOM building.
 //
 // Strings come from the JSON data block #i18n that the server renders with Django's gettext
-// (chat/ui_text.py). A data block is not script execution, so it is allowed under the
+// (chat/web/ui_text.py). A data block is not script execution, so it is allowed under the
 // Content-Security-Policy. Keys are the English source strings.
 
 const readJson = (id) => {

@@ -11,13 +11,14 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from http.cookiejar import CookieJar
 from pathlib import Path
 
 import pytest
-import requests
 
 HERE = Path(__file__).resolve().parent / "oidc_provider"
 CLIENT_ID = "parley"
@@ -56,24 +57,39 @@ class IdP:
         """Play the person at the provider: follow the authorization request to the provider's
         sign-in page, sign in as ``login``, and return the URL the provider sends the browser
         back to (starting with ``return_prefix``, not followed)."""
-        browser = requests.Session()
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()), _NoRedirect)
         url = authorize_url
         for _ in range(10):
             if url.startswith(return_prefix):
                 return url
-            response = browser.get(url, allow_redirects=False, timeout=10)
-            if response.is_redirect:
-                url = urllib.parse.urljoin(url, response.headers["Location"])
+            status, location, text = _open(browser, url)
+            if location:
+                url = urllib.parse.urljoin(url, location)
                 continue
-            assert response.status_code == 200, (response.status_code, response.text[:500])
-            assert "Sign in to Test IdP" in response.text, response.text[:500]
-            action = response.text.split('action="', 1)[1].split('"', 1)[0]
-            response = browser.post(
-                urllib.parse.urljoin(url, action), data={"login": login}, allow_redirects=False, timeout=10
-            )
-            assert response.is_redirect, (response.status_code, response.text[:500])
-            url = urllib.parse.urljoin(url, response.headers["Location"])
+            assert status == 200, (status, text[:500])
+            assert "Sign in to Test IdP" in text, text[:500]
+            action = text.split('action="', 1)[1].split('"', 1)[0]
+            status, location, text = _open(browser, urllib.parse.urljoin(url, action), {"login": login})
+            assert location, (status, text[:500])
+            url = urllib.parse.urljoin(url, location)
         raise AssertionError(f"the provider never sent the browser back: {url}")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """The test reads each redirect itself: the last one leads to Parley, not to follow here."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def _open(browser, url: str, form: dict | None = None) -> tuple[int, str | None, str]:
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    try:
+        with browser.open(url, data=data, timeout=10) as response:
+            return response.status, None, response.read().decode()
+    except urllib.error.HTTPError as answer:
+        body = answer.read().decode(errors="replace")
+        return answer.code, answer.headers.get("Location") if 300 <= answer.code < 400 else None, body
 
 
 def start_idp(clients: list[dict]) -> IdP:

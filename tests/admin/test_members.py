@@ -7,8 +7,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from chat.core.budget import month_start
 from chat.models import UsageMonth
-from chat.services.quota import month_start
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()

@@ -14,6 +14,8 @@ def _data(model, **overrides):
         "provider": model.provider_id,
         "model_id": model.model_id,
         "display_name": model.display_name,
+        "kind": model.kind,
+        "image_prices": "{}",
         "enabled": "on" if model.enabled else "",
         "is_default": "on" if model.is_default else "",
         "context_window": model.context_window,
@@ -122,3 +124,38 @@ def test_the_migration_keeps_one_default_where_an_older_version_left_several():
     executor.loader.build_graph()
     executor.migrate(executor.loader.graph.leaf_nodes())
     assert list(ChatModel.objects.filter(is_default=True).values_list("model_id", flat=True)) == ["newer"]
+
+
+def test_an_admin_corrects_the_kind_the_sync_guessed_and_prices_it_in_its_units(admin_client, chat_model):
+    guessed = ChatModel.objects.create(provider=chat_model.provider, model_id="bge-m3", context_window=8192)
+    assert guessed.kind == "chat"
+    response = admin_client.post(
+        reverse("admin:chat_chatmodel_change", args=[guessed.pk]),
+        _data(guessed, kind="embedding", input_price_per_million="0.01"),
+    )
+    assert response.status_code == 302
+    guessed.refresh_from_db()
+    assert (guessed.kind, str(guessed.input_price_per_million)) == ("embedding", "0.0100")
+
+
+def test_image_prices_must_be_sizes_with_prices_of_zero_or_more(admin_client, chat_model):
+    image = ChatModel.objects.create(provider=chat_model.provider, model_id="dall-e-3", kind="image")
+    url = reverse("admin:chat_chatmodel_change", args=[image.pk])
+    bad = admin_client.post(url, _data(image, image_prices='{"1024x1024": "-1"}'))
+    assert bad.status_code == 200 and "a price per image is a size" in bad.content.decode()
+    good = admin_client.post(url, _data(image, image_prices='{"1024x1024": 0.04, "1024x1024/hd": "0.08"}'))
+    assert good.status_code == 302
+    image.refresh_from_db()
+    assert image.image_prices == {"1024x1024": "0.04", "1024x1024/hd": "0.08"}
+
+
+def test_only_a_chat_model_can_be_the_default(admin_client, chat_model):
+    embedding = ChatModel.objects.create(
+        provider=chat_model.provider, model_id="text-embedding-3-small", kind="embedding"
+    )
+    response = admin_client.post(
+        reverse("admin:chat_chatmodel_change", args=[embedding.pk]), _data(embedding, is_default="on")
+    )
+    assert response.status_code == 200
+    assert "Only a chat model can be the default" in response.content.decode()
+    assert list(ChatModel.objects.filter(is_default=True)) == [chat_model]

@@ -197,3 +197,49 @@ def test_the_dashboard_reads_a_fixed_number_of_queries(admin_client, alice, bob,
 def test_the_admin_home_links_to_the_dashboard(admin_client):
     body = admin_client.get(reverse("admin:index")).content.decode()
     assert f'href="{reverse("admin:chat_usagerecord_dashboard")}"' in body
+
+
+def test_every_kind_of_call_shows_in_the_dashboard_the_filters_and_the_export(admin_client, alice):
+    _record(alice, "gpt-4o", 100, 50, "0.010000", 0)
+    UsageRecord.objects.create(
+        user=alice,
+        model_name="dall-e-3",
+        kind="image",
+        purpose="image",
+        images=3,
+        cost=Decimal("0.12"),
+        created_at=_at(0),
+    )
+    UsageRecord.objects.create(
+        user=alice,
+        model_name="whisper-1",
+        kind="transcription",
+        purpose="dictation",
+        audio_seconds=Decimal("90"),
+        cost=Decimal("0.009"),
+        created_at=_at(1),
+    )
+
+    body = admin_client.get(reverse("admin:chat_usagerecord_dashboard")).content.decode()
+    kinds = re.search(r'<table id="usage-by-kind">(.*?)</table>', body, re.S).group(1)
+    rows = {
+        kind: cells
+        for kind, cells in (
+            (m.group(1), re.findall(r"<td[^>]*>([^<]*)</td>", m.group(2)))
+            for m in re.finditer(r'<th scope="row">([^<]*)</th>(.*?)</tr>', kinds, re.S)
+        )
+    }
+    assert rows == {
+        "image": ["1", "0", "3 images", "$0.1200"],
+        "chat": ["1", "150", "", "$0.0100"],
+        "transcription": ["1", "0", "1.5 minutes", "$0.0090"],
+    }
+
+    images = admin_client.get(reverse("admin:chat_usagerecord_changelist"), {"kind": "image"})
+    assert list(images.context["cl"].queryset.values_list("model_name", flat=True)) == ["dall-e-3"]
+
+    exported = _csv(admin_client.get(reverse("admin:chat_usagerecord_export")))
+    by_model = {r["model"]: r for r in exported}
+    assert (by_model["dall-e-3"]["kind"], by_model["dall-e-3"]["images"]) == ("image", "3")
+    assert (by_model["whisper-1"]["purpose"], by_model["whisper-1"]["audio_seconds"]) == ("dictation", "90.000")
+    assert by_model["gpt-4o"]["kind"] == "chat"

@@ -1,4 +1,4 @@
-"""SECURITY.md T12, T13, T14, T17 in a real browser, under Parley's real CSP.
+"""docs/security.md T12, T13, T14, T17 in a real browser, under Parley's real CSP.
 
 Model output comes from the fake upstream, whole and split across deltas at hostile
 boundaries; titles come from the model (automatic titles) and from renames. A

@@ -1,4 +1,4 @@
-"""SECURITY.md T12, T13, T14 and T17: hostile text a model (or a title) may contain.
+"""docs/security.md T12, T13, T14 and T17: hostile text a model (or a title) may contain.
 
 Every payload that could run sets ``window.__pwned`` (or ``parent.__pwned``); every payload
 that could leak loads something from ``attacker.test``. The browser tests assert that nothing

@@ -14,6 +14,8 @@ import os
 
 import pytest
 
+from chat.upstream import client as upstream_client
+
 
 def _require_local_group():
     from chat.local import install
@@ -73,17 +75,14 @@ async def close_llm_clients():
     """The upstream client keeps pooled connections per event loop; each async test has a
     loop of its own, so its pools are closed with it."""
     yield
-    from chat import llm
-
-    await llm.close_clients()
+    await upstream_client.close_clients()
 
 
 @pytest.fixture
 def no_sleep(monkeypatch):
     """Retries back off without waiting."""
-    from chat import llm
 
     async def skip(_seconds):
         return None
 
-    monkeypatch.setattr(llm, "_sleep", skip)
+    monkeypatch.setattr(upstream_client, "_sleep", skip)

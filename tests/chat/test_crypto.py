@@ -1,4 +1,4 @@
-"""Provider keys at rest (SECURITY.md T26)."""
+"""Provider keys at rest (docs/security.md T26)."""
 
 import pytest
 from cryptography.fernet import Fernet

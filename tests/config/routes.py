@@ -1,6 +1,6 @@
 """Walk every HTTP and websocket route and build a request path that reaches each one.
 
-Used by the route inventory (SECURITY.md T04) and the "members never reach the admin" tests.
+Used by the route inventory (docs/security.md T04) and the "members never reach the admin" tests.
 A route is identified by ``namespace:name``, or by its full pattern when it has no name.
 """
 
@@ -143,7 +143,7 @@ def _walk_ws(patterns, prefix_route="", prefix_path=""):
 
 
 def websocket_routes() -> list[Route]:
-    from chat.routing import websocket_urlpatterns
+    from chat.transport.routing import websocket_urlpatterns
 
     return list(_walk_ws(websocket_urlpatterns))
 

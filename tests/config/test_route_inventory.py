@@ -1,4 +1,4 @@
-"""Route inventory (SECURITY.md T04): every HTTP and websocket route is classified, and only
+"""Route inventory (docs/security.md T04): every HTTP and websocket route is classified, and only
 public routes answer anonymous users; members never reach an admin route.
 
 Adding a route? Add one line to ROUTES (HTTP) or WEBSOCKET_ROUTES below:
@@ -65,7 +65,7 @@ ROUTES = {
 # catches a custom admin view someone forgot to wrap. Explicit ROUTES entries win.
 NAMESPACES = {"admin": ADMIN}
 
-# Keyed by the websocket route pattern in chat/routing.py.
+# Keyed by the websocket route pattern in chat/transport/routing.py.
 WEBSOCKET_ROUTES = {
     "ws/chat/": MEMBER,
 }
@@ -75,6 +75,7 @@ SAMPLE_PATHS: dict[str, str] = {}
 
 ANONYMOUS_REFUSALS = {401, 403, 404}
 ORIGIN = "http://localhost"
+HOST = "localhost"  # the Host a browser on ORIGIN sends; the origin check compares the two
 
 
 def _classify(route):
@@ -106,7 +107,7 @@ def test_every_http_route_is_classified():
     unclassified = sorted(route.key for route in HTTP if _classify(route) is None)
     assert not unclassified, (
         f"Unclassified routes: {unclassified}. Add each to ROUTES in tests/config/test_route_inventory.py "
-        "as PUBLIC, MEMBER or ADMIN (SECURITY.md T04)."
+        "as PUBLIC, MEMBER or ADMIN (docs/security.md T04)."
     )
 
 
@@ -118,7 +119,7 @@ def test_the_inventory_lists_no_route_that_is_gone():
 
 def test_every_websocket_route_is_classified():
     routes = websocket_routes()
-    assert routes, "chat.routing has no websocket route"
+    assert routes, "chat.transport.routing has no websocket route"
     unclassified = sorted(route.key for route in routes if route.key not in WEBSOCKET_ROUTES)
     assert not unclassified, (
         f"Unclassified websocket routes: {unclassified}. Add each to WEBSOCKET_ROUTES in "
@@ -194,7 +195,7 @@ def _session_cookie(user) -> str:
 async def _connects(path, cookie=None) -> bool:
     from config.asgi import application
 
-    headers = [(b"origin", ORIGIN.encode())]
+    headers = [(b"host", HOST.encode()), (b"origin", ORIGIN.encode())]
     if cookie:
         headers.append((b"cookie", f"sessionid={cookie}".encode()))
     communicator = WebsocketCommunicator(application, path, headers=headers)

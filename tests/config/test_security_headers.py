@@ -1,4 +1,4 @@
-"""Security headers on the sign-in page, the admin login and the chat page (SECURITY.md T18)."""
+"""Security headers on the sign-in page, the admin login and the chat page (docs/security.md T18)."""
 
 import re
 

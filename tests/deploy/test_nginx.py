@@ -1,6 +1,6 @@
 """Debian's nginx with the configuration Parley ships (deploy/nginx.conf) in front of two workers.
 
-Peers stream "all at once" behind nginx (PEERS.md item 7) because of response buffering, and
+Peers stream "all at once" behind nginx (docs/architecture.md, promise 7) because of response buffering, and
 drop idle sockets at proxy_read_timeout. Here the reply must arrive in pieces through the
 proxy, and an idle socket must outlive the proxy's timeout thanks to daphne's pings.
 """

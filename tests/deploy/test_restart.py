@@ -1,4 +1,4 @@
-"""SECURITY.md T43: a worker is restarted (SIGTERM: a deploy, ``docker compose restart``) while
+"""docs/security.md T43: a worker is restarted (SIGTERM: a deploy, ``docker compose restart``) while
 five replies stream through it.
 
 Every tab is told (close 1012, "service restart", which the browser answers by reconnecting);

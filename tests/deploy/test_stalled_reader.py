@@ -1,4 +1,4 @@
-"""SECURITY.md T42: a member's browser stops reading (and answering pings) during a long reply.
+"""docs/security.md T42: a member's browser stops reading (and answering pings) during a long reply.
 
 The worker must drop that socket once daphne's ping goes unanswered, without holding the
 reply hostage (it belongs to the conversation: it finishes and is saved), without growing

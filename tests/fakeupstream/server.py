@@ -12,6 +12,7 @@ import uuid
 from collections import deque
 from typing import Any
 
+from tests.fakeupstream import embeddings
 from tests.fakeupstream.behaviour import (
     DEFAULT_MODELS,
     MODERATION_CATEGORIES,
@@ -271,6 +272,8 @@ class FakeUpstream(ChatStream):
             endpoint = "chat"
         elif method == "POST" and path.endswith("/moderations"):
             endpoint = "moderations"
+        elif method == "POST" and path.endswith("/embeddings"):
+            endpoint = "embeddings"
         elif method == "GET" and path.endswith("/models"):
             endpoint = "models"
         else:
@@ -323,6 +326,9 @@ class FakeUpstream(ChatStream):
             return await self._json(conn, record, 200, {"object": "list", "data": data}, b.headers)
         if endpoint == "moderations":
             return await self._json(conn, record, 200, self._moderation(record.body), b.headers)
+        if endpoint == "embeddings":
+            status, body = embeddings.answer(record.body)
+            return await self._json(conn, record, status, body, b.headers)
         return await self._chat(conn, record, b)
 
     def _moderation(self, body: Any) -> dict:

@@ -1,4 +1,4 @@
-"""Run Parley's periodic housekeeping in the foreground (chat/background.py).
+"""Run Parley's periodic housekeeping in the foreground (chat/jobs/housekeeping.py).
 
 ``manage.py serve`` runs this as a child process bound to daphne's lifetime. A deployment that runs
 daphne directly (the Docker image's workers) runs this once, as its own process: the sweep
@@ -10,7 +10,7 @@ import threading
 
 from django.core.management.base import BaseCommand
 
-from chat import background
+from chat.jobs import housekeeping
 
 
 class Command(BaseCommand):
@@ -23,4 +23,4 @@ class Command(BaseCommand):
             signal.signal(signum, lambda *_: stop.set())
         self.stdout.write("housekeeping: sweeping stale replies and refreshing model catalogs")
         self.stdout.flush()
-        background.run_forever(stop)
+        housekeeping.run_forever(stop)

@@ -11,8 +11,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from chat.catalog.providers import provider_sync_from_env, provider_sync_models, providers_due
 from chat.errors import UpstreamError
-from chat.services.providers import provider_sync_from_env, provider_sync_models, providers_due
 
 
 class Command(BaseCommand):

@@ -1,0 +1,237 @@
+"""Budgets, enforced: monthly token and cost budgets, reserved before a call and settled after it.
+
+Every model call reserves its worst case (for a reply: the prompt plus the most the reply can
+cost) before it reaches a provider, under a lock on the member's UsageMonth row, and settles
+to the real usage after it (chat.core.calls holds the ledger). Concurrent calls therefore see
+each other's reservations and cannot overspend together (docs/security.md T34c): the check
+and the increment happen while no other call of that member can check.
+
+Months are calendar months in UTC; a budget resets at 00:00 UTC on the first of the month.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import DecimalField, F, PositiveBigIntegerField, Value
+from django.db.models.functions import Greatest
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
+
+from chat import tokens
+from chat.errors import QuotaExceeded
+from chat.models import UsageMonth
+
+# Money is stored with 6 decimal places (UsageMonth, Message, UsageRecord).
+MONEY = Decimal("0.000001")
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What one call holds against a member's month (the amounts of a chat.models.Reservation row)."""
+
+    tokens: int
+    cost: Decimal
+    month: dt.date
+
+
+def month_start(moment: dt.datetime | None = None) -> dt.date:
+    """The first day of the UTC month ``moment`` (default: now) falls in."""
+    moment = (moment or timezone.now()).astimezone(dt.UTC)
+    return dt.date(moment.year, moment.month, 1)
+
+
+def month_begins(month: dt.date) -> dt.datetime:
+    """When the budget of ``month`` starts counting: 00:00 UTC on its first day."""
+    return dt.datetime(month.year, month.month, 1, tzinfo=dt.UTC)
+
+
+def month_reset(month: dt.date) -> dt.datetime:
+    """When the budget of ``month`` resets: 00:00 UTC on the first day of the next month."""
+    year, number = (month.year + 1, 1) if month.month == 12 else (month.year, month.month + 1)
+    return dt.datetime(year, number, 1, tzinfo=dt.UTC)
+
+
+def _money(value, rounding=ROUND_HALF_UP) -> Decimal:
+    return Decimal(value).quantize(MONEY, rounding=rounding)
+
+
+def _dollars(amount) -> str:
+    amount = Decimal(amount)
+    if amount == 0 or abs(amount) >= Decimal("0.01"):
+        return f"{amount:.2f}"
+    return f"{amount.normalize():f}"  # a fraction of a cent shows its digits, not 0.00
+
+
+def _count(number) -> str:
+    return formats.number_format(number, force_grouping=True)  # 10,000 rather than 10000
+
+
+def _month_row(user_id, month: dt.date) -> UsageMonth:
+    """The member's UsageMonth row for ``month``, created if missing, locked until the transaction ends."""
+    row = UsageMonth.objects.select_for_update().filter(user_id=user_id, month=month).first()
+    if row is not None:
+        return row
+    try:
+        # A savepoint, so losing the creation race does not break the caller's transaction.
+        with transaction.atomic():
+            return UsageMonth.objects.create(user_id=user_id, month=month)
+    except IntegrityError:
+        # Another reply created it first; its transaction has committed, so lock that row.
+        return UsageMonth.objects.select_for_update().get(user_id=user_id, month=month)
+
+
+def _refuse(*, kind: str, budget, used, needed, month: dt.date, purpose: str = "reply") -> QuotaExceeded:
+    resets_at = month_reset(month)
+    when = formats.date_format(resets_at.date(), "DATE_FORMAT")
+    remaining = max(budget - used, 0)
+    shown = _dollars if kind == "cost" else _count
+    values = {"budget": shown(budget), "remaining": shown(remaining), "needed": shown(needed), "when": when}
+    if kind == "tokens":
+        if remaining <= 0:
+            message = _("Your monthly budget of %(budget)s tokens is used up. It resets on %(when)s (UTC).") % values
+        else:
+            message = (
+                _(
+                    "This reply could use up to %(needed)s tokens, but only %(remaining)s of your monthly "
+                    "budget are left. Lower the maximum reply length or start a shorter conversation; "
+                    "the budget resets on %(when)s (UTC)."
+                )
+                if purpose == "reply"
+                else _(
+                    "This request could use up to %(needed)s tokens, but only %(remaining)s of your monthly "
+                    "budget are left. The budget resets on %(when)s (UTC)."
+                )
+            ) % values
+    elif remaining <= 0:
+        message = _("Your monthly budget of $%(budget)s is used up. It resets on %(when)s (UTC).") % values
+    else:
+        message = (
+            _(
+                "This reply could cost up to $%(needed)s, but only $%(remaining)s of your monthly budget "
+                "are left. Lower the maximum reply length or start a shorter conversation; the budget "
+                "resets on %(when)s (UTC)."
+            )
+            if purpose == "reply"
+            else _(
+                "This request could cost up to $%(needed)s, but only $%(remaining)s of your monthly budget "
+                "are left. The budget resets on %(when)s (UTC)."
+            )
+        ) % values
+    return QuotaExceeded(
+        message,
+        kind=kind,
+        budget=str(budget),
+        remaining=str(remaining),
+        needed=str(needed),
+        resets_at=resets_at.isoformat(),
+    )
+
+
+def budget_reserve(*, user, tokens: int, cost: Decimal, purpose: str = "reply") -> Reservation:
+    """Hold ``tokens`` and ``cost`` (a call's worst case) against the member's monthly budget.
+
+    Call inside the caller's ``transaction.atomic()``, which must also record the hold (a
+    ``chat.models.Reservation`` row, chat.core.calls) so that settlement releases it once. The
+    member's UsageMonth row stays locked until that transaction ends: keep it short, and never
+    call a provider inside it.
+
+    Raises QuotaExceeded (``detail.resets_at``, ISO 8601) when the token or the cost budget
+    cannot cover it. Unlimited budgets (null) still record the hold.
+    """
+    needed_tokens = max(int(tokens), 0)
+    # Rounded up: the reservation must never be smaller than what the call can cost.
+    needed_cost = _money(max(Decimal(cost), Decimal(0)), ROUND_CEILING)
+    month = month_start()
+    row = _month_row(user.pk, month)
+    # Budgets are read again under the lock: an admin may have changed them since ``user`` was loaded.
+    token_budget, cost_budget = (
+        get_user_model().objects.filter(pk=user.pk).values_list("monthly_token_budget", "monthly_cost_budget").get()
+    )
+    tokens_held = row.tokens_used + row.tokens_reserved
+    if token_budget is not None and needed_tokens and tokens_held + needed_tokens > token_budget:
+        raise _refuse(
+            kind="tokens", budget=token_budget, used=tokens_held, needed=needed_tokens, month=month, purpose=purpose
+        )
+    cost_held = row.cost_used + row.cost_reserved
+    if cost_budget is not None and needed_cost and cost_held + needed_cost > cost_budget:
+        raise _refuse(
+            kind="cost", budget=cost_budget, used=_money(cost_held), needed=needed_cost, month=month, purpose=purpose
+        )
+    if needed_tokens or needed_cost:
+        UsageMonth.objects.filter(pk=row.pk).update(
+            tokens_reserved=F("tokens_reserved") + needed_tokens,
+            cost_reserved=F("cost_reserved") + needed_cost,
+        )
+    return Reservation(tokens=needed_tokens, cost=needed_cost, month=month)
+
+
+def budget_settle(*, owner_id, held: Reservation, used_tokens: int, used_cost: Decimal) -> None:
+    """Release ``held`` from the month it was reserved in and add what was used to this month.
+
+    Call inside the transaction that deletes the call's Reservation row (chat.core.calls), so
+    a hold is released exactly once.
+    """
+    used_tokens = max(int(used_tokens or 0), 0)
+    used_cost = _money(used_cost or 0)
+    this_month = month_start()
+    used = bool(used_tokens or used_cost)
+    release = {}
+    if held.tokens or held.cost:
+        release = {
+            "tokens_reserved": Greatest(
+                F("tokens_reserved") - held.tokens, Value(0), output_field=PositiveBigIntegerField()
+            ),
+            "cost_reserved": Greatest(
+                F("cost_reserved") - _money(held.cost),
+                Value(Decimal(0)),
+                output_field=DecimalField(max_digits=14, decimal_places=6),
+            ),
+        }
+    add = {"tokens_used": F("tokens_used") + used_tokens, "cost_used": F("cost_used") + used_cost}
+    if used and release and held.month == this_month:
+        # The usual case, a call settled in the month it began: one UPDATE does both. The
+        # reservation made the row, so it exists unless an admin deleted it meanwhile.
+        if not UsageMonth.objects.filter(user_id=owner_id, month=this_month).update(**release, **add):
+            UsageMonth.objects.filter(pk=_month_row(owner_id, this_month).pk).update(**add)
+        return
+    if release:
+        UsageMonth.objects.filter(user_id=owner_id, month=held.month).update(**release)
+    if used:
+        UsageMonth.objects.filter(pk=_month_row(owner_id, this_month).pk).update(**add)
+
+
+def usage_estimate(*, prompt_tokens: int, text: str, encoding_name: str) -> tuple[int, int]:
+    """Usage of a reply whose stream was cut before the upstream reported it.
+
+    The prompt is counted as it was built; the completion is counted from the text that
+    arrived. Record it with ``estimated=True`` (T34b).
+    """
+    return max(int(prompt_tokens), 0), tokens.count_tokens(text, encoding_name)
+
+
+def budget_status(*, user) -> dict:
+    """The member's month so far, ready for JSON: money as strings, ``None`` for unlimited."""
+    month = month_start()
+    row = UsageMonth.objects.filter(user_id=user.pk, month=month).first() or UsageMonth(month=month)
+    token_budget, cost_budget = (
+        get_user_model().objects.filter(pk=user.pk).values_list("monthly_token_budget", "monthly_cost_budget").get()
+    )
+    tokens_held = row.tokens_used + row.tokens_reserved
+    cost_held = _money(row.cost_used) + _money(row.cost_reserved)
+    return {
+        "month": month.strftime("%Y-%m"),
+        "tokens_used": row.tokens_used,
+        "tokens_reserved": row.tokens_reserved,
+        "token_budget": token_budget,
+        "tokens_remaining": None if token_budget is None else max(token_budget - tokens_held, 0),
+        "cost_used": str(_money(row.cost_used)),
+        "cost_reserved": str(_money(row.cost_reserved)),
+        "cost_budget": None if cost_budget is None else str(cost_budget),
+        "cost_remaining": None if cost_budget is None else str(_money(max(cost_budget - cost_held, Decimal(0)))),
+        "resets_at": month_reset(month).isoformat(),
+    }

@@ -1,0 +1,249 @@
+"""The moderation gate: every user message passes it before any model sees it (issue 3).
+
+Two checks, in order:
+
+1. the admin-managed blocklist (:class:`chat.models.BlocklistEntry`): words and regular
+   expressions, matched case-insensitively on the text after Unicode NFKC normalization and
+   case folding, with invisible format characters removed, so fullwidth letters, ligatures and
+   zero-width joiners do not slip through;
+2. the provider's ``POST /moderations`` when it has ``use_moderation`` on, or the
+   ``moderation_provider`` it names.
+
+A flagged message is saved as ``blocked`` with its categories, a :class:`ModerationEvent`
+records who, what and which check, and :class:`MessageBlocked` tells the member which
+categories; the caller then makes no completion call. When the moderation call itself fails
+the gate refuses (fail closed) unless ``PARLEY_MODERATION_FAIL_OPEN`` lets the message through,
+recorded as unchecked.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import unicodedata
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from chat.core.calls import Units, model_call
+from chat.errors import MessageBlocked, ModerationUnavailable, UpstreamError
+from chat.models import BlocklistEntry, Message, ModerationEvent, Provider, UsageKind
+from chat.upstream import client
+
+logger = logging.getLogger(__name__)
+
+# The compiled blocklist is shared by every request of a process. Saving or deleting an entry
+# bumps a version in the shared cache (Redis in a team deployment), so every worker process
+# recompiles on its next message; the age bound covers edits that bypass signals
+# (``QuerySet.update``) and a flushed cache.
+_VERSION_KEY = "parley:blocklist:version"
+_MAX_AGE = 60.0
+# Scripts written without spaces between words: a word there has no word boundary to match.
+_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")
+
+# Readable names for the categories of OpenAI's moderation models; blocklist categories are
+# the admin's own words and are shown as written.
+CATEGORY_LABELS = {
+    "harassment": gettext_lazy("harassment"),
+    "harassment/threatening": gettext_lazy("threatening harassment"),
+    "hate": gettext_lazy("hate"),
+    "hate/threatening": gettext_lazy("threatening hate"),
+    "illicit": gettext_lazy("illicit activity"),
+    "illicit/violent": gettext_lazy("violent illicit activity"),
+    "self-harm": gettext_lazy("self-harm"),
+    "self-harm/intent": gettext_lazy("self-harm intent"),
+    "self-harm/instructions": gettext_lazy("self-harm instructions"),
+    "sexual": gettext_lazy("sexual content"),
+    "sexual/minors": gettext_lazy("sexual content involving minors"),
+    "violence": gettext_lazy("violence"),
+    "violence/graphic": gettext_lazy("graphic violence"),
+    "blocklist": gettext_lazy("blocked words"),
+}
+
+
+def normalize(text: str) -> str:
+    """The form both the text and blocklist words are compared in."""
+    text = unicodedata.normalize("NFKC", text or "")
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")  # zero-width joiners, soft hyphens
+    return text.casefold()
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    version: object
+    loaded_at: float
+    rules: tuple[tuple[re.Pattern, str], ...]
+
+
+_compiled: _Compiled | None = None
+_compile_lock = threading.Lock()
+
+
+def _word_pattern(word: str) -> str:
+    # \b would fail on words that start or end with punctuation ("c++"); look-arounds on \w
+    # express "not inside a longer word" for any edge character.
+    left = "" if _UNSPACED.match(word[0]) or not re.match(r"\w", word[0]) else r"(?<!\w)"
+    right = "" if _UNSPACED.match(word[-1]) or not re.match(r"\w", word[-1]) else r"(?!\w)"
+    return left + re.escape(word) + right
+
+
+def _compile(version) -> _Compiled:
+    rules = []
+    entries = BlocklistEntry.objects.filter(enabled=True).values_list("pk", "pattern", "is_regex", "category")
+    for pk, pattern, is_regex, category in entries:
+        category = (category or "blocklist").strip() or "blocklist"
+        if is_regex:
+            # Regexes are the admin's own syntax: normalized (fullwidth → ASCII) but not case
+            # folded, which could change their meaning (\S → \s); IGNORECASE does the rest.
+            source = unicodedata.normalize("NFKC", pattern)
+        else:
+            word = normalize(pattern).strip()
+            if not word:
+                continue
+            source = _word_pattern(word)
+        try:
+            rules.append((re.compile(source, re.IGNORECASE), category))
+        except re.error as exc:
+            logger.warning("blocklist entry %s is not a valid regular expression and is skipped: %s", pk, exc)
+    return _Compiled(version=version, loaded_at=time.monotonic(), rules=tuple(rules))
+
+
+def _rules() -> tuple[tuple[re.Pattern, str], ...]:
+    global _compiled
+    version = cache.get(_VERSION_KEY)
+    current = _compiled
+    if current is not None and current.version == version and time.monotonic() - current.loaded_at < _MAX_AGE:
+        return current.rules
+    with _compile_lock:
+        current = _compiled
+        if current is None or current.version != version or time.monotonic() - current.loaded_at >= _MAX_AGE:
+            current = _compiled = _compile(version)
+    return current.rules
+
+
+def blocklist_invalidate(**_kwargs) -> None:
+    """Make every process recompile the blocklist before its next check."""
+    global _compiled
+    _compiled = None
+    cache.set(_VERSION_KEY, time.time_ns(), timeout=None)
+
+
+def connect_signals() -> None:
+    """Called from ChatConfig.ready: entries saved or deleted anywhere take effect at once."""
+    post_save.connect(blocklist_invalidate, sender=BlocklistEntry, dispatch_uid="parley-blocklist-save")
+    post_delete.connect(blocklist_invalidate, sender=BlocklistEntry, dispatch_uid="parley-blocklist-delete")
+
+
+def blocklist_match(text: str) -> list[str]:
+    """The categories of the blocklist entries ``text`` hits, in entry order, each once."""
+    normalized = normalize(text)
+    hits: list[str] = []
+    for pattern, category in _rules():
+        if category not in hits and pattern.search(normalized):
+            hits.append(category)
+    return hits
+
+
+def category_label(category: str) -> str:
+    return str(CATEGORY_LABELS.get(category, category))
+
+
+# --- the gate -----------------------------------------------------------------------------
+async def _moderation_endpoint(provider: Provider) -> client.Endpoint | None:
+    """The endpoint whose /moderations checks messages for ``provider``, if any. Only a
+    separate moderation provider is read from the database (a trip to its thread)."""
+    if provider.moderation_provider_id:
+        return await sync_to_async(_checker_endpoint)(provider.moderation_provider_id)
+    if provider.use_moderation:
+        return client.Endpoint.for_provider(provider)
+    return None
+
+
+def _checker_endpoint(checker_id) -> client.Endpoint:
+    checker = Provider.objects.filter(pk=checker_id).first()
+    if checker is None or not checker.enabled:
+        raise UpstreamError(_("The moderation provider is disabled."), code="upstream_unavailable")
+    return client.Endpoint.for_provider(checker)
+
+
+def _record(message: Message, *, source: str, categories: list[str], detail: str = "", status=None) -> None:
+    now = timezone.now()
+    if status is not None:
+        message.status = status
+        message.moderation_categories = categories
+        message.updated_at = now
+        message.save(update_fields=["status", "moderation_categories", "updated_at"])
+    elif source == ModerationEvent.Source.UNCHECKED:
+        message.moderation_unchecked = True
+        message.updated_at = now
+        message.save(update_fields=["moderation_unchecked", "updated_at"])
+    owner_id = message.conversation.owner_id if message.conversation_id else None
+    ModerationEvent.objects.create(
+        user_id=owner_id,
+        message=message,
+        text=message.content,
+        categories=categories,
+        source=source,
+        detail=detail,
+        created_at=now,
+    )
+
+
+async def _block(message: Message, categories: list[str], source: str) -> None:
+    await sync_to_async(_record)(message, source=source, categories=categories, status=Message.Status.BLOCKED)
+    labels = ", ".join(category_label(c) for c in categories)
+    raise MessageBlocked(
+        _("This message was blocked by moderation: %(categories)s.") % {"categories": labels},
+        categories=categories,
+    )
+
+
+async def moderation_gate(*, message: Message, provider: Provider, blocklist_hits: list[str] | None = None) -> None:
+    """Let ``message`` (a member's, saved) through, or block it; see the module docstring.
+
+    ``blocklist_hits``: the blocklist's verdict when the caller already has it (reply_begin
+    finds it in its database call, saving the reply a trip to the database thread).
+    Raises :class:`MessageBlocked` or :class:`ModerationUnavailable`; returns when the
+    completion call may go ahead.
+    """
+    hits = blocklist_hits if blocklist_hits is not None else await sync_to_async(blocklist_match)(message.content)
+    if hits:
+        await _block(message, hits, ModerationEvent.Source.BLOCKLIST)
+
+    try:
+        endpoint = await _moderation_endpoint(provider)
+        if endpoint is None:
+            return
+        owner = get_user_model()(pk=message.conversation.owner_id)
+        # The check is a model call: recorded as usage of kind moderation (never refused for budget).
+        async with model_call(
+            user=owner,
+            kind=UsageKind.MODERATION,
+            estimate=Units(characters=len(message.content)),
+            purpose="moderation",
+            rate=False,
+            endpoint=endpoint,
+            conversation_id=message.conversation_id,
+        ) as call:
+            result = await client.moderate(endpoint, message.content)
+            call.usage = Units(characters=len(message.content))
+    except UpstreamError as exc:
+        detail = f"{exc.code}: {exc.message}"
+        if settings.PARLEY_MODERATION_FAIL_OPEN:
+            logger.warning("moderation unavailable, message %s let through unchecked: %s", message.pk, exc.code)
+            await sync_to_async(_record)(message, source=ModerationEvent.Source.UNCHECKED, categories=[], detail=detail)
+            return
+        logger.warning("moderation unavailable, message %s refused: %s", message.pk, exc.code)
+        await sync_to_async(_record)(message, source=ModerationEvent.Source.FAILED, categories=[], detail=detail)
+        raise ModerationUnavailable(reason=exc.code) from None
+    if result.flagged:
+        await _block(message, result.categories, ModerationEvent.Source.PROVIDER)

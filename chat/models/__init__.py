@@ -1,0 +1,20 @@
+"""Parley's chat data, one module per subject; every model is importable from ``chat.models``."""
+
+from chat.models.catalog import ChatModel, ModelKind, Provider
+from chat.models.conversations import Conversation, Message
+from chat.models.moderation import BlocklistEntry, ModerationEvent
+from chat.models.usage import Reservation, UsageKind, UsageMonth, UsageRecord
+
+__all__ = [
+    "BlocklistEntry",
+    "ChatModel",
+    "Conversation",
+    "Message",
+    "ModelKind",
+    "ModerationEvent",
+    "Provider",
+    "Reservation",
+    "UsageKind",
+    "UsageMonth",
+    "UsageRecord",
+]

@@ -1,0 +1,117 @@
+"""Conversations and their messages.
+
+One row per message, indexed by (conversation, created): nothing stores a conversation as
+one blob. A reply in progress is a Message with status ``streaming`` whose ``heartbeat_at``
+its worker refreshes while it is alive (see chat.transport.sweep).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from chat.models.catalog import ChatModel
+
+
+class Conversation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(_("title"), max_length=200, blank=True)
+    model = models.ForeignKey(ChatModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    system_prompt = models.TextField(_("system prompt"), blank=True)
+    temperature = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(2)])
+    top_p = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(1)])
+    max_tokens = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    presence_penalty = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(-2), MaxValueValidator(2)]
+    )
+    frequency_penalty = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(-2), MaxValueValidator(2)]
+    )
+    stop = models.JSONField(default=list, blank=True)  # up to 4 sequences (chat completions API)
+    pinned = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-pinned", "-updated_at"]
+        indexes = [models.Index(fields=["owner", "-pinned", "-updated_at"], name="conv_owner_list")]
+        verbose_name = _("conversation")
+        verbose_name_plural = _("conversations")
+
+    def __str__(self) -> str:
+        return self.title or str(self.id)
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        SYSTEM = "system", _("system")
+        USER = "user", _("user")
+        ASSISTANT = "assistant", _("assistant")
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete", _("complete")
+        STREAMING = "streaming", _("streaming")
+        STOPPED = "stopped", _("stopped")
+        INTERRUPTED = "interrupted", _("interrupted")
+        ERROR = "error", _("error")
+        BLOCKED = "blocked", _("blocked")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    # Client-generated id of a user message, so a resend after a reconnect is not a duplicate.
+    client_id = models.CharField(max_length=64, blank=True, default="")
+    # Token count of ``content`` under ``token_encoding``, stored when saved so that building
+    # a prompt never re-tokenizes old messages.
+    token_count = models.PositiveIntegerField(default=0)
+    token_encoding = models.CharField(max_length=32, blank=True, default="")
+    finish_reason = models.CharField(max_length=32, blank=True, default="")
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    usage_estimated = models.BooleanField(default=False)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    # How many earlier messages were left out of the prompt that produced this reply.
+    omitted_messages = models.PositiveIntegerField(default=0)
+    moderation_categories = models.JSONField(default=list, blank=True)
+    moderation_unchecked = models.BooleanField(default=False)
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_text = models.TextField(blank=True, default="")
+    model_name = models.CharField(max_length=200, blank=True, default="")
+    model = models.ForeignKey(ChatModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    # Refreshed by the reply's worker at every periodic save; a streaming message whose
+    # heartbeat is stale belongs to a dead worker and is swept to ``interrupted``.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [
+            # The history index: (conversation, created_at) first for listing and for reading a
+            # conversation newest first; role, status and token_count after them so building a
+            # prompt counts the replayable history from the index alone, without reading
+            # message bodies (chat.services.prompt; bench/prompt_build.py).
+            models.Index(
+                fields=["conversation", "created_at", "role", "status", "token_count", "token_encoding"],
+                name="msg_conv_history",
+            ),
+            models.Index(fields=["status", "heartbeat_at"], name="msg_status_heartbeat"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"],
+                condition=~models.Q(client_id=""),
+                name="msg_unique_client_id",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:40]}"

@@ -1,0 +1,231 @@
+"""The chat page's JSON endpoints: sidebar list, rename/pin/settings, delete, defaults, export.
+
+Views are thin: every id goes through an ownership selector (another member's id answers
+404 exactly like a missing one, T01), every write through a service that ignores unknown
+fields (T06). POST/PATCH/PUT/DELETE are CSRF-protected by Django's middleware (T22), and
+config.middleware.PrivateCacheMiddleware marks every answer ``private, no-store``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from functools import wraps
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.http import HttpResponse, JsonResponse
+from django.utils.dateparse import parse_datetime
+from django.utils.text import slugify
+from django.utils.translation import gettext as _
+
+from chat import selectors
+from chat.core import grants
+from chat.errors import BadRequest, ModelUnavailable, NotFound, ParleyError
+from chat.serializers import conversation_to_dict, message_to_dict
+from chat.services.conversations import conversation_delete, conversation_update
+from chat.services.preferences import chat_defaults_update
+from chat.transport import events
+from chat.transport.events import control_group, user_group
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 50
+STATUS_FOR_CODE = {NotFound.code: 404, ModelUnavailable.code: 403}
+
+
+def error_response(exc: ParleyError) -> JsonResponse:
+    body = {"error": {"code": exc.code, "message": exc.message}}
+    return JsonResponse(body, status=STATUS_FOR_CODE.get(exc.code, 400))
+
+
+def api_view(*methods: str):
+    """JSON endpoint for signed-in members: 401 for anonymous, 405 for other methods, and
+    ParleyError answered with its stable code."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if not request.user.is_authenticated:
+                return JsonResponse(
+                    {"error": {"code": "session_ended", "message": _("Please sign in again.")}}, status=401
+                )
+            if request.method not in methods:
+                response = JsonResponse(
+                    {"error": {"code": "bad_request", "message": _("Method not allowed.")}}, status=405
+                )
+                response["Allow"] = ", ".join(methods)
+                return response
+            try:
+                return view(request, *args, **kwargs)
+            except ParleyError as exc:
+                return error_response(exc)
+
+        return wrapper
+
+    return decorate
+
+
+def _json_body(request) -> dict:
+    try:
+        body = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest(_("The request body must be JSON.")) from None
+    if not isinstance(body, dict):
+        raise BadRequest(_("The request body must be a JSON object."))
+    return body
+
+
+def _notify_user(user, event: dict) -> None:
+    """Tell the member's other tabs (their sockets join the member's group) about a change.
+
+    The layer is only the fast path: a tab that misses this sees the change at its next load.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(user_group(user.pk), event)
+    except Exception:  # noqa: BLE001 - a notification must never fail the member's request
+        logger.warning("could not notify the member's sockets", exc_info=True)
+
+
+def conversation_summary(conversation) -> dict:
+    """What the sidebar needs, from the fields the list selector loads (no message bodies)."""
+    return {
+        "id": str(conversation.id),
+        "title": conversation.title,
+        "pinned": conversation.pinned,
+        "created_at": conversation.created_at.isoformat(),
+        "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+def conversation_page(*, user, query: str = "", before: datetime | None = None) -> dict:
+    """One page of the sidebar in one query; ``next_before`` is the cursor of the next page."""
+    rows = list(selectors.conversation_list(user=user, query=query, before=before, limit=PAGE_SIZE + 1))
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    next_before = None
+    if more:
+        unpinned = [c for c in rows if not c.pinned]
+        # Later pages hold only unpinned conversations (pinned ones all come first).
+        next_before = unpinned[-1].updated_at.isoformat() if unpinned else "9999-12-31T00:00:00+00:00"
+    return {"conversations": [conversation_summary(c) for c in rows], "next_before": next_before}
+
+
+@api_view("GET")
+def conversation_list(request):
+    query = request.GET.get("q", "").strip()[:200]
+    before = None
+    if request.GET.get("before"):
+        before = parse_datetime(request.GET["before"])
+        if before is None:
+            raise BadRequest(_("“before” must be an ISO 8601 date and time."))
+    return JsonResponse(conversation_page(user=request.user, query=query, before=before))
+
+
+@api_view("GET", "PATCH", "DELETE")
+def conversation_detail(request, conversation_id):
+    conversation = selectors.conversation_for_user(user=request.user, conversation_id=conversation_id)
+    if request.method == "GET":
+        return JsonResponse({"conversation": conversation_to_dict(conversation)})
+    if request.method == "DELETE":
+        conversation_delete(conversation=conversation)
+        # A reply still running in it (on any worker) stops paying the upstream at once
+        # rather than at its next periodic save.
+        _send_to_group(control_group(conversation_id), events.reply_stop())
+        _notify_user(request.user, events.conversation_deleted(conversation_id=conversation_id))
+        return HttpResponse(status=204)
+    conversation = conversation_update(conversation=conversation, values=_json_body(request))
+    data = conversation_to_dict(conversation)
+    _notify_user(request.user, events.conversation_updated(conversation=data))
+    return JsonResponse({"conversation": data})
+
+
+def _send_to_group(group: str, event: dict) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, event)
+    except Exception:  # noqa: BLE001 - the reply also stops at its next save, when it finds no row
+        logger.warning("could not reach group %s", group, exc_info=True)
+
+
+def model_to_dict(model) -> dict:
+    return {
+        "id": model.pk,
+        "name": model.label,
+        "model_id": model.model_id,
+        "provider": model.provider.name,
+        "context_window": model.context_window,
+        "max_output_tokens": model.max_output_tokens,
+        "is_default": model.is_default,
+        "priced": model.input_price_per_million is not None or model.output_price_per_million is not None,
+    }
+
+
+@api_view("GET")
+def model_list(request):
+    return JsonResponse({"models": [model_to_dict(m) for m in grants.models_granted(user=request.user)]})
+
+
+@api_view("GET", "PUT")
+def chat_defaults(request):
+    if request.method == "PUT":
+        defaults = chat_defaults_update(user=request.user, values=_json_body(request))
+    else:
+        defaults = request.user.chat_defaults or {}
+    return JsonResponse({"defaults": defaults})
+
+
+@api_view("GET")
+def budget(request):
+    from chat.web.views import budget_summary
+
+    return JsonResponse({"budget": budget_summary(request.user)})
+
+
+# --- export ---------------------------------------------------------------------------------
+def _export_filename(conversation, extension: str) -> str:
+    name = slugify(conversation.title)[:60] or "conversation"
+    return f"{name}-{conversation.created_at:%Y%m%d}.{extension}"
+
+
+def export_markdown(conversation, messages) -> str:
+    lines = [f"# {conversation.title or _('Untitled conversation')}", ""]
+    if conversation.system_prompt:
+        lines += [f"**{_('System prompt')}**", "", conversation.system_prompt, ""]
+    speaker = {"user": _("You"), "assistant": _("Assistant"), "system": _("System")}
+    for message in messages:
+        heading = speaker.get(message.role, message.role)
+        if message.role == "assistant" and message.model_name:
+            heading = f"{heading} ({message.model_name})"
+        lines += [f"## {heading}", "", message.content, ""]
+        if message.status not in ("complete", "streaming"):
+            lines += [f"_({message.get_status_display()})_", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def export_json(conversation, messages) -> dict:
+    return {
+        "conversation": conversation_to_dict(conversation),
+        "messages": [message_to_dict(m) for m in messages],
+    }
+
+
+@api_view("GET")
+def conversation_export(request, conversation_id, fmt):
+    conversation = selectors.conversation_for_user(user=request.user, conversation_id=conversation_id)
+    messages = selectors.conversation_messages(conversation=conversation)
+    if fmt == "md":
+        response = HttpResponse(export_markdown(conversation, messages), content_type="text/markdown; charset=utf-8")
+    else:
+        response = HttpResponse(
+            json.dumps(export_json(conversation, messages), ensure_ascii=False, indent=2),
+            content_type="application/json; charset=utf-8",
+        )
+    response["Content-Disposition"] = f'attachment; filename="{_export_filename(conversation, fmt)}"'
+    return response

@@ -1,0 +1,29 @@
+from django.urls import path
+
+from chat.web import api, views
+
+app_name = "chat"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("new/", views.new_chat, name="new"),
+    path("c/<uuid:conversation_id>/", views.conversation, name="conversation"),
+    path("usage/", views.usage, name="usage"),
+    path("api/conversations/", api.conversation_list, name="api_conversations"),
+    path("api/conversations/<uuid:conversation_id>/", api.conversation_detail, name="api_conversation"),
+    path(
+        "api/conversations/<uuid:conversation_id>/export.md",
+        api.conversation_export,
+        {"fmt": "md"},
+        name="api_export_md",
+    ),
+    path(
+        "api/conversations/<uuid:conversation_id>/export.json",
+        api.conversation_export,
+        {"fmt": "json"},
+        name="api_export_json",
+    ),
+    path("api/models/", api.model_list, name="api_models"),
+    path("api/defaults/", api.chat_defaults, name="api_defaults"),
+    path("api/budget/", api.budget, name="api_budget"),
+]
