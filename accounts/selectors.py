@@ -33,3 +33,10 @@ def invite_usable(*, code: str | None) -> Invite:
     if invite.is_used_up:
         raise InviteUsedUp()
     return invite
+
+
+def sign_in_policy():
+    """The admin's sign-in policy (defaults when never saved: passwords on, 2FA optional)."""
+    from accounts.models import SignInPolicy
+
+    return SignInPolicy.objects.filter(pk=1).first() or SignInPolicy(pk=1)
