@@ -8,7 +8,7 @@ from accounts.selectors import SIGNUP_MODES
 
 @register(Tags.security)
 def signup_mode_check(app_configs, **kwargs):
-    mode = str(getattr(settings, "PARLEY_SIGNUP_MODE", "closed")).strip().lower()
+    mode = str(settings.PARLEY_SIGNUP_MODE).strip().lower()
     if mode in SIGNUP_MODES:
         return []
     return [
@@ -26,7 +26,11 @@ def oidc_environment_check(app_configs, **kwargs):
     if not settings.PARLEY_OIDC_ISSUER:
         return []
     problems = []
-    missing = [name for name in ("PARLEY_OIDC_CLIENT_ID", "PARLEY_OIDC_CLIENT_SECRET") if not getattr(settings, name)]
+    required = {
+        "PARLEY_OIDC_CLIENT_ID": settings.PARLEY_OIDC_CLIENT_ID,
+        "PARLEY_OIDC_CLIENT_SECRET": settings.PARLEY_OIDC_CLIENT_SECRET,
+    }
+    missing = [name for name, value in required.items() if not value]
     if missing:
         problems.append(
             Error(

@@ -16,7 +16,7 @@ def signup_mode() -> str:
     Failing closed means a typo in PARLEY_SIGNUP_MODE never opens the doors; the system check
     in accounts/checks.py reports the typo at start-up.
     """
-    mode = str(getattr(settings, "PARLEY_SIGNUP_MODE", "closed")).strip().lower()
+    mode = str(settings.PARLEY_SIGNUP_MODE).strip().lower()
     return mode if mode in SIGNUP_MODES else "closed"
 
 
