@@ -10,7 +10,7 @@ import uuid
 from django.db.models import Q, QuerySet
 
 from chat.errors import NotFound
-from chat.models import Conversation, Message
+from chat.models import ApiToken, Conversation, Message
 
 
 def _as_uuid(value) -> uuid.UUID:
@@ -33,6 +33,18 @@ def message_for_user(*, user, message_id) -> Message:
     try:
         return Message.objects.select_related("conversation").get(id=mid, conversation__owner=user)
     except Message.DoesNotExist:
+        raise NotFound() from None
+
+
+def api_tokens_for_user(*, user) -> QuerySet[ApiToken]:
+    """The member's own API tokens, newest first, with their model lists."""
+    return ApiToken.objects.filter(user=user).prefetch_related("allowed_models").order_by("-created_at")
+
+
+def api_token_for_user(*, user, token_id) -> ApiToken:
+    try:
+        return ApiToken.objects.get(pk=int(token_id), user=user)
+    except (ApiToken.DoesNotExist, TypeError, ValueError):
         raise NotFound() from None
 
 

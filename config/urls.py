@@ -9,5 +9,7 @@ urlpatterns = [
     path("i18n/setlang/", set_language, name="set_language"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
+    # The member API, in the OpenAI API's shapes (docs/api.md).
+    path("v1/", include("chat.v1.urls")),
     path("", include("chat.web.urls")),
 ]

@@ -125,6 +125,7 @@ def call_admit(
     conversation_id=None,
     message: Message | None = None,
     endpoint: client.Endpoint | None = None,
+    api_token_id: int | None = None,
 ) -> Admission:
     """Admit one model call for ``user`` or raise a ParleyError that says why not.
 
@@ -136,9 +137,12 @@ def call_admit(
 
     Moderation is Parley's own gate, not a model the member picks: it is admitted with the
     checking provider's ``endpoint`` and no catalog model, is never refused, and is recorded.
+    ``api_token_id``: the member's API token the call comes through; its usage is tagged with it.
     """
     if kind == UsageKind.MODERATION and model is None:
-        return _admit_moderation(user=user, estimate=estimate, endpoint=endpoint, conversation_id=conversation_id)
+        return _admit_moderation(
+            user=user, estimate=estimate, endpoint=endpoint, conversation_id=conversation_id, api_token_id=api_token_id
+        )
     if model is None or not granted:
         wanted = model_id if model is None else model.pk
         model = model_granted(user=user, model_id=wanted, kind=_model_kind(kind))
@@ -162,6 +166,7 @@ def call_admit(
             month=held.month,
             tokens=held.tokens,
             cost=held.cost,
+            api_token_id=api_token_id,
         )
     return Admission(
         reservation_id=reservation.pk,
@@ -175,7 +180,9 @@ def call_admit(
     )
 
 
-def _admit_moderation(*, user, estimate: Units, endpoint: client.Endpoint | None, conversation_id) -> Admission:
+def _admit_moderation(
+    *, user, estimate: Units, endpoint: client.Endpoint | None, conversation_id, api_token_id=None
+) -> Admission:
     if endpoint is None:
         raise ValueError("a moderation call needs the endpoint that checks")
     held = budget.Reservation(tokens=0, cost=Decimal(0), month=budget.month_start())
@@ -186,6 +193,7 @@ def _admit_moderation(*, user, estimate: Units, endpoint: client.Endpoint | None
         purpose="moderation",
         conversation_id=conversation_id,
         month=held.month,
+        api_token_id=api_token_id,
     )
     return Admission(
         reservation_id=reservation.pk,
@@ -270,6 +278,7 @@ def _settle(
         characters=units.characters,
         cost=cost,
         estimated=estimated,
+        api_token_id=reservation.api_token_id,
     )
     if message_id is not None:
         changes = {

@@ -20,4 +20,3 @@ def _hex(value) -> str:
     import uuid
 
     return uuid.UUID(str(value)).hex
-
