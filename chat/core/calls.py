@@ -141,7 +141,11 @@ def call_admit(
     """
     if kind == UsageKind.MODERATION and model is None:
         return _admit_moderation(
-            user=user, estimate=estimate, endpoint=endpoint, conversation_id=conversation_id, api_token_id=api_token_id
+            user=user,
+            endpoint=endpoint,
+            purpose=purpose,
+            conversation_id=conversation_id,
+            api_token_id=api_token_id,
         )
     if model is None or not granted:
         wanted = model_id if model is None else model.pk
@@ -181,7 +185,7 @@ def call_admit(
 
 
 def _admit_moderation(
-    *, user, estimate: Units, endpoint: client.Endpoint | None, conversation_id, api_token_id=None
+    *, user, endpoint: client.Endpoint | None, purpose: str, conversation_id, api_token_id=None
 ) -> Admission:
     if endpoint is None:
         raise ValueError("a moderation call needs the endpoint that checks")
@@ -190,7 +194,7 @@ def _admit_moderation(
         user_id=user.pk,
         model_name="moderation",
         kind=UsageKind.MODERATION,
-        purpose="moderation",
+        purpose=purpose,
         conversation_id=conversation_id,
         month=held.month,
         api_token_id=api_token_id,
@@ -200,7 +204,7 @@ def _admit_moderation(
         user_id=user.pk,
         model=None,
         kind=UsageKind.MODERATION,
-        purpose="moderation",
+        purpose=purpose,
         held=held,
         pseudonym=caller_pseudonym(user.pk),
         endpoint=endpoint,

@@ -3,7 +3,7 @@ ownership are in chat.selectors).
 
 A token is ``pk-parley-`` and 43 characters of ``secrets.token_urlsafe(32)`` (256 bits). Only
 its SHA-256 is stored: the database never holds a usable token, and a token is recognised by
-looking its hash up (an index) and comparing the hashes in constant time (T48).
+looking its hash up (an index) and comparing the hashes in constant time (T46).
 """
 
 from __future__ import annotations

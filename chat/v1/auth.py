@@ -2,12 +2,12 @@
 
 - Only the header counts: a session cookie alone never authorizes ``/v1/`` (and, without one,
   no CSRF token is needed); a token in the query string is refused, since URLs end up in
-  logs, histories and Referer headers (T49).
+  logs, histories and Referer headers (T46).
 - A token is recognised by its hash, compared in constant time (chat.services.api_tokens).
 - Failed attempts are counted per client address (the address django-axes uses, so
   X-Forwarded-For only counts behind trusted proxies) in the shared cache; past
   ``PARLEY_API_AUTH_FAILURE_LIMIT`` in a minute, every attempt from that address is refused
-  with 429 and ``Retry-After`` until the minute ends, a right token included (T48).
+  with 429 and ``Retry-After`` until the minute ends, a right token included (T46).
 - A revoked or expired token, a deactivated member's, or one whose member the admin's API
   policy leaves out stops at once: every request reads the row.
 """

@@ -309,43 +309,56 @@ class Relay:
         return b"data: " + data.encode() + b"\n\n"
 
     async def events(self) -> AsyncIterator[bytes]:
-        text: list[str] = []
-        reply: list[str] = []
-        finish = ""
-        usage = None
-        complete = False
+        self.text: list[str] = []
+        self.reply: list[str] = []
+        self.finish = ""
+        self.usage = None
+        self.settled = False
         try:
             chunk = self.first
             while chunk is not None:
-                text.append(chunk.text)
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                if self.save:
-                    for choice in chunk.body.get("choices") or ():
-                        if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                            reply.append(message_text((choice.get("delta") or {}).get("content")))
-                            finish = choice.get("finish_reason") or finish
+                self._note(chunk)
                 out = self._relayed(chunk)
                 if out is not None:
                     yield out
                 chunk = await anext(self.chunks, None)
-            complete = True
+            # Settled before [DONE]: a client that has read the whole answer finds it billed.
+            await self._settle()
+            if self.save:
+                await _save_text(self.caller, self.model, self.body, "".join(self.reply), self.finish, self.call)
             yield DONE
         except ParleyError as exc:
             # After the first chunk the status is sent: the OpenAI API reports a failure as an
             # error event, which the official clients raise.
             logger.info("API stream of member %s failed: %s", self.caller.user.pk, exc.code)
+            await self._settle()
             yield b"data: " + json.dumps(from_parley(exc).body()).encode() + b"\n\n"
         finally:
-            await self.chunks.aclose()
-            if usage is not None:
-                self.call.usage = Units(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens)
-            else:
-                encoding = tokens.encoding_name_for_model(self.model.model_id)
-                _estimated(self.call, self.prompt_tokens, "".join(text), encoding)
-            await self.stack.aclose()  # settles, shielded from the cancellation
-        if complete and self.save:
-            await _save_text(self.caller, self.model, self.body, "".join(reply), finish, self.call)
+            # Also on a client that hung up: the task is cancelled here, the provider's
+            # connection closed at once, and what was generated billed.
+            await self._settle()
+
+    def _note(self, chunk: RawChunk) -> None:
+        self.text.append(chunk.text)
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if self.save:
+            for choice in chunk.body.get("choices") or ():
+                if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                    self.reply.append(message_text((choice.get("delta") or {}).get("content")))
+                    self.finish = choice.get("finish_reason") or self.finish
+
+    async def _settle(self) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        await self.chunks.aclose()
+        if self.usage is not None:
+            self.call.usage = Units(input_tokens=self.usage.prompt_tokens, output_tokens=self.usage.completion_tokens)
+        else:
+            encoding = tokens.encoding_name_for_model(self.model.model_id)
+            _estimated(self.call, self.prompt_tokens, "".join(self.text), encoding)
+        await self.stack.aclose()  # settles, shielded from a cancellation
 
 
 async def completion_stream(*, caller: Caller, model: ChatModel, body: dict, path: str) -> Relay:

@@ -9,12 +9,15 @@ rate limits), and the settings a test overrides with the ``settings`` fixture.
 
 from __future__ import annotations
 
+import http.client
+import json
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from django.utils import timezone
 
@@ -110,11 +113,53 @@ def openai_client(live_url):
         client.close()
 
 
+@dataclass
+class Answer:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def error(self) -> dict:
+        return self.json()["error"]
+
+
+class Http:
+    """Plain HTTP/1.1 to the live server (the standard library's client, nothing OpenAI-aware)."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port
+
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.host, self.port, timeout=30)
+
+    def request(self, method: str, path: str, body=None, headers=None) -> Answer:
+        headers = dict(headers or {})
+        if body is not None and not isinstance(body, bytes | str):
+            body = json.dumps(body)
+            headers.setdefault("Content-Type", "application/json")
+        connection = self.connection()
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            return Answer(response.status, response.headers, response.read())
+        finally:
+            connection.close()
+
+    def post(self, path: str, body=None, key: str | None = None, headers=None) -> Answer:
+        return self.request("POST", path, body, {**(bearer(key) if key else {}), **(headers or {})})
+
+    def get(self, path: str, key: str | None = None, headers=None) -> Answer:
+        return self.request("GET", path, None, {**(bearer(key) if key else {}), **(headers or {})})
+
+
 @pytest.fixture
 def http(live_url):
-    """A plain HTTP client (httpx) on the live server."""
-    with httpx.Client(base_url=live_url, timeout=30) as client:
-        yield client
+    return Http(live_url)
 
 
 def bearer(key: str) -> dict:
