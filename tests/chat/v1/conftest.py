@@ -157,8 +157,9 @@ class Http:
         return self.request("GET", path, None, {**(bearer(key) if key else {}), **(headers or {})})
 
 
-@pytest.fixture
-def http(live_url):
+@pytest.fixture(name="http")
+def http_client(live_url):
+    """Plain HTTP to the live server (:class:`Http`)."""
     return Http(live_url)
 
 
