@@ -87,7 +87,7 @@ def usage_for_month(*, user, since, recent: int = 20) -> dict:
     )
     for row in by_model:
         row["other_units"] = usage_units_text(row)
-    latest = list(qs.select_related("conversation").order_by("-created_at")[:recent])
+    latest = list(qs.select_related("conversation", "api_token").order_by("-created_at")[:recent])
     return {"by_model": by_model, "latest": latest}
 
 

@@ -188,6 +188,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "units",
         "cost",
         "estimated",
+        "api_token",
     )
     list_filter = (
         DateRangeFilter,
@@ -196,8 +197,9 @@ class UsageRecordAdmin(admin.ModelAdmin):
         ("user", admin.RelatedOnlyFieldListFilter),
         "model_name",
         "estimated",
+        ("api_token", admin.RelatedOnlyFieldListFilter),
     )
-    list_select_related = ("user",)
+    list_select_related = ("user", "api_token")
     search_fields = ("user__username", "model_name")
     date_hierarchy = "created_at"
     # ``message`` is left out: its string form carries the message text.
@@ -216,6 +218,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "characters",
         "cost",
         "estimated",
+        "api_token",
     )
     readonly_fields = fields
     actions = ["export_selected"]
