@@ -13,6 +13,7 @@ import json
 from typing import Annotated, Any, Literal
 
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chat.v1.errors import ApiError
@@ -124,13 +125,13 @@ class ModerationRequest(_Strict):
 
 
 _TYPE_NAMES = {
-    "string_type": _("a string"),
-    "int_type": _("an integer"),
-    "float_type": _("a number"),
-    "bool_type": _("a boolean"),
-    "dict_type": _("an object"),
-    "list_type": _("an array"),
-    "model_type": _("an object"),
+    "string_type": gettext_lazy("a string"),
+    "int_type": gettext_lazy("an integer"),
+    "float_type": gettext_lazy("a number"),
+    "bool_type": gettext_lazy("a boolean"),
+    "dict_type": gettext_lazy("an object"),
+    "list_type": gettext_lazy("an array"),
+    "model_type": gettext_lazy("an object"),
 }
 
 
