@@ -351,6 +351,14 @@ async def model_call(*, user, kind: str, estimate: Units, purpose: str, **admit)
     fails or is cancelled (a client that hung up), whatever usage it had set is still billed.
     """
     admission = await sync_to_async(call_admit)(user=user, kind=kind, estimate=estimate, purpose=purpose, **admit)
+    async with call_running(admission) as call:
+        yield call
+
+
+@contextlib.asynccontextmanager
+async def call_running(admission: Admission) -> AsyncIterator[Call]:
+    """The block of a call already admitted by :func:`call_admit` (a caller that admits on the
+    database thread together with other work, saving a trip there): settled whatever happens."""
     call = Call(admission)
     try:
         yield call

@@ -256,17 +256,26 @@ def _record_text(*, user_id, text: str, source: str, categories: list[str], deta
     )
 
 
-async def moderation_check(*, user, texts: list[str], provider: Provider, api_token_id=None) -> None:
+def moderation_text(texts: list[str]) -> str:
+    """The one text :func:`moderation_check` checks for ``texts``."""
+    return "\n\n".join(t for t in texts if t)
+
+
+async def moderation_check(
+    *, user, texts: list[str], provider: Provider, api_token_id=None, blocklist_hits: list[str] | None = None
+) -> None:
     """The gate of :func:`moderation_gate` for ``texts`` that are not a saved message (a request
     to the member API): the blocklist, then the provider's /moderations; the same audit trail
     (a :class:`ModerationEvent` without a message) and the same fail-closed rule.
 
+    ``blocklist_hits``: the blocklist's verdict on ``moderation_text(texts)`` when the caller
+    already has it (found on the database thread with its other work).
     Raises :class:`MessageBlocked` naming the categories, or :class:`ModerationUnavailable`.
     """
-    text = "\n\n".join(t for t in texts if t)
+    text = moderation_text(texts)
     if not text:
         return
-    hits = await sync_to_async(blocklist_match)(text)
+    hits = blocklist_hits if blocklist_hits is not None else await sync_to_async(blocklist_match)(text)
     if hits:
         await sync_to_async(_record_text)(
             user_id=user.pk, text=text, source=ModerationEvent.Source.BLOCKLIST, categories=hits

@@ -36,18 +36,6 @@ def _failure_key(address: str | None, window: int) -> str:
     return f"parley:api-auth-failures:{address or 'unknown'}:{window}"
 
 
-def _failures_over(address: str | None) -> float | None:
-    """Seconds until the address may try again, if it is over the limit."""
-    limit = settings.PARLEY_API_AUTH_FAILURE_LIMIT
-    if limit <= 0:
-        return None
-    now = time.time()
-    window = int(now // FAILURE_WINDOW)
-    if int(cache.get(_failure_key(address, window), 0)) < limit:
-        return None
-    return (window + 1) * FAILURE_WINDOW - now
-
-
 def _failure_counted(address: str | None) -> None:
     key = _failure_key(address, int(time.time() // FAILURE_WINDOW))
     cache.add(key, 0, timeout=FAILURE_WINDOW + 5)
@@ -71,20 +59,13 @@ def _refuse_key_in_url(request) -> None:
             )
 
 
-def _lookup(secret: str, address: str | None) -> tuple[Caller | None, bool]:
-    token = api_token_authenticate(secret=secret, address=address)
-    if token is None:
-        _failure_counted(address)
-        return None, False
-    return Caller(token=token, user=token.user), api_access_allowed(user=token.user)
-
-
-async def caller_for(request) -> Caller:
-    """The caller of ``request``, or the :class:`ApiError` the OpenAI API would answer."""
-    _refuse_key_in_url(request)
-    address = client_ip_address(request)
-    wait = await sync_to_async(_failures_over)(address)
-    if wait is not None:
+def _authenticate(header: str, address: str | None) -> Caller:
+    """The caller the Authorization header names, or the OpenAI API's refusal: one trip to the
+    database thread (the throttle, the token, its member, the admin's policy)."""
+    limit = settings.PARLEY_API_AUTH_FAILURE_LIMIT
+    window = int(time.time() // FAILURE_WINDOW)
+    if limit > 0 and int(cache.get(_failure_key(address, window), 0)) >= limit:
+        wait = (window + 1) * FAILURE_WINDOW - time.time()
         raise ApiError(
             429,
             _("Too many requests with an invalid API key came from your address. Try again in %(seconds)s seconds.")
@@ -93,7 +74,6 @@ async def caller_for(request) -> Caller:
             code="rate_limit_exceeded",
             retry_after=wait,
         )
-    header = request.headers.get("Authorization", "")
     if not header.strip():
         raise ApiError(
             401,
@@ -104,12 +84,11 @@ async def caller_for(request) -> Caller:
             ),
         )
     scheme, _sep, secret = header.strip().partition(" ")
-    caller, allowed = (None, False)
+    token = None
     if scheme.lower() == "bearer" and secret.strip():
-        caller, allowed = await sync_to_async(_lookup)(secret.strip(), address)
-    else:
-        await sync_to_async(_failure_counted)(address)
-    if caller is None:
+        token = api_token_authenticate(secret=secret.strip(), address=address)
+    if token is None:
+        _failure_counted(address)
         raise ApiError(
             401,
             _(
@@ -118,10 +97,16 @@ async def caller_for(request) -> Caller:
             ),
             code="invalid_api_key",
         )
-    if not allowed:
+    if not api_access_allowed(user=token.user):
         raise ApiError(
             403,
             _("The API is not available to your account. Ask an admin if you need it."),
             code="api_access_denied",
         )
-    return caller
+    return Caller(token=token, user=token.user)
+
+
+async def caller_for(request) -> Caller:
+    """The caller of ``request``, or the :class:`ApiError` the OpenAI API would answer."""
+    _refuse_key_in_url(request)
+    return await sync_to_async(_authenticate)(request.headers.get("Authorization", ""), client_ip_address(request))

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 
 from chat import tokens
-from chat.core.calls import Call, Units, model_call
+from chat.core.calls import Admission, Call, Units, call_admit, call_running, model_call
 from chat.core.grants import model_granted, models_granted
-from chat.core.moderation import moderation_check
+from chat.core.moderation import blocklist_match, moderation_check, moderation_text
 from chat.core.rate import rate_limit_hit
 from chat.errors import NoProvider, ParleyError, UpstreamError
-from chat.models import ApiToken, ChatModel, ModelKind, Provider, UsageKind
+from chat.models import ApiToken, ChatModel, ModelKind, UsageKind
 from chat.services.api_exchanges import api_exchange_save, message_text
 from chat.upstream import client
 from chat.upstream.wire import RawChunk, completion_text, completion_usage
@@ -139,22 +139,66 @@ def _estimated(call: Call, prompt_tokens: int, text: str, encoding: str) -> None
 
 
 # --- admission ----------------------------------------------------------------------------
-async def _admit(stack: contextlib.AsyncExitStack, caller: Caller, model: ChatModel, kind: str, estimate: Units):
-    return await stack.enter_async_context(
-        model_call(
-            user=caller.user,
-            kind=kind,
-            estimate=estimate,
-            purpose=PURPOSE,
-            model=model,
-            granted=True,
-            api_token_id=caller.token_id,
-        )
+@dataclass(frozen=True)
+class Begun:
+    """A request admitted on the database thread in one trip: its model, its admission, the
+    prompt's tokens as estimated, the text the gate reads and the blocklist's verdict on it."""
+
+    model: ChatModel
+    admission: Admission
+    prompt_tokens: int
+    texts: list[str]
+    blocklist_hits: list[str]
+
+    @property
+    def encoding(self) -> str:
+        return tokens.encoding_name_for_model(self.model.model_id)
+
+
+def _plan(path: str, body: dict, model: ChatModel) -> tuple[int, int, list[str]]:
+    """The prompt's tokens, the most output tokens, and the texts to moderate, of one request."""
+    encoding = tokens.encoding_name_for_model(model.model_id)
+    if path == "chat/completions":
+        texts = [message_text(m.get("content")) for m in body["messages"] if m.get("role") in MODERATED_ROLES]
+        return chat_prompt_tokens(body, encoding), _output_budget(body, model), texts
+    if path == "completions":
+        suffix = body.get("suffix") or ""
+        prompt = text_or_tokens_count(body.get("prompt"), encoding) + tokens.count_tokens(suffix, encoding)
+        return prompt, _output_budget(body, model), [*_texts(body.get("prompt")), suffix]
+    if path == "edits":
+        texts = [body.get("instruction") or "", body.get("input") or ""]
+        return sum(tokens.count_tokens(t, encoding) for t in texts), _output_budget(body, model), texts
+    # embeddings
+    return text_or_tokens_count(body["input"], encoding), 0, _texts(body["input"])
+
+
+def _begin(caller: Caller, path: str, body: dict) -> Begun:
+    """Resolve the model, check the blocklist and admit the call: one trip to the database
+    thread for what the first token waits on."""
+    kind = ModelKind.EMBEDDING if path == "embeddings" else ModelKind.CHAT
+    model = model_resolve(caller=caller, name=body["model"], kind=kind)
+    prompt, output, texts = _plan(path, body, model)
+    hits = blocklist_match(moderation_text(texts))
+    admission = call_admit(
+        user=caller.user,
+        kind=UsageKind.EMBEDDING if path == "embeddings" else UsageKind.CHAT,
+        estimate=Units(input_tokens=prompt, output_tokens=output),
+        purpose=PURPOSE,
+        model=model,
+        granted=True,
+        api_token_id=caller.token_id,
     )
+    return Begun(model, admission, prompt, texts, hits)
 
 
-async def _gate(caller: Caller, provider: Provider, texts: list[str]) -> None:
-    await moderation_check(user=caller.user, texts=texts, provider=provider, api_token_id=caller.token_id)
+async def _gate(caller: Caller, begun: Begun) -> None:
+    await moderation_check(
+        user=caller.user,
+        texts=begun.texts,
+        provider=begun.model.provider,
+        api_token_id=caller.token_id,
+        blocklist_hits=begun.blocklist_hits,
+    )
 
 
 def _upstream_body(body: dict, call: Call) -> dict:
@@ -168,36 +212,23 @@ def _upstream_body(body: dict, call: Call) -> dict:
 
 
 # --- JSON answers -------------------------------------------------------------------------
-async def completion_json(*, caller: Caller, model: ChatModel, body: dict, path: str) -> dict:
+_SENDERS = {"chat/completions": client.chat_completion, "completions": client.completion, "edits": client.edit}
+
+
+async def completion_json(*, caller: Caller, body: dict, path: str) -> dict:
     """One non-streamed chat completion (``chat/completions``), legacy completion
     (``completions``) or edit (``edits``): the provider's answer, as it gave it."""
-    encoding = tokens.encoding_name_for_model(model.model_id)
-    if path == "chat/completions":
-        prompt = chat_prompt_tokens(body, encoding)
-        texts = [message_text(m.get("content")) for m in body["messages"] if m.get("role") in MODERATED_ROLES]
-        send = client.chat_completion
-    elif path == "completions":
-        prompt = text_or_tokens_count(body.get("prompt"), encoding) + tokens.count_tokens(
-            body.get("suffix") or "", encoding
-        )
-        texts = [*_texts(body.get("prompt")), body.get("suffix") or ""]
-        send = client.completion
-    else:
-        texts = [body.get("instruction") or "", body.get("input") or ""]
-        prompt = sum(tokens.count_tokens(t, encoding) for t in texts)
-        send = client.edit
-    estimate = Units(input_tokens=prompt, output_tokens=_output_budget(body, model))
-    async with contextlib.AsyncExitStack() as stack:
-        call = await _admit(stack, caller, model, UsageKind.CHAT, estimate)
-        await _gate(caller, model.provider, texts)
-        data = await send(call.endpoint, _upstream_body(body, call))
+    begun = await sync_to_async(_begin)(caller, path, body)
+    async with call_running(begun.admission) as call:
+        await _gate(caller, begun)
+        data = await _SENDERS[path](call.endpoint, _upstream_body(body, call))
         usage = completion_usage(data)
         if usage is not None:
             call.usage = Units(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens)
         else:
-            _estimated(call, prompt, completion_text(data), encoding)
+            _estimated(call, begun.prompt_tokens, completion_text(data), begun.encoding)
     if path == "chat/completions" and caller.token.save_conversations:
-        await _save(caller, model, body, data, call)
+        await _save(caller, begun.model, body, data, call)
     return data
 
 
@@ -221,19 +252,17 @@ async def _save_text(caller: Caller, model: ChatModel, body: dict, reply: str, f
         logger.exception("saving an API chat completion of member %s as a conversation failed", caller.user.pk)
 
 
-async def embeddings_json(*, caller: Caller, model: ChatModel, body: dict) -> dict:
-    encoding = tokens.encoding_name_for_model(model.model_id)
-    prompt = text_or_tokens_count(body["input"], encoding)
-    async with contextlib.AsyncExitStack() as stack:
-        call = await _admit(stack, caller, model, UsageKind.EMBEDDING, Units(input_tokens=prompt))
-        await _gate(caller, model.provider, _texts(body["input"]))
+async def embeddings_json(*, caller: Caller, body: dict) -> dict:
+    begun = await sync_to_async(_begin)(caller, "embeddings", body)
+    async with call_running(begun.admission) as call:
+        await _gate(caller, begun)
         data = await client.embeddings(call.endpoint, _upstream_body(body, call))
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         billed = usage.get("prompt_tokens")
         if type(billed) is int and billed >= 0:
             call.usage = Units(input_tokens=billed)
         else:
-            call.usage, call.estimated = Units(input_tokens=prompt), True
+            call.usage, call.estimated = Units(input_tokens=begun.prompt_tokens), True
     return data
 
 
@@ -361,23 +390,15 @@ class Relay:
         await self.stack.aclose()  # settles, shielded from a cancellation
 
 
-async def completion_stream(*, caller: Caller, model: ChatModel, body: dict, path: str) -> Relay:
+async def completion_stream(*, caller: Caller, body: dict, path: str) -> Relay:
     """Admit, moderate and start a streamed chat or legacy completion; the first chunk has
     arrived when this returns, so a refusal (ours or the provider's) is still a status code."""
-    encoding = tokens.encoding_name_for_model(model.model_id)
-    chat = path == "chat/completions"
-    if chat:
-        prompt = chat_prompt_tokens(body, encoding)
-        texts = [message_text(m.get("content")) for m in body["messages"] if m.get("role") in MODERATED_ROLES]
-    else:
-        prompt = text_or_tokens_count(body.get("prompt"), encoding)
-        texts = [*_texts(body.get("prompt")), body.get("suffix") or ""]
-    estimate = Units(input_tokens=prompt, output_tokens=_output_budget(body, model))
+    begun = await sync_to_async(_begin)(caller, path, body)
     stack = contextlib.AsyncExitStack()
     chunks = None
     try:
-        call = await _admit(stack, caller, model, UsageKind.CHAT, estimate)
-        await _gate(caller, model.provider, texts)
+        call = await stack.enter_async_context(call_running(begun.admission))
+        await _gate(caller, begun)
         chunks = client.stream_chunks(call.endpoint, path, _upstream_body(body, call))
         first = await anext(chunks, None)
     except BaseException:
@@ -388,14 +409,14 @@ async def completion_stream(*, caller: Caller, model: ChatModel, body: dict, pat
         raise
     return Relay(
         caller=caller,
-        model=model,
+        model=begun.model,
         body=body,
         stack=stack,
         call=call,
         chunks=chunks,
         first=first,
-        prompt_tokens=prompt,
-        chat=chat,
+        prompt_tokens=begun.prompt_tokens,
+        chat=path == "chat/completions",
     )
 
 

@@ -16,7 +16,6 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 
 from chat.errors import ParleyError
-from chat.models import ModelKind
 from chat.v1 import calls, schemas
 from chat.v1.auth import caller_for
 from chat.v1.errors import ApiError, from_parley
@@ -102,11 +101,9 @@ async def model_detail(request, caller, body, model):
 
 async def _completion(caller, body: dict, schema, path: str):
     fields = schemas.fields_set(schemas.parse(schema, body))
-    model = await sync_to_async(calls.model_resolve)(caller=caller, name=fields["model"], kind=ModelKind.CHAT)
     if fields.get("stream"):
-        relay = await calls.completion_stream(caller=caller, model=model, body=fields, path=path)
-        return _stream_response(relay)
-    return JsonResponse(await calls.completion_json(caller=caller, model=model, body=fields, path=path))
+        return _stream_response(await calls.completion_stream(caller=caller, body=fields, path=path))
+    return JsonResponse(await calls.completion_json(caller=caller, body=fields, path=path))
 
 
 @api_view("POST")
@@ -127,8 +124,7 @@ async def edits(request, caller, body):
 @api_view("POST")
 async def embeddings(request, caller, body):
     fields = schemas.fields_set(schemas.parse(schemas.EmbeddingRequest, body))
-    model = await sync_to_async(calls.model_resolve)(caller=caller, name=fields["model"], kind=ModelKind.EMBEDDING)
-    return JsonResponse(await calls.embeddings_json(caller=caller, model=model, body=fields))
+    return JsonResponse(await calls.embeddings_json(caller=caller, body=fields))
 
 
 @api_view("POST")
