@@ -10,9 +10,11 @@ keys (chat.upstream.wire.clean_upstream_text) and is cleaned once more here (T27
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 from django.http import JsonResponse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from chat.errors import (
@@ -82,12 +84,13 @@ def from_parley(exc: ParleyError, *, model: str = "") -> ApiError:
     if isinstance(exc, RateLimited):
         return ApiError(429, exc.message, type="requests", code="rate_limit_exceeded", retry_after=exc.retry_after)
     if isinstance(exc, QuotaExceeded):
-        # The member's own budget: retrying will not help before it resets.
+        # The member's own budget: retrying will not help before it resets (Retry-After says when).
         return ApiError(
             429,
             exc.message,
             type="insufficient_quota",
             code="insufficient_quota",
+            retry_after=_until(exc.detail.get("resets_at")),
             headers={"x-should-retry": "false"},
         )
     if isinstance(exc, MessageBlocked):
@@ -101,12 +104,26 @@ def from_parley(exc: ParleyError, *, model: str = "") -> ApiError:
     return ApiError(500, exc.message, type="server_error", code=exc.code)
 
 
+def _until(moment: str | None) -> float | None:
+    try:
+        return max((dt.datetime.fromisoformat(moment) - timezone.now()).total_seconds(), 1.0)
+    except (TypeError, ValueError):
+        return None
+
+
 def _from_upstream(exc: UpstreamError) -> ApiError:
     code = exc.code
     if code == "rate_limited":
         return ApiError(429, exc.message, type="requests", code="rate_limit_exceeded", retry_after=exc.retry_after)
     if code == "upstream_quota_exhausted":
-        return ApiError(429, exc.message, type="insufficient_quota", code="insufficient_quota")
+        return ApiError(
+            429,
+            exc.message,
+            type="insufficient_quota",
+            code="insufficient_quota",
+            retry_after=exc.retry_after,
+            headers={"x-should-retry": "false"},
+        )
     if code == "context_too_long":
         return ApiError(400, exc.message, param="messages", code="context_length_exceeded")
     if code == "bad_request":

@@ -218,6 +218,7 @@ def test_a_budget_too_small_for_the_request_refuses_it_before_the_provider(
 
     assert refused.value.code == "insufficient_quota"
     assert refused.value.response.headers["x-should-retry"] == "false"
+    assert int(refused.value.response.headers["retry-after"]) >= 1  # until the month resets
     assert fake_upstream.completion_requests == []
     answer = client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=100)
     assert answer.choices[0].message.content
