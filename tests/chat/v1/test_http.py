@@ -1,5 +1,6 @@
-"""The member API over plain HTTP: bad input, the token rules, the stream's bytes, a client that
-hangs up. Every refusal has the OpenAI API's status and body, and nothing reaches the provider.
+"""The member API over plain HTTP: bad input, the token rules (docs/security.md T46), the
+stream's bytes, a client that hangs up (T34). Every refusal has the OpenAI API's status and
+body, and nothing reaches the provider.
 """
 
 from __future__ import annotations
