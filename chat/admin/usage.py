@@ -109,6 +109,7 @@ CSV_HEADER = (
     "images",
     "audio_seconds",
     "characters",
+    "api_token",
 )
 
 
@@ -128,10 +129,11 @@ def usage_csv_rows(queryset):
         "images",
         "audio_seconds",
         "characters",
+        "api_token__name",
     )
     for row in rows.iterator(chunk_size=2000):
         created, member, conversation, model, prompt, completion, cost, estimated, *units = row
-        kind, purpose, images, audio_seconds, characters = units
+        kind, purpose, images, audio_seconds, characters, token_name = units
         yield (
             created.isoformat(),
             csv_cell(member),
@@ -147,6 +149,7 @@ def usage_csv_rows(queryset):
             images,
             f"{audio_seconds:.3f}",
             characters,
+            csv_cell(token_name or ""),
         )
 
 

@@ -11,6 +11,7 @@ answers are the provider's JSON bodies, whose error texts are cleaned before the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -212,6 +213,16 @@ def _upstream_body(body: dict, call: Call) -> dict:
 
 
 # --- JSON answers -------------------------------------------------------------------------
+async def _billed_if_cancelled(call: Call, begun: Begun, request):
+    """Await the provider's answer; a client that hangs up first cancels the request, and the
+    prompt the provider had already read is billed, as an estimate (its answer is unknown)."""
+    try:
+        return await request
+    except asyncio.CancelledError:
+        call.usage, call.estimated = Units(input_tokens=begun.prompt_tokens), True
+        raise
+
+
 _SENDERS = {"chat/completions": client.chat_completion, "completions": client.completion, "edits": client.edit}
 
 
@@ -221,7 +232,7 @@ async def completion_json(*, caller: Caller, body: dict, path: str) -> dict:
     begun = await sync_to_async(_begin)(caller, path, body)
     async with call_running(begun.admission) as call:
         await _gate(caller, begun)
-        data = await _SENDERS[path](call.endpoint, _upstream_body(body, call))
+        data = await _billed_if_cancelled(call, begun, _SENDERS[path](call.endpoint, _upstream_body(body, call)))
         usage = completion_usage(data)
         if usage is not None:
             call.usage = Units(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens)
@@ -256,7 +267,7 @@ async def embeddings_json(*, caller: Caller, body: dict) -> dict:
     begun = await sync_to_async(_begin)(caller, "embeddings", body)
     async with call_running(begun.admission) as call:
         await _gate(caller, begun)
-        data = await client.embeddings(call.endpoint, _upstream_body(body, call))
+        data = await _billed_if_cancelled(call, begun, client.embeddings(call.endpoint, _upstream_body(body, call)))
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         billed = usage.get("prompt_tokens")
         if type(billed) is int and billed >= 0:

@@ -42,3 +42,21 @@ def test_the_api_access_policy_is_one_form(admin_client):
     assert listed.status_code == 302
     assert admin_client.get(listed["Location"]).status_code == 200
     assert ApiPolicy.objects.count() == 1
+
+
+def test_usage_through_a_token_is_filtered_and_exported_with_its_name(admin_client, alice):
+    import csv
+    import io
+
+    from chat.models import UsageRecord
+
+    made = api_token_create(user=alice, name="nightly-report")
+    UsageRecord.objects.create(user=alice, model_name="gpt-4o-mini", purpose="api", api_token=made.token)
+    UsageRecord.objects.create(user=alice, model_name="gpt-4o-mini")
+
+    listed = admin_client.get(reverse("admin:chat_usagerecord_changelist"), {"api_token__id__exact": made.token.pk})
+    exported = admin_client.get(reverse("admin:chat_usagerecord_export"))
+
+    assert listed.context["cl"].result_count == 1
+    rows = list(csv.DictReader(io.StringIO(b"".join(exported.streaming_content).decode())))
+    assert sorted(row["api_token"] for row in rows) == ["", "nightly-report"]

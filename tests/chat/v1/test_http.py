@@ -265,3 +265,20 @@ def test_a_client_that_hangs_up_mid_stream_cancels_the_provider_request_and_is_b
     usage = UsageRecord.objects.get(kind=UsageKind.CHAT)
     assert usage.estimated and 3 <= usage.completion_tokens < 400
     assert not Reservation.objects.exists()
+
+
+def test_a_client_that_hangs_up_before_a_whole_answer_cancels_it_and_is_billed_the_prompt(
+    http, alice_key, fake_upstream
+):
+    fake_upstream.always(first_token_delay=30)
+    connection = http.connection()
+    connection.request("POST", CHAT, body=json.dumps(HELLO), headers=bearer(alice_key))
+    assert fake_upstream.wait_until(lambda: len(fake_upstream.completion_requests) == 1, 10)
+
+    connection.sock.close()
+
+    assert fake_upstream.wait_until(lambda: fake_upstream.completion_requests[0].disconnected_at is not None, 10)
+    assert fake_upstream.wait_until(lambda: UsageRecord.objects.filter(kind=UsageKind.CHAT).exists(), 10)
+    usage = UsageRecord.objects.get(kind=UsageKind.CHAT)
+    assert usage.estimated and usage.prompt_tokens > 0 and usage.completion_tokens == 0
+    assert not Reservation.objects.exists()
