@@ -25,12 +25,12 @@ from chat.core.calls import Admission, Call, Units, call_admit, call_running, mo
 from chat.core.grants import model_granted, models_granted
 from chat.core.moderation import blocklist_match, moderation_check, moderation_text
 from chat.core.rate import rate_limit_hit
-from chat.errors import NoProvider, ParleyError, UpstreamError
+from chat.errors import NoProvider, ParleyError
 from chat.models import ApiToken, ChatModel, ModelKind, UsageKind
 from chat.services.api_exchanges import api_exchange_save, message_text
 from chat.upstream import client
 from chat.upstream.wire import RawChunk, completion_text, completion_usage
-from chat.v1.errors import ApiError, from_parley, model_not_found
+from chat.v1.errors import from_parley, model_not_found
 
 logger = logging.getLogger(__name__)
 
@@ -429,18 +429,3 @@ async def completion_stream(*, caller: Caller, body: dict, path: str) -> Relay:
         prompt_tokens=begun.prompt_tokens,
         chat=path == "chat/completions",
     )
-
-
-__all__ = [
-    "ApiError",
-    "Caller",
-    "Relay",
-    "UpstreamError",
-    "completion_json",
-    "completion_stream",
-    "embeddings_json",
-    "model_get",
-    "model_resolve",
-    "models_list",
-    "moderations_json",
-]
