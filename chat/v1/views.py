@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse, StreamingHttpResponse
@@ -29,6 +29,12 @@ def api_view(*methods: str, reads_body: bool = True):
         @csrf_exempt
         @functools.wraps(view)
         async def wrapped(request, *args, **kwargs):
+            # This request's database work runs on the process's one database thread, as the
+            # websocket's does, not on a thread Django makes for each request: 100 streaming
+            # requests at once then meant 100 SQLite connections fighting for the write lock
+            # and a new connection per request (docs/performance.md, "The member API"). Set in
+            # this request's task only; its database calls are each complete in themselves.
+            SyncToAsync.thread_sensitive_context.set(None)
             model = ""
             try:
                 caller = await caller_for(request)
