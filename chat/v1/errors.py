@@ -77,8 +77,9 @@ def model_not_found(model: str) -> ApiError:
     )
 
 
-def from_parley(exc: ParleyError, *, model: str = "") -> ApiError:
-    """The OpenAI-shaped answer to a failure of the core or of the provider."""
+def from_parley(exc: ParleyError, *, model: str = "", text_param: str = "messages") -> ApiError:
+    """The OpenAI-shaped answer to a failure of the core or of the provider; ``text_param``
+    names the request's field that moderation read (messages, prompt, input)."""
     if isinstance(exc, ModelUnavailable | NoProvider):
         return model_not_found(model)
     if isinstance(exc, RateLimited):
@@ -94,7 +95,7 @@ def from_parley(exc: ParleyError, *, model: str = "") -> ApiError:
             headers={"x-should-retry": "false"},
         )
     if isinstance(exc, MessageBlocked):
-        return ApiError(400, exc.message, param="messages", code="content_policy_violation")
+        return ApiError(400, exc.message, param=text_param, code="content_policy_violation")
     if isinstance(exc, ModerationUnavailable):
         return ApiError(503, exc.message, type="server_error", code="moderation_unavailable")
     if isinstance(exc, ContextTooLong):

@@ -35,7 +35,7 @@ def api_view(*methods: str, reads_body: bool = True):
             # and a new connection per request (docs/performance.md, "The member API"). Set in
             # this request's task only; its database calls are each complete in themselves.
             SyncToAsync.thread_sensitive_context.set(None)
-            model = ""
+            model, body = "", {}
             try:
                 caller = await caller_for(request)
                 if request.method not in methods:
@@ -51,7 +51,8 @@ def api_view(*methods: str, reads_body: bool = True):
             except ApiError as exc:
                 response = exc.response()
             except ParleyError as exc:
-                response = from_parley(exc, model=model).response()
+                text_param = next((k for k in ("messages", "prompt", "input") if k in body), "messages")
+                response = from_parley(exc, model=model, text_param=text_param).response()
             if not response.has_header("Cache-Control"):
                 response["Cache-Control"] = "no-store"
             return response

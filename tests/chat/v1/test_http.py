@@ -282,3 +282,13 @@ def test_a_client_that_hangs_up_before_a_whole_answer_cancels_it_and_is_billed_t
     usage = UsageRecord.objects.get(kind=UsageKind.CHAT)
     assert usage.estimated and usage.prompt_tokens > 0 and usage.completion_tokens == 0
     assert not Reservation.objects.exists()
+
+
+def test_a_blocked_embedding_input_names_the_input(http, alice_key, fake_upstream):
+    answer = http.post(
+        "/v1/embeddings", {"model": "text-embedding-3-small", "input": ["fine", "HATEME"]}, key=alice_key
+    )
+
+    error = assert_openai_error(answer, 400, "content_policy_violation")
+    assert error["param"] == "input" and "hate" in error["message"]
+    assert not [r for r in fake_upstream.requests if r.path.endswith("/embeddings")]
