@@ -324,6 +324,11 @@ async def moderations_json(*, caller: Caller, body: dict) -> dict:
 
 
 # --- streams ------------------------------------------------------------------------------
+# Settlements of streams whose client left before their first byte, kept until they finish
+# (the event loop holds only weak references to tasks).
+_unstarted: set[asyncio.Future] = set()
+
+
 class Relay:
     """An admitted streaming call whose first chunk has arrived: relays the provider's chunks
     as server-sent events, ends with ``data: [DONE]``, and settles when it ends, whichever way
@@ -338,6 +343,23 @@ class Relay:
         options = body.get("stream_options") or {}
         self.include_usage = bool(options.get("include_usage"))
         self.save = chat and caller.token.save_conversations
+        self.text: list[str] = []
+        self.reply: list[str] = []
+        self.finish = ""
+        self.usage = None
+        self.started = False
+        self.settled = False
+        # A client that leaves between this answer's start and its first byte cancels the
+        # request's task before events() ever runs: settle then, not at the sweep's worst case.
+        task = asyncio.current_task()
+        if task is not None:
+            task.add_done_callback(self._request_done)
+
+    def _request_done(self, _task) -> None:
+        if not self.started and not self.settled:
+            settling = asyncio.ensure_future(self._settle())
+            _unstarted.add(settling)
+            settling.add_done_callback(_unstarted.discard)
 
     def _relayed(self, chunk: RawChunk) -> bytes | None:
         data = chunk.data
@@ -349,11 +371,7 @@ class Relay:
         return b"data: " + data.encode() + b"\n\n"
 
     async def events(self) -> AsyncIterator[bytes]:
-        self.text: list[str] = []
-        self.reply: list[str] = []
-        self.finish = ""
-        self.usage = None
-        self.settled = False
+        self.started = True
         try:
             chunk = self.first
             while chunk is not None:
