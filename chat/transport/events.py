@@ -20,3 +20,4 @@ def _hex(value) -> str:
     import uuid
 
     return uuid.UUID(str(value)).hex
+
