@@ -7,12 +7,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run setup serve test test-fast test-postgres lint bench vendor messages messages-update lock clean help
+.PHONY: run setup test test-fast lint typecheck bench vendor messages messages-update lock outdated clean help
 
-help:
-	@echo "make run    - set up everything and serve Parley at http://$(HOST):$(PORT)"
-	@echo "make test   - linters and the whole test suite"
-	@echo "make bench  - benchmarks, written to docs/performance.md"
+# Every target with a "##" comment is listed by `make help`.
+help: ## list the targets
+	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +33,7 @@ $(VENV)/.installed-local: requirements.txt requirements-local.txt | $(PY)
 	$(PY) -m chat.local.install --wheels $(LOCAL_WHEELS)
 	@touch $@
 
-messages: $(VENV)/.installed-run
+messages: $(VENV)/.installed-run ## compile the translations (locale/*/LC_MESSAGES/*.mo)
 	$(PY) manage.py compilemessages --ignore=.venv --ignore=node_modules -v 0
 
 # Re-extract every translatable string into locale/zh_Hans/LC_MESSAGES/django.po, keeping the
@@ -42,28 +41,32 @@ messages: $(VENV)/.installed-run
 # tests/accounts/test_i18n.py fails while any entry is untranslated.
 MESSAGE_IGNORES := --ignore=.venv --ignore=node_modules --ignore=static/vendor --ignore=data \
 	--ignore=tests --ignore=bench --ignore=test-artifacts
-messages-update: $(VENV)/.installed-run
+messages-update: $(VENV)/.installed-run ## re-extract translatable strings into locale/zh_Hans (then translate them)
 	$(PY) manage.py makemessages -l zh_Hans $(MESSAGE_IGNORES) --no-obsolete --add-location=file -v 0
 
-setup: $(VENV)/.installed-run messages
+setup: $(VENV)/.installed-run messages ## install, migrate, collect static files and create the first admin, without serving
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py setup_providers
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py ensure_admin
 
-run: setup
+run: setup ## set up everything and serve Parley at http://$(HOST):$(PORT)
 	$(PY) manage.py local_model --ensure-installed --wheels $(LOCAL_WHEELS)
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
-lint: $(VENV)/.installed-dev
+lint: $(VENV)/.installed-dev ## ruff: lint and format check
 	$(BIN)/ruff check .
+
+typecheck: $(VENV)/.installed-dev ## mypy (with django-stubs) over the upstream, core and services layers
+	$(BIN)/mypy
 
 # The whole suite on the embedded defaults (SQLite, in-memory layer), then again on
 # PostgreSQL and Redis when those servers answer (they do on this project's machines and CI).
 # The multiprocess tests (tests/deploy) run once, in the first run: they always use
 # PostgreSQL and Redis, in a database and a Redis index of their own.
-test: $(VENV)/.installed-dev $(VENV)/.installed-local messages
+test: $(VENV)/.installed-dev $(VENV)/.installed-local messages ## linters, the type check and the whole suite (SQLite, then PostgreSQL and Redis)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(BIN)/pytest
 	@if $(PY) -m tests.services_up; then \
@@ -72,7 +75,7 @@ test: $(VENV)/.installed-dev $(VENV)/.installed-local messages
 			$(BIN)/pytest -m "not browser and not local_model and not multiprocess"; \
 	else echo "PostgreSQL or Redis not reachable: skipped the team-deployment run"; fi
 
-test-fast: $(VENV)/.installed-dev
+test-fast: $(VENV)/.installed-dev ## the suite on SQLite without browser, local-model and multiprocess tests
 	$(BIN)/pytest -x -q -m "not browser and not local_model and not multiprocess"
 
 # Benchmarks start their own servers on temporary data folders and databases (bench/harness.py),
@@ -85,17 +88,22 @@ $(PROD_VENV)/.installed: requirements.txt
 	$(PROD_VENV)/bin/python -m pip install --quiet -r requirements.txt
 	@touch $@
 
-bench: $(VENV)/.installed-dev $(PROD_VENV)/.installed messages
+bench: $(VENV)/.installed-dev $(PROD_VENV)/.installed messages ## benchmarks, written to docs/performance.md (BENCH_ARGS="--quick" for a fast try)
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 # Copies pinned browser libraries from npm into static/vendor (see static/vendor/VERSIONS.md).
-vendor:
+vendor: ## copy the pinned browser libraries from npm into static/vendor
 	npm ci --no-audit --no-fund
 	node scripts/vendor.mjs
 
-lock:
+lock: ## regenerate requirements.txt from pyproject.toml
 	$(PYTHON) -m venv /tmp/parley-lock && /tmp/parley-lock/bin/pip install -q -e '.' && \
 		/tmp/parley-lock/bin/pip freeze --exclude-editable > requirements.txt
 
-clean:
+# Vulnerability databases are not reachable from the project's machines: security releases are
+# taken by keeping the pins current. Lists every pin with a newer release (asks PyPI through pip).
+outdated: $(VENV)/.installed-run ## list pinned packages (requirements*.txt) with newer releases on PyPI
+	$(PY) -m scripts.outdated
+
+clean: ## remove the virtual environments and collected static files
 	rm -rf $(VENV) $(PROD_VENV) data/staticfiles

@@ -64,3 +64,19 @@ class Invite(models.Model):
     @property
     def is_used_up(self) -> bool:
         return self.uses >= self.max_uses
+
+
+class SignupCount(models.Model):
+    """How many accounts one client address created in one clock hour (the sign-up limit).
+
+    Counted in the database, inside the transaction that creates the account, so the limit
+    holds across workers and concurrent requests, and a sign-up that fails gives its count
+    back (accounts.services.signup_count_take).
+    """
+
+    address = models.CharField(max_length=64)
+    hour = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["address", "hour"], name="signup_count_per_address_hour")]

@@ -15,8 +15,8 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.errors import InviteRequired, InviteUsedUp, SignupClosed
-from accounts.models import Invite, User
+from accounts.errors import InviteRequired, InviteUsedUp, SignupClosed, SignupRateLimited
+from accounts.models import Invite, SignupCount, User
 from accounts.selectors import invite_usable, signup_mode
 
 
@@ -52,6 +52,28 @@ def invite_redeem(*, code: str) -> Invite:
     return Invite.objects.get(code=code)
 
 
+def signup_count_take(*, address: str | None) -> None:
+    """Count one new account for ``address`` this clock hour, or raise :class:`SignupRateLimited`.
+
+    Like :func:`invite_redeem`, one conditional UPDATE (``count < limit``) takes the place, so
+    the database decides who gets the last one: reading the count and adding to it after the
+    account existed let 30 concurrent sign-ups through a limit of 10. Call it inside the
+    transaction that creates the user, so a sign-up that fails afterwards gives it back; on
+    PostgreSQL the row stays locked until then, so sign-ups from one address queue here.
+    """
+    limit = settings.PARLEY_SIGNUP_RATE_PER_HOUR
+    if limit <= 0 or address is None:  # no limit, or not a sign-up from the web
+        return
+    address = address[:64]
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    # Earlier hours of this address are spent: one row per address and hour with sign-ups.
+    SignupCount.objects.filter(address=address, hour__lt=hour).delete()
+    SignupCount.objects.bulk_create([SignupCount(address=address, hour=hour)], ignore_conflicts=True)
+    taken = SignupCount.objects.filter(address=address, hour=hour, count__lt=limit).update(count=F("count") + 1)
+    if not taken:
+        raise SignupRateLimited()
+
+
 def _validate_new_account(*, username: str, password: str) -> None:
     errors: dict[str, list] = {}
     try:
@@ -70,10 +92,11 @@ def _validate_new_account(*, username: str, password: str) -> None:
         raise ValidationError(errors)
 
 
-def user_signup(*, username: str, password: str, invite_code: str | None = None) -> User:
+def user_signup(*, username: str, password: str, invite_code: str | None = None, address: str | None = None) -> User:
     """Create a member account under the configured sign-up mode.
 
-    Raises :class:`accounts.errors.SignupRefused` (closed, invite missing, expired, used up)
+    Raises :class:`accounts.errors.SignupRefused` (closed, invite missing, expired, used up,
+    too many accounts from ``address`` this hour: ``PARLEY_SIGNUP_RATE_PER_HOUR``)
     or ``ValidationError`` (username taken, weak password). A sign-up never makes anyone staff
     or superuser: admins come only from ``ensure_admin`` / ``createsuperuser`` (T08).
     In ``open`` mode an invite code is ignored.
@@ -88,6 +111,7 @@ def user_signup(*, username: str, password: str, invite_code: str | None = None)
 
     try:
         with transaction.atomic():
+            signup_count_take(address=address)
             invite = invite_redeem(code=invite_code) if mode == "invite" else None
             user = User(username=username, is_staff=False, is_superuser=False, invite=invite, **default_budgets())
             user.set_password(password)

@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts import selectors, services, throttle
-from accounts.errors import InviteRequired, SignupClosed, SignupRateLimited, SignupRefused
+from accounts.errors import InviteRequired, SignupClosed, SignupRefused
 from accounts.forms import SignupForm
 
 # Service errors are keyed by what they are about; the form names its two password boxes.
@@ -56,13 +56,12 @@ def signup(request, code: str | None = None):
 
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if not throttle.signup_allowed(request):
-            return _refused(request, SignupRateLimited())
         try:
             user = services.user_signup(
                 username=form.cleaned_data["username"],
                 password=form.cleaned_data["password1"],
                 invite_code=code if mode == "invite" else None,
+                address=throttle.client_ip_address(request) or "unknown",
             )
         except SignupRefused as error:
             return _refused(request, error)
@@ -70,7 +69,6 @@ def signup(request, code: str | None = None):
             for field, messages in error.message_dict.items():
                 form.add_error(_FORM_FIELD_FOR.get(field), messages)
         else:
-            throttle.signup_counted(request)
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             return redirect(settings.LOGIN_REDIRECT_URL)
     return render(request, "accounts/signup.html", {"form": form, "invite": invite, "invite_code": code})
@@ -86,9 +84,12 @@ def lockout(request, *args, **kwargs):
     """
     cool_off = get_cool_off(request)
     minutes = max(1, round(cool_off.total_seconds() / 60)) if cool_off else None
+    # The address-wide lock (password spraying) says so: another account would not help.
+    address_blocked = throttle.address_blocked(request)
+    limit = settings.PARLEY_LOGIN_ADDRESS_FAILURE_LIMIT if address_blocked else settings.AXES_FAILURE_LIMIT
     return render(
         request,
         "registration/lockout.html",
-        {"cooloff_minutes": minutes, "failure_limit": settings.AXES_FAILURE_LIMIT},
+        {"cooloff_minutes": minutes, "failure_limit": limit, "address_blocked": address_blocked},
         status=429,
     )

@@ -46,13 +46,6 @@ def running() -> list[asyncio.Task]:
     return [t for t in _tasks if not t.done()]
 
 
-async def wait_idle(timeout: float = 10.0) -> None:
-    """Wait until every reply task of this process has finished (tests, graceful shutdown)."""
-    pending = running()
-    if pending:
-        await asyncio.wait(pending, timeout=timeout)
-
-
 def socket_opened(consumer) -> None:
     _sockets.add(consumer)
 

@@ -28,14 +28,6 @@ def conversation_for_user(*, user, conversation_id) -> Conversation:
         raise NotFound() from None
 
 
-def message_for_user(*, user, message_id) -> Message:
-    mid = _as_uuid(message_id)
-    try:
-        return Message.objects.select_related("conversation").get(id=mid, conversation__owner=user)
-    except Message.DoesNotExist:
-        raise NotFound() from None
-
-
 def api_tokens_for_user(*, user) -> QuerySet[ApiToken]:
     """The member's own API tokens, newest first, with their model lists."""
     return ApiToken.objects.filter(user=user).prefetch_related("allowed_models").order_by("-created_at")

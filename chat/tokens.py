@@ -68,12 +68,6 @@ def encoding_name_for_model(model_id: str) -> str:
     return O200K
 
 
-def encoding_is_exact(model_id: str) -> bool:
-    """Whether counts for this model are its real tokenizer's, not an estimate."""
-    name = _bare_id(model_id)
-    return bool(_O200K_MODELS.match(name) or _CL100K_MODELS.match(name))
-
-
 def _load_bindings():
     """``bpe_openai._bindings``, loaded from its file without running the package's __init__."""
     spec = importlib.util.find_spec("bpe_openai")  # finds the package; does not import it

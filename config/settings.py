@@ -57,7 +57,7 @@ else:
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 if PRODUCTION and "*" in ALLOWED_HOSTS:
-    # With AllowedHostsOriginValidator, "*" would also accept websockets from any origin (T21).
+    # "*" would accept any Host, and with it any page that names itself as Host (DNS rebinding).
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must name Parley's hosts in production, not '*'.")
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -195,6 +195,10 @@ AXES_LOCKOUT_CALLABLE = "accounts.views.lockout"
 # the client address from the right-most hops instead.
 PARLEY_TRUSTED_PROXY_COUNT = env.int("PARLEY_TRUSTED_PROXY_COUNT", default=0)
 AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_ip_address"
+# And per address across accounts, so one guess at each of many accounts (password spraying) is
+# refused too; counted from axes' records by accounts.throttle.SignInHandler. 0: no such limit.
+PARLEY_LOGIN_ADDRESS_FAILURE_LIMIT = env.int("PARLEY_LOGIN_ADDRESS_FAILURE_LIMIT", default=20)
+AXES_HANDLER = "accounts.throttle.SignInHandler"
 
 # --- I18N -----------------------------------------------------------------------------------
 LANGUAGE_CODE = "en"
@@ -213,6 +217,80 @@ STORAGES = {
     "staticfiles": {"BACKEND": "config.storage.StaticFilesStorage"},
 }
 WHITENOISE_MAX_AGE = 31536000 if not DEBUG else 0
+
+# --- Media: what members upload and models produce --------------------------------------------
+# Private files, served only through chat.web.media after an ownership check (T10): the
+# filesystem under the data folder by default, never under STATIC_ROOT and with no MEDIA_URL
+# route; or an S3-compatible bucket (django-storages) for a team on several machines.
+PARLEY_MEDIA_BACKEND = env.str("PARLEY_MEDIA_BACKEND", default="filesystem")  # filesystem | s3
+PARLEY_MEDIA_ROOT = Path(env("PARLEY_MEDIA_ROOT", default="") or DATA_DIR / "media")
+PARLEY_MEDIA_MAX_FILE_BYTES = env.int("PARLEY_MEDIA_MAX_FILE_BYTES", default=25 * 1024 * 1024)
+PARLEY_MEDIA_QUOTA_BYTES = env.int("PARLEY_MEDIA_QUOTA_BYTES", default=1024 * 1024 * 1024)  # per member; 0: none
+PARLEY_MEDIA_S3_BUCKET = env.str("PARLEY_MEDIA_S3_BUCKET", default="")
+PARLEY_MEDIA_S3_ENDPOINT_URL = env.str("PARLEY_MEDIA_S3_ENDPOINT_URL", default="")  # empty: AWS itself
+PARLEY_MEDIA_S3_REGION = env.str("PARLEY_MEDIA_S3_REGION", default="")
+# Empty keys: boto3's own chain (an instance role, AWS_* variables, ~/.aws).
+PARLEY_MEDIA_S3_ACCESS_KEY_ID = env.str("PARLEY_MEDIA_S3_ACCESS_KEY_ID", default="")
+PARLEY_MEDIA_S3_SECRET_ACCESS_KEY = env.str("PARLEY_MEDIA_S3_SECRET_ACCESS_KEY", default="")
+PARLEY_MEDIA_S3_ADDRESSING_STYLE = env.str("PARLEY_MEDIA_S3_ADDRESSING_STYLE", default="auto")  # auto | path | virtual
+PARLEY_MEDIA_S3_PREFIX = env.str("PARLEY_MEDIA_S3_PREFIX", default="media")
+PARLEY_MEDIA_S3_VERIFY = env.bool("PARLEY_MEDIA_S3_VERIFY", default=True)  # TLS certificate check
+
+
+def media_storage(backend: str, *, root: Path, s3: dict) -> dict:
+    """The STORAGES entry of the private media store; the tests build both kinds with it."""
+    if backend == "filesystem":
+        return {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {
+                "location": str(root),
+                # No URL: files are only ever served by the view that checks who is asking.
+                "base_url": None,
+                "file_permissions_mode": 0o600,
+                "directory_permissions_mode": 0o700,
+            },
+        }
+    if backend == "s3":
+        if not s3["bucket"]:
+            raise ImproperlyConfigured("PARLEY_MEDIA_BACKEND is s3 but PARLEY_MEDIA_S3_BUCKET is not set.")
+        if s3["addressing_style"] not in ("auto", "path", "virtual"):
+            raise ImproperlyConfigured("PARLEY_MEDIA_S3_ADDRESSING_STYLE must be auto, path or virtual.")
+        return {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": s3["bucket"],
+                "endpoint_url": s3["endpoint_url"] or None,
+                "region_name": s3["region"] or None,
+                "access_key": s3["access_key_id"] or None,
+                "secret_key": s3["secret_access_key"] or None,
+                "addressing_style": None if s3["addressing_style"] == "auto" else s3["addressing_style"],
+                "location": s3["prefix"],
+                "verify": s3["verify"],
+                "signature_version": "s3v4",
+                # The bucket's own policy decides (keep it private); no object is made public.
+                "default_acl": None,
+                "querystring_auth": True,
+                # Names are random and never reused: no existence check before each upload.
+                "file_overwrite": True,
+            },
+        }
+    raise ImproperlyConfigured(f"PARLEY_MEDIA_BACKEND must be filesystem or s3, not {backend!r}.")
+
+
+STORAGES["media"] = media_storage(
+    PARLEY_MEDIA_BACKEND,
+    root=PARLEY_MEDIA_ROOT,
+    s3={
+        "bucket": PARLEY_MEDIA_S3_BUCKET,
+        "endpoint_url": PARLEY_MEDIA_S3_ENDPOINT_URL,
+        "region": PARLEY_MEDIA_S3_REGION,
+        "access_key_id": PARLEY_MEDIA_S3_ACCESS_KEY_ID,
+        "secret_access_key": PARLEY_MEDIA_S3_SECRET_ACCESS_KEY,
+        "addressing_style": PARLEY_MEDIA_S3_ADDRESSING_STYLE,
+        "prefix": PARLEY_MEDIA_S3_PREFIX,
+        "verify": PARLEY_MEDIA_S3_VERIFY,
+    },
+)
 
 # --- Security headers -----------------------------------------------------------------------
 X_FRAME_OPTIONS = "DENY"
@@ -284,6 +362,9 @@ PARLEY_DELTA_COALESCE_MS = env.float("PARLEY_DELTA_COALESCE_MS", default=30.0)
 PARLEY_DELTA_FRAMES_PER_SECOND = env.float("PARLEY_DELTA_FRAMES_PER_SECOND", default=1000.0)
 PARLEY_STALE_REPLY_SECONDS = env.float("PARLEY_STALE_REPLY_SECONDS", default=30.0)
 PARLEY_SWEEP_INTERVAL = env.float("PARLEY_SWEEP_INTERVAL", default=15.0)
+# A reservation of a call that is not a streaming reply, still held after this long, belongs to
+# a process that died mid-call: the sweep settles it at its worst case (chat.core.calls).
+PARLEY_STALE_CALL_SECONDS = env.float("PARLEY_STALE_CALL_SECONDS", default=7200.0)
 PARLEY_MODEL_SYNC_INTERVAL = env.float("PARLEY_MODEL_SYNC_INTERVAL", default=3600.0)
 PARLEY_DEFAULT_MONTHLY_TOKEN_BUDGET = env.int("PARLEY_DEFAULT_MONTHLY_TOKEN_BUDGET", default=None)
 PARLEY_DEFAULT_MONTHLY_COST_BUDGET = env.str("PARLEY_DEFAULT_MONTHLY_COST_BUDGET", default="")

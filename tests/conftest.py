@@ -17,6 +17,22 @@ def pytest_sessionstart(session):
             mo = po.with_suffix(".mo")
             if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
                 subprocess.run(["msgfmt", "--check-format", "-o", str(mo), str(po)], check=True)
+    # Pages link their static files through the manifest (hashed names), as in production; on a
+    # fresh clone there is none yet, so a bare `pytest` collects them once (`make test` did).
+    _collect_static_if_stale()
+
+
+def _collect_static_if_stale():
+    manifest = Path(django_settings.STATIC_ROOT) / "staticfiles.json"
+    sources = [p for d in django_settings.STATICFILES_DIRS for p in Path(d).rglob("*") if p.is_file()]
+    newest = max((p.stat().st_mtime for p in sources), default=0)
+    if manifest.exists() and manifest.stat().st_mtime >= newest:
+        return
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("collectstatic", interactive=False, verbosity=0)
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -55,6 +71,17 @@ def django_db_setup(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture(autouse=True)
+def _default_language():
+    """Every test starts in the default language: a request in Chinese (or a test that activated
+    it) leaves the thread's translation active, and a later message check would read Chinese."""
+    from django.utils import translation
+
+    translation.activate(django_settings.LANGUAGE_CODE)
+    yield
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # PBKDF2's deliberate slowness (~0.5 s a hash) is the point in production and pure cost in
     # tests: twenty concurrent sign-ups would take half a minute on a shared two-core machine.
@@ -64,8 +91,8 @@ def _fast_password_hashing(settings):
 @pytest.fixture(autouse=True)
 def _empty_cache():
     # Django's cache outlives a test: in memory for the whole run, on Redis (the team-deployment
-    # run) across runs. The reply rate limit and the sign-up limit count in it, keyed by member
-    # id and address, which the next test (or run) reuses: each test starts with it empty.
+    # run) across runs. The reply rate limit counts in it, keyed by member id, which the next test
+    # (or run) reuses: each test starts with it empty.
     from django.core.cache import cache
 
     cache.clear()

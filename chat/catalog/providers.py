@@ -40,14 +40,19 @@ def provider_sync_from_env() -> Provider | None:
     gateway is a valid setup). An invalid base URL is a configuration error.
     """
     key = settings.OPENAI_API_KEY.strip()
-    base_url = settings.OPENAI_BASE_URL.strip() or "https://api.openai.com/v1"
     organization = settings.OPENAI_ORGANIZATION.strip()
+    # Checked first, key or not: a malformed URL is a configuration error, never a traceback.
+    # The value is not echoed: it may carry a password (refused, but then shown in a log).
+    try:
+        base_url = client.validate_base_url(settings.OPENAI_BASE_URL.strip() or "https://api.openai.com/v1")
+    except client.InvalidEndpoint as exc:
+        raise ImproperlyConfigured(f"OPENAI_BASE_URL: {exc}") from None
     if not key and urlsplit(base_url).hostname == OPENAI_HOST:
         return None
     try:
         endpoint = client.Endpoint(base_url=base_url, api_key=key, organization=organization)
     except client.InvalidEndpoint as exc:
-        raise ImproperlyConfigured(f"OPENAI_BASE_URL, OPENAI_API_KEY or OPENAI_ORGANIZATION: {exc}") from None
+        raise ImproperlyConfigured(f"OPENAI_API_KEY or OPENAI_ORGANIZATION: {exc}") from None
 
     with transaction.atomic():
         provider = Provider.objects.select_for_update().filter(from_environment=True).order_by("pk").first()

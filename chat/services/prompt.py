@@ -5,7 +5,7 @@ member's new message, trimmed to the model's context window minus the tokens res
 the reply (issue 3). Token counts are read from each message's stored ``token_count``, so
 the prompt of a 10,000-message conversation is built without tokenizing old messages.
 
-The history is read newest first and only as far as the budget reaches (trimming.keep_newest
+The history is read newest first and only as far as the budget reaches (trimming.trim_history
 stops there), then the left-out messages are counted on the index. A conversation that
 fits takes one query; a trimmed one a page or two more plus the count. Reading all 10,000
 bodies to send 1,000 of them would cost more than everything else together
@@ -24,7 +24,7 @@ from chat import tokens
 from chat.core.calls import caller_pseudonym
 from chat.errors import NoProvider
 from chat.models import Conversation, Message
-from chat.services.trimming import PromptMessage, fixed_cost, keep_newest
+from chat.services.trimming import PromptMessage, trim_history
 
 # Sampling parameters copied into the request only when the conversation sets them, so the
 # provider's own defaults apply otherwise (and models that reject some of them still work).
@@ -63,20 +63,6 @@ def message_token_count(message: Message, encoding_name: str) -> int:
     return count
 
 
-def tokens_for(message: Message) -> int:
-    """Count ``message.content`` and set ``token_count``/``token_encoding`` on the instance.
-
-    Call it whenever a message's content is set, before saving (the caller saves, with those
-    two fields in ``update_fields`` if it uses them). The encoding is that of the message's
-    model, else of its conversation's model.
-    """
-    model = message.model or message.conversation.model
-    encoding = tokens.encoding_name_for_model(model.model_id if model else "")
-    message.token_count = tokens.count_tokens(message.content, encoding)
-    message.token_encoding = encoding
-    return message.token_count
-
-
 @functools.lru_cache(maxsize=256)
 def _system_tokens(text: str, encoding_name: str) -> int:
     # System prompts repeat on every turn of a conversation and are not stored per message,
@@ -86,6 +72,7 @@ def _system_tokens(text: str, encoding_name: str) -> int:
 
 def _reply_reservation(conversation: Conversation, window: int) -> tuple[int, bool]:
     """Tokens the trimming keeps free for the reply, and whether max_tokens is sent upstream."""
+    assert conversation.model is not None  # reply_begin gives every replied conversation a model
     max_output = conversation.model.max_output_tokens or window
     if conversation.max_tokens:
         # The member's choice, but never above what the model can write: a larger value
@@ -116,7 +103,7 @@ def _replayable(conversation: Conversation, newest: Message):
 
 
 class _History:
-    """Reads the history newest first, for ``keep_newest``, stopping where it stops.
+    """Reads the history newest first, for ``trim_history``, stopping where it stops.
 
     Rows come in pages that double in size (LIMIT/OFFSET on the history index, the same on
     every database and behind any connection pooler), so the database only produces the
@@ -133,7 +120,6 @@ class _History:
             .values_list(Cast("id", CharField()), "role", "content", "token_count", "token_encoding")
         )
         self.recounted: list[Message] = []
-        self.exhausted = False
 
     def newest_first(self):
         offset, size = 0, _FIRST_PAGE
@@ -147,7 +133,6 @@ class _History:
                         continue
                 yield PromptMessage(role=role, content=content, tokens=count + tokens.ROLE_TOKENS)
             if len(page) < size:
-                self.exhausted = True
                 return
             offset += size
             size *= 2
@@ -182,15 +167,17 @@ def prompt_build(*, conversation: Conversation, newest: Message) -> Prompt:
         content=newest.content,
         tokens=message_token_count(newest, encoding) + tokens.ROLE_TOKENS,
     )
-    budget = window - reserved
-    needed = fixed_cost(system=system, newest=latest, budget=budget)
     history = _History(conversation, newest, encoding)
-    kept, used = keep_newest(history.newest_first(), room=budget - needed)
+    trimmed = trim_history(
+        system=system,
+        newest_first=history.newest_first(),
+        newest=latest,
+        budget=window - reserved,
+        # Asked only when something was left out, to say how much (an index-only count).
+        count_history=lambda: _replayable(conversation, newest).count(),
+    )
     history.save_counts()
-    # Everything read means nothing left out; otherwise count what was (an index-only count).
-    omitted = 0 if history.exhausted else _replayable(conversation, newest).count() - len(kept)
-    messages = ([system] if system is not None else []) + kept[::-1] + [latest]
-    prompt_tokens = needed + used
+    messages, omitted, prompt_tokens = trimmed.messages, trimmed.omitted, trimmed.prompt_tokens
 
     if send_max_tokens:
         reply_tokens = reserved

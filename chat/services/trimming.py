@@ -10,7 +10,7 @@ messages were left out, so the interface can say so instead of losing context si
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
@@ -44,25 +44,49 @@ class TrimResult:
 def trim_history(
     *,
     system: PromptMessage | None,
-    history: Sequence[PromptMessage],
+    newest_first: Iterable[PromptMessage],
     newest: PromptMessage,
     budget: int,
+    count_history: Callable[[], int],
 ) -> TrimResult:
     """Keep the system prompt, the newest message and as much recent history as ``budget`` allows.
 
-    Kept history is a contiguous suffix of ``history``: the longest one that fits whose first
-    message is not an assistant reply cut off from its question (a history that starts with
-    a reply is kept whole when everything fits, since nothing was dropped before it).
+    ``newest_first`` is the history, newest message first; it is read only as far as the budget
+    reaches (the prompt builder feeds it rows from a database cursor). Kept history is a
+    contiguous suffix of the history: the longest one that fits whose first message is not an
+    assistant reply cut off from its question (a history that starts with a reply is kept whole
+    when everything fits, since nothing was dropped before it). ``count_history`` is asked for
+    the length of the whole history only when some of it was left out, to say how much.
 
     Raises ContextTooLong (detail ``needed`` and ``budget``) when the system prompt and the
     newest message alone do not fit.
     """
     needed = fixed_cost(system=system, newest=newest, budget=budget)
-    kept, used = keep_newest(reversed(history), room=budget - needed)
+    reader = _Reader(newest_first)
+    kept, used = keep_newest(reader, room=budget - needed)
+    omitted = 0 if reader.exhausted else count_history() - len(kept)
     messages = [system] if system is not None else []
     messages.extend(reversed(kept))
     messages.append(newest)
-    return TrimResult(messages=messages, omitted=len(history) - len(kept), prompt_tokens=needed + used)
+    return TrimResult(messages=messages, omitted=omitted, prompt_tokens=needed + used)
+
+
+class _Reader:
+    """An iterator that remembers whether it ran to the end."""
+
+    def __init__(self, items: Iterable[PromptMessage]):
+        self._items = iter(items)
+        self.exhausted = False
+
+    def __iter__(self) -> Iterator[PromptMessage]:
+        return self
+
+    def __next__(self) -> PromptMessage:
+        try:
+            return next(self._items)
+        except StopIteration:
+            self.exhausted = True
+            raise
 
 
 def fixed_cost(*, system: PromptMessage | None, newest: PromptMessage, budget: int) -> int:

@@ -25,6 +25,7 @@ from chat.errors import BadRequest, NotFound, ParleyError
 from chat.selectors import conversation_for_user, conversation_messages
 from chat.serializers import conversation_to_dict, message_to_dict
 from chat.services import turns
+from chat.transport import events
 from chat.transport.events import control_group, conversation_group, user_group
 from chat.transport.runner import ReplyRunner
 
@@ -81,10 +82,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # for every message: each relayed reply.delta waited there behind other sockets' queries
         # (docs/performance.md). Every database call of this consumer goes through
         # database_sync_to_async, which closes stale connections itself, so the hop is skipped.
+        # Only what chat/transport/events.py calls public reaches the browser; events with
+        # their own handling (deltas held for a snapshot, session ends) have a method.
         handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        if handler is not None:
+            await handler(message)
+        elif message.get("type") in events.PUBLIC:
+            await self.send_json(message)
+        else:
+            logger.warning("event %r is not public: not relayed", message.get("type"))
 
     # --- frames in ------------------------------------------------------------------------
     async def receive(self, text_data=None, bytes_data=None):
@@ -155,7 +161,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _end_session(self) -> None:
         await self.send_json(
-            {"type": "error", "code": "session_ended", "message": _("Your session ended. Please sign in again.")}
+            events.error(code="session_ended", message=_("Your session ended. Please sign in again."))
         )
         await self.close(code=CLOSE_SESSION_ENDED)
 
@@ -196,16 +202,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         for message in streaming:
             self.awaiting_snapshot.setdefault(str(message.id), [])
         await self.send_json(
-            {
-                "type": "conversation.state",
-                "conversation": conversation_to_dict(conversation),
-                "messages": [message_to_dict(m) for m in messages],
-                "has_more": has_more,
-            }
+            events.conversation_state(
+                conversation=conversation_to_dict(conversation),
+                messages=[message_to_dict(m) for m in messages],
+                has_more=has_more,
+            )
         )
         if streaming:
             await self.channel_layer.group_send(
-                control_group(conversation.id), {"type": "reply.sync", "reply_channel": self.channel_name}
+                control_group(conversation.id), events.reply_sync(reply_channel=self.channel_name)
             )
             asyncio.get_running_loop().call_later(SNAPSHOT_WAIT, self._snapshot_timeout, [str(m.id) for m in streaming])
 
@@ -258,22 +263,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if saved.created_conversation:
             await self._follow(conversation.id)
             await self.send_json(
-                {
-                    "type": "conversation.created",
-                    "conversation": conversation_to_dict(conversation),
-                    "client_id": client_id,
-                }
+                events.conversation_created(conversation=conversation_to_dict(conversation), client_id=client_id)
             )
             await self.channel_layer.group_send(
                 user_group(self.user.pk),
-                {"type": "conversation.updated", "conversation": conversation_to_dict(conversation)},
+                events.conversation_updated(conversation=conversation_to_dict(conversation)),
             )
         if saved.duplicate:
             await self._subscribe(conversation.id)
             return
         await self._publish(
             conversation.id,
-            {"type": "message.created", "message": message_to_dict(saved.message), "client_id": client_id},
+            events.message_created(message=message_to_dict(saved.message), client_id=client_id),
         )
         if start.refusal is not None:
             # The member's message is saved; only the reply was refused. Say why.
@@ -291,7 +292,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             user=self.user, conversation_id=self._field(frame, "conversation_id")
         )
         if removed:
-            await self._publish(conversation.id, {"type": "message.deleted", "message_ids": removed})
+            await self._publish(conversation.id, events.message_deleted(message_ids=removed))
         await self._start_reply(conversation, question)
 
     async def do_edit(self, frame):
@@ -301,8 +302,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             message_id=self._field(frame, "message_id"),
             content=self._field(frame, "content"),
         )
-        await self._publish(conversation.id, {"type": "message.deleted", "message_ids": removed + [str(question.id)]})
-        await self._publish(conversation.id, {"type": "message.created", "message": message_to_dict(question)})
+        await self._publish(conversation.id, events.message_deleted(message_ids=removed + [str(question.id)]))
+        await self._publish(conversation.id, events.message_created(message=message_to_dict(question)))
         await self._start_reply(conversation, question)
 
     async def do_stop(self, frame):
@@ -310,10 +311,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             user=self.user, conversation_id=self._field(frame, "conversation_id")
         )
         # The reply task may live in another worker process: ask it through the layer.
-        await self.channel_layer.group_send(control_group(conversation.id), {"type": "reply.stop"})
+        await self.channel_layer.group_send(control_group(conversation.id), events.reply_stop())
 
     async def do_ping(self, frame):
-        await self.send_json({"type": "pong"})
+        await self.send_json(events.pong())
 
     async def _start_reply(self, conversation, question) -> None:
         try:
@@ -329,7 +330,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _run_reply(self, plan: turns.ReplyPlan) -> None:
         runner = ReplyRunner(plan)
         await runner.prepare()
-        await self._publish(plan.conversation.id, {"type": "message.created", "message": message_to_dict(plan.reply)})
+        await self._publish(plan.conversation.id, events.message_created(message=message_to_dict(plan.reply)))
         runtime.spawn(runner.run(), name=f"reply-{plan.reply.id}")
 
     async def _publish(self, conversation_id, event: dict) -> None:
@@ -355,24 +356,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.awaiting_snapshot.pop(event["message"]["id"], None)
         await self.send_json(event)
 
-    async def message_created(self, event):
-        await self.send_json(event)
-
-    async def message_deleted(self, event):
-        await self.send_json(event)
-
-    async def conversation_updated(self, event):
-        await self.send_json(event)
-
-    async def conversation_deleted(self, event):
-        await self.send_json(event)
 
 
 async def reply_stop(conversation_id) -> None:
     """Ask the reply task of a conversation (on any worker) to stop: used when it is deleted."""
     from channels.layers import get_channel_layer
 
-    await get_channel_layer().group_send(control_group(conversation_id), {"type": "reply.stop"})
+    await get_channel_layer().group_send(control_group(conversation_id), events.reply_stop())
 
 
 __all__ = ["ChatConsumer", "NotFound", "reply_stop"]

@@ -28,6 +28,7 @@ from chat.models import Message
 from chat.serializers import message_to_dict
 from chat.services.replies import replies_save_progress, reply_finish
 from chat.services.turns import ReplyPlan
+from chat.transport import events
 from chat.transport.events import control_group, conversation_group
 from chat.transport.titles import title_generate
 from chat.upstream import client
@@ -110,7 +111,7 @@ class ReplyRunner:
         self.sent = self.length
         self._last_flush = asyncio.get_running_loop().time()
         self._outbox.put_nowait(
-            (self.group, {"type": "reply.delta", "message_id": str(self.reply_id), "offset": offset, "text": chunk})
+            (self.group, events.reply_delta(message_id=self.reply_id, offset=offset, text=chunk))
         )
 
     async def _sender(self) -> None:
@@ -134,17 +135,17 @@ class ReplyRunner:
             kind = event.get("type")
             if kind == _LISTENER_CLOSE:
                 return
-            if kind == "reply.stop":
+            if kind == events.REPLY_STOP:
                 self.outcome = _STOP
                 if self._stream_task is not None:
                     self._stream_task.cancel()
-            elif kind == "reply.sync" and isinstance(event.get("reply_channel"), str):
+            elif kind == events.REPLY_SYNC and isinstance(event.get("reply_channel"), str):
                 # The snapshot is exactly what was already published, so the next delta
                 # continues it with no gap and no overlap; it queues behind earlier deltas.
                 self._outbox.put_nowait(
                     (
                         event["reply_channel"],
-                        {"type": "reply.snapshot", "message_id": str(self.reply_id), "text": self.text[: self.sent]},
+                        events.reply_snapshot(message_id=self.reply_id, text=self.text[: self.sent]),
                     )
                 )
 
@@ -239,7 +240,11 @@ class ReplyRunner:
         try:
             try:
                 await moderation_gate(
-                    message=self.plan.question, provider=self.provider, blocklist_hits=self.plan.blocklist_hits
+                    message=self.plan.question,
+                    provider=self.provider,
+                    blocklist_hits=self.plan.blocklist_hits,
+                    blocklist_where=self.plan.blocklist_where,
+                    gate=self.plan.gate,
                 )
             except MessageBlocked as exc:
                 return Message.Status.BLOCKED, exc
@@ -298,7 +303,7 @@ class ReplyRunner:
             reservation_id=self.plan.admission.reservation_id,
         )
         if message is not None:
-            self._outbox.put_nowait((self.group, {"type": "reply.done", "message": message_to_dict(message)}))
+            self._outbox.put_nowait((self.group, events.reply_done(message=message_to_dict(message))))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._outbox.join(), timeout=5)
         return message

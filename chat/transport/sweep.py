@@ -24,6 +24,7 @@ from chat import tokens
 from chat.core.calls import Units, call_settle
 from chat.models import Message
 from chat.serializers import message_to_dict
+from chat.transport import events
 from chat.transport.events import conversation_group
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def sweep_stale_replies(*, stale_seconds: float | None = None) -> int:
         message.refresh_from_db()
         try:
             async_to_sync(layer.group_send)(
-                conversation_group(message.conversation_id), {"type": "reply.done", "message": message_to_dict(message)}
+                conversation_group(message.conversation_id), events.reply_done(message=message_to_dict(message))
             )
         except Exception:  # noqa: BLE001 - the database is the record; open tabs resync
             logger.warning("sweep could not notify open tabs", exc_info=True)

@@ -21,6 +21,7 @@ from chat.errors import ParleyError
 from chat.models import Conversation, Message, ModelKind
 from chat.serializers import conversation_to_dict
 from chat.services.turns import title_fallback
+from chat.transport import events
 from chat.transport.events import user_group
 from chat.upstream import client
 
@@ -108,5 +109,5 @@ async def title_generate(*, plan, endpoint: client.Endpoint) -> None:
     if conversation is not None:
         await get_channel_layer().group_send(
             user_group(conversation.owner_id),
-            {"type": "conversation.updated", "conversation": conversation_to_dict(conversation)},
+            events.conversation_updated(conversation=conversation_to_dict(conversation)),
         )

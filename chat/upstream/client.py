@@ -31,7 +31,8 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator
+import typing
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import httpx  # noqa: TID251 - this is the one module allowed to talk HTTP to upstreams
 from django.conf import settings
@@ -58,6 +59,7 @@ from chat.upstream.wire import (
     error_fields,
     model_ids,
     moderation_result,
+    moderation_results,
     moderations_body,
     raw_chunk,
     retry_after_seconds,
@@ -262,7 +264,7 @@ def _transport_error(exc: httpx.HTTPError, endpoint: Endpoint) -> UpstreamError:
 # --- the calls ----------------------------------------------------------------------------
 async def stream_chat(
     endpoint: Endpoint, payload: dict, *, max_retries: int | None = None
-) -> AsyncIterator[StreamEvent]:
+) -> AsyncGenerator[StreamEvent, None]:
     """Stream a chat completion: content deltas of choice 0, then finish_reason, then usage.
 
     An async generator; close it (``contextlib.aclosing``) or cancel its consumer to close the
@@ -309,16 +311,16 @@ def _split_lines(data: bytes) -> tuple[list[bytes], bytes]:
     return lines, rest + b"\r" if carry_cr else rest
 
 
-def _body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+def _body_chunks(response: httpx.Response) -> AsyncGenerator[bytes, None]:
     # The raw body when it is not compressed (we ask for identity): httpx's aiter_lines stacks
     # three more generators (bytes, text, lines) over it, which cost a third of the CPU of a
     # 5,000-token reply (docs/performance.md). A server that compresses anyway is decoded.
     if response.headers.get("content-encoding", "identity").strip().lower() in ("", "identity"):
-        return response.aiter_raw()
-    return response.aiter_bytes()
+        return typing.cast(AsyncGenerator[bytes, None], response.aiter_raw())
+    return typing.cast(AsyncGenerator[bytes, None], response.aiter_bytes())
 
 
-async def _stream_events(response: httpx.Response, endpoint: Endpoint) -> AsyncIterator[StreamEvent]:
+async def _stream_events(response: httpx.Response, endpoint: Endpoint) -> AsyncGenerator[StreamEvent, None]:
     decoder = sse.Decoder()
     finished = False
     rest = b""
@@ -402,6 +404,14 @@ async def moderate(endpoint: Endpoint, text: str, *, max_retries: int | None = N
     return moderation_result(await _call_json(endpoint, "POST", "moderations", {"input": text}, max_retries))
 
 
+async def moderate_each(
+    endpoint: Endpoint, texts: list[str], *, max_retries: int | None = None
+) -> list[ModerationResult]:
+    """``POST /moderations`` for several texts in one call: a verdict for each, in order."""
+    data = await _call_json(endpoint, "POST", "moderations", {"input": list(texts)}, max_retries)
+    return moderation_results(data, len(texts))
+
+
 async def embed(endpoint: Endpoint, model: str, inputs: list[str], *, user: str = "", max_retries=None) -> Embeddings:
     """``POST /embeddings`` for a batch of texts: their vectors in input order and the tokens billed."""
     body: dict = {"model": model, "input": list(inputs), "encoding_format": "float"}
@@ -447,7 +457,7 @@ async def moderations(endpoint: Endpoint, body: dict, *, max_retries: int | None
 
 async def stream_chunks(
     endpoint: Endpoint, path: str, body: dict, *, max_retries: int | None = None
-) -> AsyncIterator[RawChunk]:
+) -> AsyncGenerator[RawChunk, None]:
     """Stream ``POST /chat/completions`` or ``/completions`` chunk by chunk, as the provider
     sent them (every choice, tool calls, logprobs), always asking for the usage chunk so the
     call can be billed.
@@ -473,9 +483,11 @@ async def stream_chunks(
                 data = await _read_json(response, endpoint)
                 if isinstance(data, dict) and data.get("error"):
                     raise stream_error(error_fields(data), endpoint)
-                data = completion_body(data)
-                chunk = completion_as_chunk(data) if path == "chat/completions" else data
-                yield raw_chunk(sse.Message(json.dumps(chunk)), endpoint)
+                whole = completion_body(data)
+                as_chunk = completion_as_chunk(whole) if path == "chat/completions" else whole
+                only = raw_chunk(sse.Message(json.dumps(as_chunk)), endpoint)
+                if only is not None:
+                    yield only
                 return
             async with contextlib.aclosing(_raw_chunks(response, endpoint)) as chunks:
                 async for chunk in chunks:
@@ -484,7 +496,7 @@ async def stream_chunks(
             await response.aclose()
 
 
-async def _raw_chunks(response: httpx.Response, endpoint: Endpoint) -> AsyncIterator[RawChunk]:
+async def _raw_chunks(response: httpx.Response, endpoint: Endpoint) -> AsyncGenerator[RawChunk, None]:
     decoder = sse.Decoder()
     finished = False
     rest = b""

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import ipaddress
 import json
 import logging
 import random
 import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+import idna
 from django.conf import settings
 from django.utils.translation import gettext as _
 
@@ -33,6 +36,8 @@ INITIAL_RETRY_DELAY = 0.5  # openai-python _constants.py
 MAX_RETRY_DELAY = 8.0
 _RETRY_STATUSES = {408, 409, 429}
 _KEY_CHARS = re.compile(r"[\x21-\x7e]*")
+_IPV4_STYLE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")  # httpx reads such a host as IPv4
+MAX_BASE_URL_LENGTH = 500  # Provider.base_url's column
 
 
 class InvalidEndpoint(ValueError):
@@ -47,9 +52,15 @@ def validate_base_url(url: str) -> str:
     is refused rather than half-trusted.
     """
     url = (url or "").strip()
-    if any(c.isspace() or ord(c) < 0x20 or c == "\\" for c in url):
+    if len(url) > MAX_BASE_URL_LENGTH:
+        raise InvalidEndpoint(_("The base URL is longer than %(max)d characters.") % {"max": MAX_BASE_URL_LENGTH})
+    # Category C: control, format (soft hyphen, zero-width space), surrogate and unassigned.
+    if any(c.isspace() or unicodedata.category(c)[0] == "C" or c == "\\" for c in url):
         raise InvalidEndpoint(_("The base URL must not contain spaces, control characters or backslashes."))
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)  # ValueError for an unclosed "[" or characters NFKC turns into "/", "#"...
+    except ValueError:
+        raise InvalidEndpoint(_("The base URL is not a valid URL.")) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidEndpoint(_("The base URL must start with http:// or https:// and name a host."))
     if "@" in parts.netloc:
@@ -60,7 +71,28 @@ def validate_base_url(url: str) -> str:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
     except ValueError:
         raise InvalidEndpoint(_("The base URL has an invalid port.")) from None
+    _check_host(parts)
     return url.rstrip("/")
+
+
+def _check_host(parts) -> None:
+    """Refuse a host the HTTP client would refuse when the first request is sent.
+
+    The same tests as httpx's URL parser, with the libraries it uses: an IP literal must be an
+    address, a name outside ASCII must encode to IDNA, a punycode label must decode.
+    """
+    host = parts.hostname
+    try:
+        if parts.netloc.rpartition("@")[2].startswith("["):
+            ipaddress.IPv6Address(host)
+        elif _IPV4_STYLE.fullmatch(host):
+            ipaddress.IPv4Address(host)
+        elif not host.isascii():
+            idna.encode(host)
+        elif any(label.startswith("xn--") for label in host.split(".")):
+            idna.decode(host)
+    except ValueError:  # ipaddress' errors and idna's (a UnicodeError) are ValueErrors
+        raise InvalidEndpoint(_("The base URL's host is not a valid host name or IP address.")) from None
 
 
 @dataclass(frozen=True)
@@ -321,6 +353,14 @@ def bad_shape(what: str) -> UpstreamError:
     return UpstreamError(
         _("The model provider sent an unexpected %(what)s response.") % {"what": what}, code="upstream_bad_response"
     )
+
+
+def moderation_results(data, count: int) -> list[ModerationResult]:
+    """Read a ``/moderations`` answer for ``count`` inputs: one verdict per input, in order."""
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, list) or len(results) != count or not all(isinstance(r, dict) for r in results):
+        raise bad_shape("moderation")
+    return [moderation_result({"results": [result]}) for result in results]
 
 
 def moderation_result(data) -> ModerationResult:

@@ -26,6 +26,7 @@ from chat.errors import BadRequest, ModelUnavailable, NotFound, ParleyError
 from chat.serializers import conversation_to_dict, message_to_dict
 from chat.services.conversations import conversation_delete, conversation_update
 from chat.services.preferences import chat_defaults_update
+from chat.transport import events
 from chat.transport.events import control_group, user_group
 
 logger = logging.getLogger(__name__)
@@ -134,12 +135,12 @@ def conversation_detail(request, conversation_id):
         conversation_delete(conversation=conversation)
         # A reply still running in it (on any worker) stops paying the upstream at once
         # rather than at its next periodic save.
-        _send_to_group(control_group(conversation_id), {"type": "reply.stop"})
-        _notify_user(request.user, {"type": "conversation.deleted", "conversation_id": str(conversation_id)})
+        _send_to_group(control_group(conversation_id), events.reply_stop())
+        _notify_user(request.user, events.conversation_deleted(conversation_id=conversation_id))
         return HttpResponse(status=204)
     conversation = conversation_update(conversation=conversation, values=_json_body(request))
     data = conversation_to_dict(conversation)
-    _notify_user(request.user, {"type": "conversation.updated", "conversation": data})
+    _notify_user(request.user, events.conversation_updated(conversation=data))
     return JsonResponse({"conversation": data})
 
 

@@ -367,3 +367,39 @@ def test_a_sign_up_that_failed_does_not_count(client, mode, settings):
     weak = client.post(reverse("signup"), _form(username="carol", password="123"))
     assert weak.status_code == 200  # the form says why; nothing was created
     assert client.post(reverse("signup"), _form(username="carol")).status_code == 302
+
+
+class HoldUntilAllArrive:
+    """A password validator that holds every sign-up until all of them have reached it.
+
+    Password checks run after the sign-up page has looked at the address's count and before
+    the account is created, so every request is then in flight at that point at once: the
+    interleaving a burst of real requests may produce, made certain.
+    """
+
+    barrier: threading.Barrier | None = None
+
+    def validate(self, password, user=None):
+        if self.barrier is not None:
+            self.barrier.wait(timeout=60)
+
+    def get_help_text(self):
+        return ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_thirty_concurrent_sign_ups_from_one_address_make_only_as_many_accounts_as_allowed(mode, settings, monkeypatch):
+    mode("open")
+    settings.PARLEY_SIGNUP_RATE_PER_HOUR = 10
+    settings.AUTH_PASSWORD_VALIDATORS = [{"NAME": f"{__name__}.HoldUntilAllArrive"}]
+    monkeypatch.setattr(HoldUntilAllArrive, "barrier", threading.Barrier(30))
+
+    def sign_up(index):
+        return Client(REMOTE_ADDR="203.0.113.5").post(reverse("signup"), _form(username=f"member{index}")).status_code
+
+    outcomes = _run_concurrently(30, sign_up)
+    assert sorted(outcomes) == [302] * 10 + [429] * 20, outcomes
+    assert User.objects.count() == 10
+    monkeypatch.setattr(HoldUntilAllArrive, "barrier", None)
+    # Another address still has its own ten.
+    assert Client(REMOTE_ADDR="198.51.100.7").post(reverse("signup"), _form(username="erin")).status_code == 302

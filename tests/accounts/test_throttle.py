@@ -1,4 +1,4 @@
-"""Failed sign-ins are throttled per account and address, the admin login included (T33)."""
+"""Failed sign-ins are throttled per account and address, the admin login included (docs/security.md T33)."""
 
 import pytest
 from django.test import Client, RequestFactory
@@ -138,3 +138,84 @@ def test_without_a_trusted_proxy_only_the_connecting_address_counts(settings):
 def test_behind_trusted_proxies_the_client_is_counted_from_the_right(settings, proxies, forwarded, expected):
     settings.PARLEY_TRUSTED_PROXY_COUNT = proxies
     assert client_ip_address(_request(forwarded=forwarded)) == expected
+
+
+# --- password spraying: failures per address, across accounts --------------------------------
+
+
+@pytest.fixture
+def thirty_members(django_user_model):
+    return [django_user_model.objects.create_user(f"member{index}", password=PASSWORD) for index in range(30)]
+
+
+@pytest.fixture
+def address_limit(settings):
+    settings.PARLEY_LOGIN_ADDRESS_FAILURE_LIMIT = 10
+    return 10
+
+
+def _spray(client, url, **headers):
+    """One wrong guess against each of the thirty members, as a password sprayer does."""
+    return [_attempt(client, url, f"member{index}", "wrong", **headers).status_code for index in range(30)]
+
+
+@pytest.mark.parametrize("url", LOGIN_PAGES)
+def test_one_guess_at_each_of_thirty_accounts_from_one_address_is_refused_after_the_limit(
+    client, thirty_members, address_limit, url
+):
+    assert _spray(client, url) == [200] * (address_limit - 1) + [429] * (30 - address_limit + 1)
+
+
+def test_guesses_on_the_app_and_admin_sign_in_count_together(client, thirty_members, address_limit):
+    for index in range(address_limit - 1):
+        page = "/accounts/login/" if index % 2 else "/admin/login/"
+        assert _attempt(client, page, f"member{index}", "wrong").status_code == 200
+    assert _attempt(client, "/admin/login/", "member29", "wrong").status_code == 429
+
+
+@pytest.mark.parametrize("url", LOGIN_PAGES)
+def test_the_right_password_is_refused_while_the_address_is_blocked_with_a_clear_page(
+    client, alice, thirty_members, address_limit, url
+):
+    _spray(client, url)
+    response = _attempt(client, url, "alice", PASSWORD)
+    assert response.status_code == 429
+    assert not _signed_in(client)
+    body = response.content.decode()
+    assert "Too many failed sign-ins from your network" in body
+    assert "paused after 10 failed attempts" in body
+    assert "Wait 15 minutes" in body
+
+
+def test_another_address_is_not_blocked_by_a_sprayer(client, alice, thirty_members, address_limit):
+    _spray(client, "/accounts/login/")
+    elsewhere = Client(REMOTE_ADDR="192.0.2.50")
+    assert _attempt(elsewhere, "/accounts/login/", "alice", PASSWORD).status_code == 302
+    assert _attempt(Client(REMOTE_ADDR="192.0.2.51"), "/admin/login/", "member3", "wrong").status_code == 200
+
+
+def test_a_spoofed_forwarded_for_header_does_not_give_a_sprayer_a_fresh_address(client, thirty_members, address_limit):
+    answers = [
+        _attempt(client, "/accounts/login/", f"member{index}", "wrong", x_forwarded_for=f"203.0.113.{index}")
+        for index in range(address_limit)
+    ]
+    assert answers[-1].status_code == 429
+
+
+def test_behind_a_trusted_proxy_the_sprayers_own_address_is_counted(
+    client, alice, thirty_members, address_limit, settings
+):
+    settings.PARLEY_TRUSTED_PROXY_COUNT = 1
+    answers = [
+        _attempt(client, "/accounts/login/", f"member{index}", "wrong", x_forwarded_for=f"1.2.3.{index}, 192.0.2.10")
+        for index in range(address_limit)
+    ]
+    assert answers[-1].status_code == 429
+    # Another person behind the same proxy, at another address, signs in.
+    other = _attempt(client, "/accounts/login/", "alice", PASSWORD, x_forwarded_for="192.0.2.99")
+    assert other.status_code == 302
+
+
+def test_the_address_limit_is_off_at_zero(client, thirty_members, settings):
+    settings.PARLEY_LOGIN_ADDRESS_FAILURE_LIMIT = 0
+    assert _spray(client, "/accounts/login/") == [200] * 30

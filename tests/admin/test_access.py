@@ -1,4 +1,4 @@
-"""T04: every admin page and action refuses members and anonymous visitors.
+"""docs/security.md T04: every admin page and action refuses members and anonymous visitors.
 
 The routes come from the URLconf itself, so a ModelAdmin or a custom admin view added later is
 checked without anyone remembering to list it. Only the admin login and logout are public.

@@ -1,4 +1,4 @@
-"""T14: names an admin or a model can set are escaped in changelists, forms, history and charts."""
+"""docs/security.md T14: names an admin or a model can set are escaped in changelists, forms, history and charts."""
 
 import pytest
 from django.contrib.auth import get_user_model

@@ -5,10 +5,14 @@ import logging
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.urls import reverse
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 
-from chat.admin.providers import validate_base_url
+from chat.admin.providers import ProviderForm, validate_base_url
 from chat.models import ChatModel, Provider
+from chat.upstream import client
 from tests.admin.conftest import MASKED, SECRET_KEY, SECRET_MIDDLE, assert_no_key
+from tests.malformed_urls import base_urls
 
 pytestmark = pytest.mark.django_db
 
@@ -233,3 +237,27 @@ def test_a_key_with_spaces_is_refused_without_being_echoed(admin_client, provide
     assert "KEYWITHSPACE" not in body
     provider.refresh_from_db()
     assert provider.api_key == SECRET_KEY
+
+
+# --- malformed base URLs (issue 20 item 11) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://a\uff03b/v1", "http://999.1.1.1/v1"])
+def test_a_malformed_base_url_is_a_form_error_not_a_server_error(admin_client, provider, url):
+    response = admin_client.post(
+        reverse("admin:chat_provider_change", args=[provider.pk]), _form_data(provider, base_url=url)
+    )
+    assert response.status_code == 200
+    assert "The base URL" in response.context["adminform"].form.errors["base_url"][0]
+    provider.refresh_from_db()
+    assert provider.base_url != url
+
+
+@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(url=base_urls())
+def test_every_base_url_in_the_provider_form_is_saved_or_a_form_error(url, provider):
+    form = ProviderForm(data=_form_data(provider, base_url=url), instance=Provider(name="New"))
+    if not form.is_valid():
+        assert form.errors
+        return
+    assert client.Endpoint(form.cleaned_data["base_url"])

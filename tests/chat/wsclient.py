@@ -17,6 +17,7 @@ from django.test import Client
 from tests.reply_texts import apply_frame
 
 ORIGIN = "http://localhost"
+HOST = "localhost"  # the Host a browser on ORIGIN sends; the origin check compares the two
 
 
 @database_sync_to_async
@@ -37,7 +38,7 @@ class Tab:
     async def open(cls, user=None, *, origin: str | None = ORIGIN, cookie: str | None = None) -> Tab:
         from config.asgi import application
 
-        headers = []
+        headers = [(b"host", HOST.encode())]
         if user is not None or cookie is not None:
             key = cookie or await session_cookie(user)
             headers.append((b"cookie", f"sessionid={key}".encode()))
@@ -98,5 +99,7 @@ async def settle(timeout: float = 10) -> None:
     """Wait for every reply task of this process to end."""
     from chat import runtime
 
-    await runtime.wait_idle(timeout)
+    pending = runtime.running()
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
     await asyncio.sleep(0)

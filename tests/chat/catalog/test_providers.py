@@ -9,13 +9,18 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
+from django.test import override_settings
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import settings as hsettings
 
 from chat import crypto
 from chat.catalog import families
 from chat.catalog.providers import provider_sync_due, provider_sync_from_env, provider_sync_models
 from chat.errors import UpstreamError
 from chat.models import ChatModel, Provider
+from chat.upstream import client
+from tests.malformed_urls import base_urls
 
 pytestmark = [pytest.mark.django_db]
 
@@ -322,3 +327,31 @@ def test_non_chat_models_are_recognised(model_id, chat):
 )
 def test_the_sync_classifies_models_by_kind(model_id, kind):
     assert families.kind_of(model_id) == kind
+
+
+# --- malformed base URLs from the environment (issue 20 item 11) ---------------------------------
+
+
+@pytest.mark.parametrize("key", [KEY, ""])
+@pytest.mark.parametrize("url", ["http://[::1", "http://a\uff03b/v1", "http://999.1.1.1/v1"])
+def test_setup_providers_explains_a_malformed_base_url_without_a_traceback(env, key, url):
+    from django.core.management.base import CommandError
+
+    env.OPENAI_API_KEY = key
+    env.OPENAI_BASE_URL = url
+    with pytest.raises(CommandError) as refused:
+        call_command("setup_providers", "--no-sync", stdout=io.StringIO())
+    assert str(refused.value).startswith("OPENAI_BASE_URL: The base URL")
+    assert not Provider.objects.exists()
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(url=base_urls())
+def test_every_base_url_from_the_environment_is_used_or_a_configuration_error(url):
+    with override_settings(OPENAI_API_KEY=KEY, OPENAI_BASE_URL=url, OPENAI_ORGANIZATION=""):
+        try:
+            provider = provider_sync_from_env()
+        except ImproperlyConfigured as refused:
+            assert str(refused).startswith("OPENAI_BASE_URL: ")
+            return
+    assert client.Endpoint(Provider.objects.get(pk=provider.pk).base_url)

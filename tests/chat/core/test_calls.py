@@ -172,3 +172,20 @@ def test_every_kind_is_priced_in_its_own_units():
     assert units_cost(model, "speech", Units(characters=2_000)) == Decimal("0.03")
     assert units_cost(model, "training", Units(input_tokens=100_000)) == Decimal("2.5")
     assert units_cost(None, "chat", Units(input_tokens=10)) == 0
+
+
+def test_the_housekeeping_sweep_settles_abandoned_calls(alice, embedding_model, settings):
+    from chat.jobs import housekeeping
+
+    settings.PARLEY_STALE_CALL_SECONDS = 60
+    admission = call_admit(
+        user=alice,
+        kind=UsageKind.EMBEDDING,
+        estimate=Units(input_tokens=300),
+        purpose="embedding",
+        model_id=embedding_model.pk,
+    )
+    Reservation.objects.filter(pk=admission.reservation_id).update(created_at=timezone.now() - dt.timedelta(minutes=5))
+    housekeeping._sweep()
+    assert not Reservation.objects.exists()
+    assert UsageMonth.objects.get(user=alice).tokens_reserved == 0

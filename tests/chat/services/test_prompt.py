@@ -7,10 +7,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from chat import tokens
 from chat.core.calls import caller_pseudonym
 from chat.errors import ContextTooLong, NoProvider
 from chat.models import ChatModel, Conversation, Message, Provider
-from chat.services.prompt import message_token_count, prompt_build, tokens_for
+from chat.services.prompt import message_token_count, prompt_build
 from chat.tokens import CL100K, O200K, REPLY_PRIMING, ROLE_TOKENS, TOKENS_PER_MESSAGE, count_tokens
 
 pytestmark = pytest.mark.django_db
@@ -32,6 +33,15 @@ def make_model(provider, model_id="gpt-4o", context_window=128_000, max_output_t
 @pytest.fixture
 def gpt4o(provider):
     return make_model(provider)
+
+
+def tokens_for(message: Message) -> int:
+    """Count ``message.content`` under its conversation's model, as saving a message does."""
+    model = message.model or message.conversation.model
+    encoding = tokens.encoding_name_for_model(model.model_id if model else "")
+    message.token_count = tokens.count_tokens(message.content, encoding)
+    message.token_encoding = encoding
+    return message.token_count
 
 
 class Chat:

@@ -1,4 +1,7 @@
-"""The websocket refuses what it must: foreign origins, strangers' ids, bad frames (T01-T03, T20, T23, T29, T30)."""
+"""The websocket refuses what it must: foreign origins, strangers' ids, bad frames.
+
+docs/security.md rows: T01-T03, T07, T20, T23, T29, T30.
+"""
 
 import json
 

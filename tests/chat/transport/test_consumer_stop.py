@@ -1,4 +1,4 @@
-"""Stop really stops: the upstream sees its connection closed within a second (T40)."""
+"""Stop really stops: the upstream sees its connection closed within a second (docs/security.md T40)."""
 
 import time
 

@@ -1,7 +1,5 @@
 """The pure half of the upstream client: SSE framing, chunk reading, retry arithmetic, error text."""
 
-import ast
-import os
 import time
 from email.utils import formatdate
 from pathlib import Path
@@ -153,36 +151,3 @@ def test_moderation_and_model_answers_are_read_defensively():
     with pytest.raises(wire.UpstreamError):
         wire.model_ids({"data": "nope"})
 
-
-def _python_files():
-    # The project's own code: not installed packages (any virtualenv, whatever its name, such
-    # as make bench's .venv-prod), vendored files or local data.
-    skip = {"node_modules", "data", "static", ".git", "__pycache__"}
-    for folder, subfolders, files in os.walk(ROOT):
-        subfolders[:] = [
-            name for name in subfolders if name not in skip and not (Path(folder, name) / "pyvenv.cfg").exists()
-        ]
-        yield from (Path(folder, name) for name in files if name.endswith(".py"))
-
-
-def _imports_httpx(path: Path) -> bool:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "httpx" for a in node.names):
-            return True
-        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "httpx":
-            return True
-        if (
-            isinstance(node, ast.Call)
-            and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("import_module", "__import__")
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and str(node.args[0].value).split(".")[0] == "httpx"
-        ):
-            return True
-    return False
-
-
-def test_no_module_but_chat_llm_imports_httpx():
-    importers = sorted(str(p.relative_to(ROOT)) for p in _python_files() if _imports_httpx(p))
-    assert importers == ["chat/upstream/client.py"]

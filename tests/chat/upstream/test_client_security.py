@@ -5,11 +5,14 @@ import sys
 
 import pytest
 from django.views.debug import ExceptionReporter
+from hypothesis import given
+from hypothesis import settings as hsettings
 
 from chat.errors import UpstreamError
 from chat.models import Provider
 from chat.upstream import client as upstream_client
 from tests.fakeupstream import FakeUpstream
+from tests.malformed_urls import MALFORMED, base_urls
 
 pytestmark = [pytest.mark.usefixtures("close_llm_clients")]
 
@@ -200,3 +203,27 @@ def test_an_endpoint_never_shows_its_key():
     assert_no_key(repr(endpoint))
     assert_no_key(str(endpoint))
     assert_no_key(repr(upstream_client._headers(endpoint, "application/json")))
+
+
+# --- malformed base URLs (issue 20 item 11) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("url", MALFORMED)
+def test_a_malformed_base_url_is_refused_with_a_reason(url):
+    with pytest.raises(upstream_client.InvalidEndpoint) as caught:
+        upstream_client.validate_base_url(url)
+    assert str(caught.value)
+
+
+@hsettings(max_examples=400, deadline=None)
+@given(base_urls())
+def test_every_base_url_is_refused_with_a_reason_or_usable_by_the_http_client(url):
+    try:
+        endpoint = upstream_client.Endpoint(url)
+    except upstream_client.InvalidEndpoint as refused:
+        assert str(refused)
+        return
+    # The upstream client's own httpx (by path: tests do not import httpx themselves) can build
+    # the request it will send, and knows the host it will connect to.
+    request = upstream_client.httpx.Request("GET", endpoint.url("models"))
+    assert request.url.host

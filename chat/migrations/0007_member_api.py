@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('chat', '0004_model_call_core'),
+        ('chat', '0006_message_unchecked_status'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
