@@ -31,7 +31,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import httpx  # noqa: TID251 - this is the one module allowed to talk HTTP to upstreams
 from django.conf import settings
@@ -447,7 +447,7 @@ async def moderations(endpoint: Endpoint, body: dict, *, max_retries: int | None
 
 async def stream_chunks(
     endpoint: Endpoint, path: str, body: dict, *, max_retries: int | None = None
-) -> AsyncIterator[RawChunk]:
+) -> AsyncGenerator[RawChunk, None]:
     """Stream ``POST /chat/completions`` or ``/completions`` chunk by chunk, as the provider
     sent them (every choice, tool calls, logprobs), always asking for the usage chunk so the
     call can be billed.
@@ -473,9 +473,11 @@ async def stream_chunks(
                 data = await _read_json(response, endpoint)
                 if isinstance(data, dict) and data.get("error"):
                     raise stream_error(error_fields(data), endpoint)
-                data = completion_body(data)
-                chunk = completion_as_chunk(data) if path == "chat/completions" else data
-                yield raw_chunk(sse.Message(json.dumps(chunk)), endpoint)
+                whole = completion_body(data)
+                as_chunk = completion_as_chunk(whole) if path == "chat/completions" else whole
+                only = raw_chunk(sse.Message(json.dumps(as_chunk)), endpoint)
+                if only is not None:
+                    yield only
                 return
             async with contextlib.aclosing(_raw_chunks(response, endpoint)) as chunks:
                 async for chunk in chunks:
@@ -484,7 +486,7 @@ async def stream_chunks(
             await response.aclose()
 
 
-async def _raw_chunks(response: httpx.Response, endpoint: Endpoint) -> AsyncIterator[RawChunk]:
+async def _raw_chunks(response: httpx.Response, endpoint: Endpoint) -> AsyncGenerator[RawChunk, None]:
     decoder = sse.Decoder()
     finished = False
     rest = b""
