@@ -10,20 +10,15 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from chat.models.api import ApiToken
-from chat.models.catalog import ChatModel
+from chat.models.catalog import ChatModel, ModelKind
 from chat.models.conversations import Conversation, Message
 
-
-class UsageKind(models.TextChoices):
-    """The kind of a model call, for usage records: the model kinds, and training."""
-
-    CHAT = "chat", _("chat")
-    EMBEDDING = "embedding", _("embedding")
-    IMAGE = "image", _("image")
-    TRANSCRIPTION = "transcription", _("transcription")
-    SPEECH = "speech", _("speech")
-    MODERATION = "moderation", _("moderation")
-    TRAINING = "training", _("training")
+# The kind of a model call, for usage records: the model kinds, and training (a fine-tuning job
+# trains on a chat model).
+UsageKind = models.TextChoices(
+    "UsageKind",
+    [(kind.name, (kind.value, kind.label)) for kind in ModelKind] + [("TRAINING", ("training", _("training")))],
+)
 
 
 class UsageRecord(models.Model):

@@ -32,7 +32,7 @@ import functools
 import json
 import logging
 import typing
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import httpx  # noqa: TID251 - this is the one module allowed to talk HTTP to upstreams
 from django.conf import settings
@@ -90,6 +90,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_Item = typing.TypeVar("_Item")
 
 USER_AGENT = "Parley/0.1"
 MAX_ERROR_BODY = 64 * 1024
@@ -319,7 +320,22 @@ def _body_chunks(response: httpx.Response) -> AsyncGenerator[bytes, None]:
     return typing.cast(AsyncGenerator[bytes, None], response.aiter_bytes())
 
 
-async def _stream_events(response: httpx.Response, endpoint: Endpoint) -> AsyncGenerator[StreamEvent, None]:
+def _stream_events(response: httpx.Response, endpoint: Endpoint) -> AsyncGenerator[StreamEvent, None]:
+    """The chat completion's events, as Parley reads them (wire.chunk_event)."""
+    return _sse_items(response, endpoint, chunk_event, lambda event: event.finish_reason is not None)
+
+
+async def _sse_items(
+    response: httpx.Response,
+    endpoint: Endpoint,
+    parse: Callable[[sse.Message, Endpoint], _Item | None],
+    finishes: Callable[[_Item], bool],
+) -> AsyncGenerator[_Item, None]:
+    """The items ``parse`` makes of a server-sent event stream, until ``[DONE]`` or its end.
+
+    A stream that ends before an item that ``finishes`` the reply is an error; one that breaks
+    after it only lost its trailing usage chunk or ``[DONE]`` and is taken as complete.
+    """
     decoder = sse.Decoder()
     finished = False
     rest = b""
@@ -331,10 +347,10 @@ async def _stream_events(response: httpx.Response, endpoint: Endpoint) -> AsyncG
                     if message.data == "[DONE]":
                         await _drain(chunks)
                         return
-                    event = chunk_event(message, endpoint)
-                    if event is not None:
-                        finished = finished or event.finish_reason is not None
-                        yield event
+                    item = parse(message, endpoint)
+                    if item is not None:
+                        finished = finished or finishes(item)
+                        yield item
         if rest:
             # The body ended without a final line break: its last line still counts (a field
             # line, never a blank one, so the flush below dispatches it).
@@ -342,10 +358,10 @@ async def _stream_events(response: httpx.Response, endpoint: Endpoint) -> AsyncG
         tail = decoder.flush()
         if tail is not None and tail.data == "[DONE]":
             return
-        event = chunk_event(tail, endpoint) if tail is not None else None
-        if event is not None:
-            finished = finished or event.finish_reason is not None
-            yield event
+        item = parse(tail, endpoint) if tail is not None else None
+        if item is not None:
+            finished = finished or finishes(item)
+            yield item
     except httpx.HTTPError as exc:
         if finished and not isinstance(exc, httpx.TimeoutException):
             # The reply was complete; only the trailing usage chunk or [DONE] was lost.
@@ -497,38 +513,6 @@ async def stream_chunks(
             await response.aclose()
 
 
-async def _raw_chunks(response: httpx.Response, endpoint: Endpoint) -> AsyncGenerator[RawChunk, None]:
-    decoder = sse.Decoder()
-    finished = False
-    rest = b""
-    try:
-        async with contextlib.aclosing(_body_chunks(response)) as pieces:
-            async for piece in pieces:
-                lines, rest = _split_lines(rest + piece)
-                for message in decoder.feed_lines(lines):
-                    if message.data == "[DONE]":
-                        await _drain(pieces)
-                        return
-                    chunk = raw_chunk(message, endpoint)
-                    if chunk is not None:
-                        finished = finished or chunk.finished
-                        yield chunk
-        if rest:
-            decoder.feed(rest.removesuffix(b"\r").decode("utf-8", "replace"))
-        tail = decoder.flush()
-        if tail is not None and tail.data != "[DONE]":
-            chunk = raw_chunk(tail, endpoint)
-            if chunk is not None:
-                finished = finished or chunk.finished
-                yield chunk
-        elif tail is not None:
-            return
-    except httpx.HTTPError as exc:
-        if finished and not isinstance(exc, httpx.TimeoutException):
-            logger.info("upstream %s broke after finish_reason: %s", endpoint.base_url, type(exc).__name__)
-            return
-        raise _transport_error(exc, endpoint) from None
-    if not finished:
-        raise UpstreamError(
-            _("The model provider ended the reply before it was complete."), code="upstream_bad_response"
-        )
+def _raw_chunks(response: httpx.Response, endpoint: Endpoint) -> AsyncGenerator[RawChunk, None]:
+    """Chat or legacy completion chunks to relay as they are (wire.raw_chunk)."""
+    return _sse_items(response, endpoint, raw_chunk, lambda chunk: chunk.finished)

@@ -276,6 +276,12 @@ _json_decode = json.JSONDecoder().decode  # json.loads without its per-call argu
 
 def chunk_event(message: sse.Message, endpoint: Endpoint) -> StreamEvent | None:
     """The meaningful part of one chunk; unknown events, non-JSON and other fields are dropped (T15, T38)."""
+    data = _chunk_data(message, endpoint)
+    return _choice_event(data, "delta") if data is not None else None
+
+
+def _chunk_data(message: sse.Message, endpoint: Endpoint) -> dict | None:
+    """A chunk's JSON object; None for unknown events and non-JSON; an error chunk raises."""
     if message.event not in (None, "message", "error"):
         return None
     try:
@@ -287,7 +293,7 @@ def chunk_event(message: sse.Message, endpoint: Endpoint) -> StreamEvent | None:
         return None
     if data.get("error") or message.event == "error":
         raise stream_error(error_fields(data), endpoint)
-    return _choice_event(data, "delta")
+    return data
 
 
 def _choice_event(data: dict, key: str) -> StreamEvent | None:
@@ -417,17 +423,9 @@ class RawChunk(NamedTuple):
 
 def raw_chunk(message: sse.Message, endpoint: Endpoint) -> RawChunk | None:
     """A chat or legacy completion chunk to relay; unknown events and non-JSON are dropped (T15)."""
-    if message.event not in (None, "message", "error"):
+    data = _chunk_data(message, endpoint)
+    if data is None:
         return None
-    try:
-        data = _json_decode(message.data)
-    except ValueError:
-        logger.debug("upstream %s sent a data line that is not JSON", endpoint.base_url)
-        return None
-    if not isinstance(data, dict):
-        return None
-    if data.get("error") or message.event == "error":
-        raise stream_error(error_fields(data), endpoint)
     text, finished = _choices_text(data, "delta")
     raw_usage = data.get("usage")
     return RawChunk(message.data, data, text, finished, _usage(raw_usage) if raw_usage is not None else None)
