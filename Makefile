@@ -63,6 +63,7 @@ run: setup ## set up everything and serve Parley at http://$(HOST):$(PORT)
 
 lint: $(VENV)/.installed-dev ## ruff: lint and format check
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(VENV)/.installed-dev ## mypy (with django-stubs) over the upstream, core and services layers
 	$(BIN)/mypy
@@ -73,6 +74,7 @@ typecheck: $(VENV)/.installed-dev ## mypy (with django-stubs) over the upstream,
 # PostgreSQL and Redis, in a database and a Redis index of their own.
 test: $(VENV)/.installed-dev $(VENV)/.installed-local $(TEST_IDP)/node_modules/.installed messages ## linters, the type check and the whole suite (SQLite, then PostgreSQL and Redis)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(BIN)/pytest

@@ -186,9 +186,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return user if user.is_authenticated and user.pk == self.user.pk else None
 
     async def _end_session(self) -> None:
-        await self.send_json(
-            events.error(code="session_ended", message=_("Your session ended. Please sign in again."))
-        )
+        await self.send_json(events.error(code="session_ended", message=_("Your session ended. Please sign in again.")))
         await self.close(code=CLOSE_SESSION_ENDED)
 
     async def _watch_session(self) -> None:
@@ -381,7 +379,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def reply_done(self, event):
         self.awaiting_snapshot.pop(event["message"]["id"], None)
         await self.send_json(event)
-
 
 
 async def reply_stop(conversation_id) -> None:

@@ -114,9 +114,7 @@ class ReplyRunner:
         offset = self.sent
         self.sent = self.length
         self._last_flush = asyncio.get_running_loop().time()
-        self._outbox.put_nowait(
-            (self.group, events.reply_delta(message_id=self.reply_id, offset=offset, text=chunk))
-        )
+        self._outbox.put_nowait((self.group, events.reply_delta(message_id=self.reply_id, offset=offset, text=chunk)))
 
     async def _sender(self) -> None:
         # One sender keeps group messages in order (Redis group_send awaits the network).
