@@ -119,7 +119,9 @@ class SignInPolicyAdmin(admin.ModelAdmin):
     fields = ("password_for_members", "password_for_admins", "require_two_factor")
 
     def has_add_permission(self, request):
-        return not SignInPolicy.objects.exists() and super().has_add_permission(request)
+        # One row, made by the list view on first visit: no "add" (and no query on every admin
+        # page, where the app list asks this of each model).
+        return False
 
     def has_delete_permission(self, request, obj=None):
         return False
