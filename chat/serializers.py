@@ -21,6 +21,12 @@ def conversation_to_dict(conversation: Conversation) -> dict:
         "presence_penalty": conversation.presence_penalty,
         "frequency_penalty": conversation.frequency_penalty,
         "stop": conversation.stop,
+        "n": conversation.n,
+        "logit_bias": conversation.logit_bias,
+        "seed": conversation.seed,
+        "response_format": conversation.response_format,
+        "current_leaf_id": None if conversation.current_leaf_id is None else str(conversation.current_leaf_id),
+        "choosing": conversation.choosing,
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
     }
@@ -38,8 +44,14 @@ def message_to_dict(message: Message) -> dict:
             "cost": None if message.cost is None else str(message.cost),
         }
     error = {"code": message.error_code, "message": message.error_text} if message.error_code else None
+    siblings = getattr(message, "sibling_ids", None) or [message.id]
     return {
         "id": str(message.id),
+        "parent_id": None if message.parent_id is None else str(message.parent_id),
+        # The versions under the same parent, oldest first, this one included (a thread read
+        # through chat.selectors.conversation_messages knows them; a new message has none).
+        "sibling_ids": [str(key) for key in siblings],
+        "choice": message.choice,
         "role": message.role,
         "content": message.content,
         "status": message.status,

@@ -22,7 +22,7 @@ from chat.core.grants import model_granted
 from chat.core.moderation import blocklist_match
 from chat.errors import BadRequest, Busy, NoProvider, ParleyError, TooManyReplies
 from chat.models import Conversation, Message, ModelKind
-from chat.selectors import conversation_for_user
+from chat.selectors import conversation_for_user, message_for_user
 from chat.services.conversations import conversation_create
 from chat.services.prompt import Prompt, prompt_build
 
@@ -55,6 +55,13 @@ class ReplyPlan:
     # The blocklist's verdict on the question, found in the same database call (the first
     # check of the moderation gate, which the reply task then applies before any model call).
     blocklist_hits: list[str] | None = None
+    # Every answer of the turn, ``reply`` first: more than one when the conversation asks for
+    # several (``n``); they are siblings, written by one upstream request.
+    others: tuple[Message, ...] = ()
+
+    @property
+    def replies(self) -> tuple[Message, ...]:
+        return (self.reply, *self.others)
 
 
 def _validate_content(content) -> str:
@@ -104,13 +111,14 @@ def message_save(
                 conversation = Conversation.objects.create(owner=user, title=title)
             message = _user_message(conversation, client_id, content)
             message.save()
+            Conversation.objects.filter(pk=conversation.pk).update(current_leaf=message)
+            conversation.current_leaf = message
         return SavedTurn(conversation, message, created_conversation=True, duplicate=False)
     conversation = conversation_for_user(user=user, conversation_id=conversation_id)
     message = _user_message(conversation, client_id, content)
     try:
         with transaction.atomic():
-            message.save()
-            Conversation.objects.filter(pk=conversation.pk).update(updated_at=message.created_at)
+            _append(conversation, message)
     except IntegrityError:
         # This client id was saved already (a resend after a reconnect, or the same frame
         # racing in from another socket): that message is the one, and nothing is added.
@@ -119,6 +127,27 @@ def message_save(
             raise
         return SavedTurn(conversation, existing, created_conversation=False, duplicate=True)
     return SavedTurn(conversation, message, created_conversation=False, duplicate=False)
+
+
+def _append(conversation: Conversation, message: Message) -> None:
+    """Save ``message`` at the end of the current branch and make it the branch's leaf.
+
+    The leaf read with the conversation is assumed to be still current, and the update
+    checks it: only when another message got in between is the row locked and the leaf read
+    again (no extra query in the usual case).
+    """
+    expected = conversation.current_leaf_id
+    message.parent_id = expected
+    message.save()
+    rows = Conversation.objects.filter(pk=conversation.pk)
+    changes = {"updated_at": message.created_at, "current_leaf": message, "choosing": False}
+    if not rows.filter(current_leaf_id=expected).update(**changes):
+        leaf = rows.select_for_update().values_list("current_leaf_id", flat=True).first()
+        Message.objects.filter(pk=message.pk).update(parent_id=leaf)
+        message.parent_id = leaf
+        rows.update(**changes)
+    conversation.current_leaf_id = message.pk
+    conversation.choosing = False
 
 
 def _user_message(conversation: Conversation, client_id: str, content: str) -> Message:
@@ -201,32 +230,44 @@ def reply_begin(*, conversation: Conversation, question: Message, user=None, mod
         conversation.model = model
         prompt = prompt_build(conversation=conversation, newest=question)
         now = timezone.now()
-        reply = Message.objects.create(
-            conversation=conversation,
-            role=Message.Role.ASSISTANT,
-            status=Message.Status.STREAMING,
-            model=model,
-            model_name=model.label,
-            omitted_messages=prompt.omitted,
-            # The prompt as built; the provider's own count replaces it when the reply ends.
-            prompt_tokens=prompt.prompt_tokens,
-            created_at=now,
-            updated_at=now,
-            heartbeat_at=now,
-        )
+        count = prompt.payload.get("n", 1)
+        replies = [
+            Message(
+                conversation=conversation,
+                parent=question,
+                choice=index,
+                role=Message.Role.ASSISTANT,
+                status=Message.Status.STREAMING,
+                model=model,
+                model_name=model.label,
+                omitted_messages=prompt.omitted,
+                # The prompt as built; the provider's own count replaces it when the reply ends.
+                prompt_tokens=prompt.prompt_tokens,
+                created_at=now,
+                updated_at=now,
+                heartbeat_at=now,
+            )
+            for index in range(count)
+        ]
+        Message.objects.bulk_create(replies)
+        reply = replies[0]
         # The model-call core: the rate and the budget, reserved in this transaction so that a
         # refusal leaves no reply behind (the grant was checked above, in this same trip).
+        # Several answers are one request whose output is ``n`` replies: n times the reservation.
         admission = call_admit(
             user=user,
             kind=ModelKind.CHAT,
-            estimate=Units(input_tokens=prompt.prompt_tokens, output_tokens=prompt.reply_tokens),
+            estimate=Units(input_tokens=prompt.prompt_tokens, output_tokens=prompt.reply_tokens * count),
             purpose="reply",
             model=model,
             granted=True,
             conversation_id=conversation.pk,
             message=reply,
         )
-        Conversation.objects.filter(pk=conversation.pk).update(updated_at=now)
+        # The first answer is the branch's leaf; with several, the member picks (``choosing``).
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=now, current_leaf=reply, choosing=count > 1)
+        conversation.current_leaf_id = reply.pk
+        conversation.choosing = count > 1
     return ReplyPlan(
         conversation=conversation,
         question=question,
@@ -234,65 +275,58 @@ def reply_begin(*, conversation: Conversation, question: Message, user=None, mod
         prompt=prompt,
         admission=admission,
         blocklist_hits=blocklist_match(question.content),
+        others=tuple(replies[1:]),
     )
 
 
-def _last_user_message(conversation: Conversation) -> Message | None:
-    return conversation.messages.filter(role=Message.Role.USER).order_by("-created_at").first()
-
-
-def _delete_after(conversation: Conversation, message: Message) -> list[str]:
-    later = conversation.messages.filter(created_at__gt=message.created_at)
-    if later.filter(status=Message.Status.STREAMING).exists():
+def _refuse_while_streaming(conversation: Conversation) -> None:
+    # One reply at a time per conversation, whichever branch it is on.
+    if conversation.messages.filter(status=Message.Status.STREAMING).exists():
         raise Busy()
-    ids = [str(pk) for pk in later.values_list("id", flat=True)]
-    later.delete()
-    return ids
 
 
-def regenerate_prepare(*, user, conversation_id) -> tuple[Conversation, Message, list[str]]:
-    """Remove the last reply so a new one can be written; returns the question and removed ids."""
+def regenerate_prepare(*, user, conversation_id, message_id=None) -> tuple[Conversation, Message]:
+    """The question to answer again: the parent of the reply ``message_id`` (the current
+    leaf's by default), or the user message ``message_id`` itself. Nothing is removed: the new
+    reply is a sibling of the old ones (reply_begin makes it the current leaf)."""
     conversation = conversation_for_user(user=user, conversation_id=conversation_id)
+    if message_id is None:
+        if conversation.current_leaf_id is None:
+            raise NothingToRegenerate(_("There is no message to answer yet."))
+        message_id = conversation.current_leaf_id
+    target = message_for_user(user=user, conversation=conversation, message_id=message_id)
+    question = target if target.role == Message.Role.USER else target.parent
+    if question is None or question.role != Message.Role.USER:
+        raise NothingToRegenerate(_("There is no message to answer yet."))
+    question.conversation = conversation
     with transaction.atomic():
         Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
-        question = _last_user_message(conversation)
-        if question is None:
-            raise NothingToRegenerate(_("There is no message to answer yet."))
-        removed = _delete_after(conversation, question)
+        _refuse_while_streaming(conversation)
         if question.status == Message.Status.BLOCKED:
             # Moderation runs again on the same text; start from a clean slate.
             question.status = Message.Status.COMPLETE
             question.moderation_categories = []
             question.save(update_fields=["status", "moderation_categories"])
-    return conversation, question, removed
+    return conversation, question
 
 
-def edit_prepare(*, user, conversation_id, message_id, content) -> tuple[Conversation, Message, list[str]]:
-    """Change the last user message and remove everything after it."""
+def edit_prepare(*, user, conversation_id, message_id, content) -> tuple[Conversation, Message]:
+    """Save ``content`` as a new version of the user message ``message_id`` (a sibling under
+    the same parent, which becomes the current leaf); the old version and its branch stay."""
     content = _validate_content(content)
     conversation = conversation_for_user(user=user, conversation_id=conversation_id)
+    original = message_for_user(user=user, conversation=conversation, message_id=message_id)
+    if original.role != Message.Role.USER:
+        raise NothingToRegenerate(_("Only your own messages can be edited."))
     with transaction.atomic():
         Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
-        question = _last_user_message(conversation)
-        if question is None or str(question.id) != str(message_id):
-            if not conversation.messages.filter(id=_uuid_or_none(message_id)).exists():
-                from chat.errors import NotFound
-
-                raise NotFound()
-            raise NothingToRegenerate(_("Only your last message can be edited."))
-        removed = _delete_after(conversation, question)
+        _refuse_while_streaming(conversation)
+        question = Message(conversation=conversation, role=Message.Role.USER, parent_id=original.parent_id)
         _set_content(question, content, _encoding_for(conversation))
-        question.status = Message.Status.COMPLETE
-        question.moderation_categories = []
-        question.updated_at = timezone.now()
         question.save()
-    return conversation, question, removed
-
-
-def _uuid_or_none(value):
-    import uuid
-
-    try:
-        return uuid.UUID(str(value))
-    except (TypeError, ValueError):
-        return None
+        Conversation.objects.filter(pk=conversation.pk).update(
+            current_leaf=question, choosing=False, updated_at=question.created_at
+        )
+        conversation.current_leaf_id = question.pk
+        conversation.choosing = False
+    return conversation, question
