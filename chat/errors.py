@@ -106,3 +106,27 @@ class UpstreamError(ParleyError):
     def __init__(self, message=None, *, code=None, retry_after=None, status: int | None = None, **detail):
         super().__init__(message, code=code, retry_after=retry_after, **detail)
         self.status = status
+
+
+class MediaNotFound(NotFound):
+    default_message = _("That file does not exist.")
+
+
+class MediaTooLarge(ParleyError):
+    code = "media_too_large"
+    default_message = _("This file is too large.")
+
+
+class MediaQuotaExceeded(ParleyError):
+    code = "media_quota_exceeded"
+    default_message = _("Your file storage is full. Delete files or conversations to make room.")
+
+
+class MediaTypeUnsupported(ParleyError):
+    code = "media_type_unsupported"
+    default_message = _("This kind of file is not supported.")
+
+
+class MediaEmpty(ParleyError):
+    code = "media_empty"
+    default_message = _("The file is empty.")

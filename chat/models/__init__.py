@@ -2,6 +2,7 @@
 
 from chat.models.catalog import ChatModel, ModelKind, Provider
 from chat.models.conversations import Conversation, Message
+from chat.models.media import MediaFile
 from chat.models.moderation import BlocklistEntry, ModerationEvent
 from chat.models.usage import Reservation, UsageKind, UsageMonth, UsageRecord
 
@@ -9,6 +10,7 @@ __all__ = [
     "BlocklistEntry",
     "ChatModel",
     "Conversation",
+    "MediaFile",
     "Message",
     "ModelKind",
     "ModerationEvent",
