@@ -158,4 +158,3 @@ def test_moderation_and_model_answers_are_read_defensively():
     assert wire.model_ids({"data": [{"id": "a"}, {"id": "a"}, {"id": 3}, {"nope": 1}, {"id": "b"}]}) == ["a", "b"]
     with pytest.raises(wire.UpstreamError):
         wire.model_ids({"data": "nope"})
-

@@ -468,7 +468,7 @@ def test_export_as_json_lists_every_message(alice_client, alice):
 
 
 def branched(alice):
-    """"question" answered twice: "old answer", then "new answer" (the branch shown)."""
+    """ "question" answered twice: "old answer", then "new answer" (the branch shown)."""
     conversation = make_conversation(alice, "Branches", messages=[("user", "question"), ("assistant", "old answer")])
     question = conversation.messages.get(role="user")
     newer = Message.objects.create(conversation=conversation, role="assistant", content="new answer", parent=question)

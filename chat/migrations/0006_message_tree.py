@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0004_model_call_core'),
+        ('chat', '0005_media_file'),
     ]
 
     operations = [
