@@ -20,7 +20,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
-from chat import selectors
+from chat import selectors, tokens
 from chat.core import grants
 from chat.errors import BadRequest, Busy, ModelUnavailable, NotFound, ParleyError
 from chat.serializers import conversation_to_dict, message_to_dict
@@ -177,6 +177,8 @@ def model_to_dict(model) -> dict:
         "max_output_tokens": model.max_output_tokens,
         "is_default": model.is_default,
         "priced": model.input_price_per_million is not None or model.output_price_per_million is not None,
+        # Words to avoid or prefer need the model's encoding (chat.tokens.known_encoding_for_model).
+        "token_bias": tokens.known_encoding_for_model(model.model_id) is not None,
     }
 
 

@@ -132,3 +132,19 @@ async def test_three_answers_stream_side_by_side_and_the_member_continues_from_t
         {"role": "user", "content": "why that one?"},
     ]
     await tab.close()
+
+
+async def test_a_setting_parley_does_not_know_is_refused_with_its_code_and_nothing_is_saved(
+    alice, upstream_model, fake_upstream
+):
+    tab = await Tab.open(alice)
+    await tab.send_message("hello", client_id="c1", settings={"best_of": 2})
+    error = await tab.until_type("error")
+    assert (error["code"], error["request"], error["client_id"]) == ("unknown_setting", "send", "c1")
+    assert error["detail"] == {"setting": "best_of"}
+    await tab.send_message("hello", client_id="c2", settings={"n": 9})
+    error = await tab.until_type("error")
+    assert error["code"] == "invalid_setting" and "between 1 and 4" in error["message"]
+    assert not await database_sync_to_async(Message.objects.exists)()
+    assert fake_upstream.completion_requests == []
+    await tab.close()
