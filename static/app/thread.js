@@ -114,6 +114,9 @@ export class Thread {
   update(message) {
     const index = this.messages.findIndex((m) => m.id === message.id);
     if (index === -1) return;
+    // Events about one message (reply.done) do not list its versions: keep what the state said.
+    const known = this.messages[index].sibling_ids || [];
+    if ((message.sibling_ids || []).length < known.length) message.sibling_ids = known;
     this.messages[index] = message;
     if (FINAL.has(message.status)) this.live.delete(message.id);
     this.paint(message);

@@ -35,9 +35,7 @@ def payload(conversation):
 
 
 def test_n_seed_and_response_format_reach_the_request(alice, gpt4o):
-    conversation = conversation_create(
-        user=alice, settings={"n": 3, "seed": 42, "response_format": "json_object"}
-    )
+    conversation = conversation_create(user=alice, settings={"n": 3, "seed": 42, "response_format": "json_object"})
     body = payload(conversation)
     assert body["n"] == 3 and body["seed"] == 42
     assert body["response_format"] == {"type": "json_object"}
