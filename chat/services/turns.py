@@ -19,10 +19,10 @@ from django.utils.translation import gettext as _
 from chat import tokens
 from chat.core.calls import Admission, Units, call_admit
 from chat.core.grants import model_granted
-from chat.core.moderation import blocklist_match
+from chat.core.moderation import GateInput, gate_blocklist
 from chat.errors import BadRequest, Busy, NoProvider, ParleyError, TooManyReplies
 from chat.models import Conversation, Message, ModelKind
-from chat.selectors import conversation_for_user, message_for_user
+from chat.selectors import conversation_for_user, message_for_user, path_ids
 from chat.services.conversations import conversation_create
 from chat.services.prompt import Prompt, prompt_build
 
@@ -55,6 +55,10 @@ class ReplyPlan:
     # The blocklist's verdict on the question, found in the same database call (the first
     # check of the moderation gate, which the reply task then applies before any model call).
     blocklist_hits: list[str] | None = None
+    # The rest of the turn's input that the gate checks with the question (system prompt, the
+    # previous message, earlier unchecked ones) and which of it the blocklist hit.
+    gate: GateInput = GateInput()
+    blocklist_where: str = ""
     # Every answer of the turn, ``reply`` first: more than one when the conversation asks for
     # several (``n``); they are siblings, written by one upstream request.
     others: tuple[Message, ...] = ()
@@ -268,14 +272,39 @@ def reply_begin(*, conversation: Conversation, question: Message, user=None, mod
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=now, current_leaf=reply, choosing=count > 1)
         conversation.current_leaf_id = reply.pk
         conversation.choosing = count > 1
+    gate = _gate_input(conversation, question)
+    hits, where = gate_blocklist(question.content, gate)
     return ReplyPlan(
         conversation=conversation,
         question=question,
         reply=reply,
         prompt=prompt,
         admission=admission,
-        blocklist_hits=blocklist_match(question.content),
+        blocklist_hits=hits,
+        gate=gate,
+        blocklist_where=where,
         others=tuple(replies[1:]),
+    )
+
+
+UNCHECKED_RECHECKED = 20  # earlier unchecked messages the gate checks again with a new turn
+
+
+def _gate_input(conversation: Conversation, question: Message) -> GateInput:
+    """The text besides ``question`` that this turn sends a model, for the moderation gate: the
+    earlier messages are those of its branch (the path to its parent)."""
+    if question.parent_id is None:
+        earlier = Message.objects.none()
+    else:
+        earlier = conversation.messages.filter(role=Message.Role.USER, id__in=path_ids(question.parent_id))
+    previous = (
+        earlier.filter(status=Message.Status.COMPLETE).order_by("-created_at").values_list("content", flat=True).first()
+    )
+    unchecked = earlier.filter(status=Message.Status.UNCHECKED).order_by("created_at")[:UNCHECKED_RECHECKED]
+    return GateInput(
+        system_prompt=conversation.system_prompt or "",
+        previous=previous or "",
+        unchecked=tuple((str(pk), content) for pk, content in unchecked.values_list("pk", "content")),
     )
 
 
@@ -302,7 +331,7 @@ def regenerate_prepare(*, user, conversation_id, message_id=None) -> tuple[Conve
     with transaction.atomic():
         Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
         _refuse_while_streaming(conversation)
-        if question.status == Message.Status.BLOCKED:
+        if question.status in (Message.Status.BLOCKED, Message.Status.UNCHECKED):
             # Moderation runs again on the same text; start from a clean slate.
             question.status = Message.Status.COMPLETE
             question.moderation_categories = []
