@@ -8,8 +8,9 @@ from __future__ import annotations
 import uuid
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, UUIDField, When
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
 
 from chat.errors import NotFound
 from chat.models import Conversation, Message
@@ -96,25 +97,59 @@ def message_path(*, conversation: Conversation, leaf_id=None, limit: int | None 
     return list(qs.order_by("created_at"))
 
 
+def _versions_of():
+    """Annotations of a message's versions (the messages under its parent, itself included,
+    in (created_at, choice) order): how many, its position, the previous and the next. Each is
+    a correlated subquery on the (parent, created_at) index, so the path and its versions come
+    in one query; a first message's versions are the conversation's other roots."""
+
+    def siblings(root: bool):
+        rows = Message.objects.filter(conversation_id=OuterRef("conversation_id"))
+        return rows.filter(parent__isnull=True) if root else rows.filter(parent_id=OuterRef("parent_id"))
+
+    def before(root: bool):
+        return siblings(root).filter(
+            Q(created_at__lt=OuterRef("created_at"))
+            | Q(created_at=OuterRef("created_at"), choice__lt=OuterRef("choice"))
+        )
+
+    def after(root: bool):
+        return siblings(root).filter(
+            Q(created_at__gt=OuterRef("created_at"))
+            | Q(created_at=OuterRef("created_at"), choice__gt=OuterRef("choice"))
+        )
+
+    def count(rows):
+        counted = Subquery(rows.order_by().values("conversation_id").annotate(n=Count("pk")).values("n")[:1])
+        return Coalesce(counted, 0)  # no row at all: no group, so no count
+
+    def either(make, output_field):
+        return Case(When(parent__isnull=True, then=make(True)), default=make(False), output_field=output_field)
+
+    return {
+        "version_count": either(lambda root: count(siblings(root)), IntegerField()),
+        "versions_before": either(lambda root: count(before(root)), IntegerField()),
+        "version_previous": either(
+            lambda root: Subquery(before(root).order_by("-created_at", "-choice").values("id")[:1]), UUIDField()
+        ),
+        "version_next": either(
+            lambda root: Subquery(after(root).order_by("created_at", "choice").values("id")[:1]), UUIDField()
+        ),
+    }
+
+
 def conversation_messages(*, conversation: Conversation, limit: int | None = None) -> list[Message]:
     """The branch the member sees (the path to the current leaf), each message with its
-    versions: ``message.sibling_ids``, the ids of the messages under the same parent, itself
-    included, oldest first. Two queries, whatever the tree's size."""
-    messages = message_path(conversation=conversation, limit=limit)
-    if not messages:
-        return messages
-    leaf = messages[-1]
-    parents = {m.parent_id for m in messages if m.parent_id is not None} | {leaf.id}
-    rows = Message.objects.filter(conversation_id=conversation.pk)
-    condition = Q(parent_id__in=parents)
-    if any(m.parent_id is None for m in messages):
-        condition |= Q(parent__isnull=True)
-    versions: dict = {}
-    for key, parent_id in rows.filter(condition).order_by("created_at", "choice").values_list("id", "parent_id"):
-        versions.setdefault(parent_id, []).append(key)
-    for message in messages:
-        message.sibling_ids = versions.get(message.parent_id, [message.id])
-    return messages
+    versions (``version_count``, ``versions_before``, ``version_previous``, ``version_next``:
+    chat.serializers turns them into "2 / 3" and the ids to switch to). One query, whatever
+    the tree's size."""
+    leaf_id = conversation.current_leaf_id
+    if leaf_id is None:
+        return []
+    qs = Message.objects.filter(conversation_id=conversation.pk, id__in=path_ids(leaf_id)).annotate(**_versions_of())
+    if limit is not None:
+        return list(reversed(qs.order_by("-created_at")[:limit]))
+    return list(qs.order_by("created_at"))
 
 
 def conversation_choices(*, conversation: Conversation, leaf: Message | None) -> list[Message]:

@@ -32,6 +32,10 @@ def conversation_to_dict(conversation: Conversation) -> dict:
     }
 
 
+def _id(value) -> str | None:
+    return None if value is None else str(value)
+
+
 def message_to_dict(message: Message) -> dict:
     usage = None
     if message.status != Message.Status.STREAMING and (
@@ -44,13 +48,21 @@ def message_to_dict(message: Message) -> dict:
             "cost": None if message.cost is None else str(message.cost),
         }
     error = {"code": message.error_code, "message": message.error_text} if message.error_code else None
-    siblings = getattr(message, "sibling_ids", None) or [message.id]
+    count = getattr(message, "version_count", None) or 1
     return {
         "id": str(message.id),
         "parent_id": None if message.parent_id is None else str(message.parent_id),
-        # The versions under the same parent, oldest first, this one included (a thread read
-        # through chat.selectors.conversation_messages knows them; a new message has none).
-        "sibling_ids": [str(key) for key in siblings],
+        # Its place among the versions under the same parent ("2 / 3") and the ids of the ones
+        # before and after it (known for a thread read by chat.selectors.conversation_messages;
+        # null for an event about one message).
+        "versions": {
+            "index": (getattr(message, "versions_before", None) or 0) + 1,
+            "count": count,
+            "previous_id": _id(getattr(message, "version_previous", None)),
+            "next_id": _id(getattr(message, "version_next", None)),
+        }
+        if count > 1
+        else None,
         "choice": message.choice,
         "role": message.role,
         "content": message.content,

@@ -115,8 +115,7 @@ export class Thread {
     const index = this.messages.findIndex((m) => m.id === message.id);
     if (index === -1) return;
     // Events about one message (reply.done) do not list its versions: keep what the state said.
-    const known = this.messages[index].sibling_ids || [];
-    if ((message.sibling_ids || []).length < known.length) message.sibling_ids = known;
+    if (!message.versions && this.messages[index].versions) message.versions = this.messages[index].versions;
     this.messages[index] = message;
     if (FINAL.has(message.status)) this.live.delete(message.id);
     this.paint(message);
@@ -234,18 +233,17 @@ export class Thread {
   paintVersions(message) {
     const view = this.views.get(message.id);
     if (!view) return;
-    const siblings = this.choiceIds.has(message.id) ? [] : message.sibling_ids || [];
-    const index = siblings.indexOf(message.id);
-    if (siblings.length < 2 || index === -1) {
+    const versions = this.choiceIds.has(message.id) ? null : message.versions;
+    if (!versions || versions.count < 2) {
       view.versions.hidden = true;
       view.versions.replaceChildren();
       return;
     }
-    const go = (offset) => () => this.actions.switchTo(siblings[index + offset]);
+    const go = (id) => () => this.actions.switchTo(id);
     view.versions.replaceChildren(
-      h("button", { type: "button", class: "version-button", "aria-label": t("Previous version"), title: t("Previous version"), disabled: index === 0, onclick: go(-1), text: "‹" }),
-      h("span", { class: "version-count", text: `${index + 1} / ${siblings.length}` }),
-      h("button", { type: "button", class: "version-button", "aria-label": t("Next version"), title: t("Next version"), disabled: index === siblings.length - 1, onclick: go(1), text: "›" }),
+      h("button", { type: "button", class: "version-button", "aria-label": t("Previous version"), title: t("Previous version"), disabled: !versions.previous_id, onclick: go(versions.previous_id), text: "‹" }),
+      h("span", { class: "version-count", text: `${versions.index} / ${versions.count}` }),
+      h("button", { type: "button", class: "version-button", "aria-label": t("Next version"), title: t("Next version"), disabled: !versions.next_id, onclick: go(versions.next_id), text: "›" }),
     );
     view.versions.hidden = false;
   }

@@ -76,4 +76,4 @@ def test_a_linear_history_becomes_one_branch_with_blocked_and_failed_messages_in
 
     shown = conversation_messages(conversation=Current.objects.get(pk=stories.pk))
     assert [(m.role, m.content, m.status) for m in shown] == history
-    assert all(len(m.sibling_ids) == 1 for m in shown)
+    assert all(m.version_count == 1 for m in shown)

@@ -69,7 +69,8 @@ def test_editing_an_earlier_message_makes_a_new_branch_and_keeps_the_old_one(ali
     assert Message.objects.filter(conversation=conversation).count() == 7  # nothing deleted
     conversation.refresh_from_db()
     thread = conversation_messages(conversation=conversation)
-    assert [str(key) for key in thread[-1].sibling_ids] == [str(messages["two"].id), str(edited.id)]
+    assert (thread[-1].version_count, thread[-1].versions_before) == (2, 1)
+    assert (thread[-1].version_previous, thread[-1].version_next) == (messages["two"].id, None)
 
     branch_switch(user=alice, conversation_id=conversation.pk, message_id=messages["two"].id)
     assert shown(conversation) == ["one", "1", "two", "2", "three", "3"]
@@ -82,7 +83,11 @@ def test_editing_the_first_message_makes_a_second_root(alice, chat):
     conversation.refresh_from_db()
     thread = conversation_messages(conversation=conversation)
     assert [m.content for m in thread] == ["ONE"]
-    assert len(thread[0].sibling_ids) == 2
+    assert (thread[0].version_count, thread[0].versions_before, thread[0].version_previous) == (
+        2,
+        1,
+        messages["one"].id,
+    )
 
 
 def test_only_user_messages_are_edited_and_only_the_owners(alice, bob, chat):
@@ -143,7 +148,7 @@ def test_blocked_and_failed_messages_on_the_path_are_left_out_of_the_prompt(alic
     assert [m["content"] for m in prompt.payload["messages"]] == ["hello", "hello again"]
 
 
-def test_the_thread_takes_two_queries_however_branched(alice, chat):
+def test_the_thread_takes_one_query_however_branched(alice, chat):
     conversation, messages = chat
     for n in range(5):
         answer(conversation, messages["two"], f"2 v{n}")
@@ -152,9 +157,11 @@ def test_the_thread_takes_two_queries_however_branched(alice, chat):
     conversation.refresh_from_db()
     with CaptureQueriesContext(connection) as queries:
         thread = conversation_messages(conversation=conversation)
-    assert len(queries) == 2
+    assert len(queries) == 1
     assert [m.content for m in thread] == ["one", "1", "two", "2", "three", "3"]
-    assert [len(m.sibling_ids) for m in thread] == [1, 1, 1, 6, 6, 1]
+    assert [m.version_count for m in thread] == [1, 1, 1, 6, 6, 1]
+    assert [m.versions_before for m in thread] == [0, 0, 0, 0, 0, 0]
+    assert thread[4].version_previous is None and thread[4].version_next is not None
 
 
 def test_a_fork_is_a_new_conversation_with_the_path_up_to_a_message(alice, bob, chat):

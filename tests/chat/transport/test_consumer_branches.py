@@ -44,7 +44,8 @@ async def test_editing_an_earlier_message_shows_the_new_branch_in_every_tab_and_
     for each in (tab, other):
         state = await each.until_type("conversation.state")
         assert thread(state)[0] == "FIRST"
-        assert state["messages"][0]["sibling_ids"] == [first["id"], state["messages"][0]["id"]]
+        versions = state["messages"][0]["versions"]
+        assert versions == {"index": 2, "count": 2, "previous_id": first["id"], "next_id": None}
     new_reply = await tab.reply()
     assert fake_upstream.completion_requests[-1].body["messages"] == [{"role": "user", "content": "FIRST"}]
 
@@ -72,8 +73,11 @@ async def test_regenerating_twice_keeps_three_versions_of_the_reply(alice, upstr
     await tab.send({"type": "sync", "conversation_id": conversation_id})
     state = await tab.until_type("conversation.state")
     assert len(state["messages"]) == 2  # the branch of the newest version of the first reply
-    assert len(state["messages"][1]["sibling_ids"]) == 3
-    assert state["messages"][1]["sibling_ids"][0] == first_reply["id"]
+    versions = state["messages"][1]["versions"]
+    assert (versions["index"], versions["count"], versions["next_id"]) == (3, 3, None)
+    await tab.send({"type": "switch", "conversation_id": conversation_id, "message_id": versions["previous_id"]})
+    middle = (await tab.until_type("conversation.state"))["messages"][1]["versions"]
+    assert (middle["index"], middle["previous_id"]) == (2, first_reply["id"])
     # The regenerated reply was asked with the history up to its question only.
     assert fake_upstream.completion_requests[-1].body["messages"] == [{"role": "user", "content": "first question"}]
     await tab.close()
@@ -121,7 +125,8 @@ async def test_three_answers_stream_side_by_side_and_the_member_continues_from_t
     await tab.send({"type": "switch", "conversation_id": conversation_id, "message_id": ids[1]})
     picked = await tab.until_type("conversation.state")
     assert thread(picked) == ["name a colour", second["content"]]
-    assert picked["choices"] == [] and picked["messages"][-1]["sibling_ids"] == ids
+    versions = picked["messages"][-1]["versions"]
+    assert picked["choices"] == [] and versions == {"index": 2, "count": 3, "previous_id": ids[0], "next_id": ids[2]}
 
     await database_sync_to_async(Conversation.objects.filter(pk=conversation_id).update)(n=1)
     await tab.send_message("why that one?", conversation_id=conversation_id)
