@@ -166,3 +166,41 @@ def test_three_answers_side_by_side_and_the_member_continues_from_the_second(ali
     assert history[-1][1].startswith("Why that one?")
     wait_for(lambda: bodies(page)[-1] == "It is crisp.", 10, what="the reply in the thread")
     watch.assert_clean()
+
+
+def test_words_to_avoid_seed_and_json_reach_the_upstream_and_a_model_without_a_known_encoding_hides_them(
+    alice_page, live, watch
+):
+    page = alice_page
+    live.shell(
+        "from chat.models import ChatModel, Provider; "
+        "ChatModel.objects.get_or_create(provider=Provider.objects.first(), model_id='llama-3.1-8b', "
+        "defaults={'display_name': 'Llama 3.1 8B', 'context_window': 8000})"
+    )
+    page.reload()
+    open_new_chat(page)
+    page.get_by_role("button", name="Chat settings").click()
+    dialog = page.get_by_role("dialog", name="Chat settings")
+    dialog.get_by_label("Model").select_option(label="Llama 3.1 8B · Fake upstream")
+    expect(dialog.get_by_label("Avoid words")).to_be_hidden()
+    dialog.get_by_label("Model").select_option(label="GPT-4o · Fake upstream")
+    dialog.get_by_label("Avoid words").fill("banana\ncherry")
+    dialog.get_by_label("Seed").fill("7")
+    dialog.get_by_label("Response format").select_option(label="JSON object")
+    dialog.get_by_role("button", name="Save", exact=True).click()
+    expect(dialog).to_be_hidden()
+    send(page, 'Fruit as JSON [[fake reply="{}" tokens=1]]')
+    wait_reply_done(page)
+    # The first request is the reply's (the automatic title's comes after it).
+    body = [r for r in live.upstream.completions() if "Fruit as JSON" in json.dumps(r["body"])][0]["body"]
+    assert body["seed"] == 7 and body["response_format"] == {"type": "json_object"}
+    assert body["logit_bias"] and set(body["logit_bias"].values()) == {-100}
+
+    # A value out of range is refused with a readable error, and nothing changes.
+    page.get_by_role("button", name="Chat settings").click()
+    dialog.get_by_label("Answers per message").fill("9")
+    dialog.get_by_role("button", name="Save", exact=True).click()
+    expect(dialog.get_by_role("alert")).to_contain_text("Answers per message")
+    dialog.get_by_role("button", name="Cancel").click()
+    live.shell("from chat.models import ChatModel; ChatModel.objects.filter(model_id='llama-3.1-8b').delete()")
+    watch.assert_clean()
