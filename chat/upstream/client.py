@@ -39,7 +39,7 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 
 from chat.errors import UpstreamError
-from chat.upstream import sse
+from chat.upstream import redact, sse
 from chat.upstream.wire import (
     Embeddings,
     Endpoint,
@@ -49,7 +49,6 @@ from chat.upstream.wire import (
     Usage,
     backoff_seconds,
     chunk_event,
-    clean_upstream_text,
     completion_events,
     embeddings_result,
     error_fields,
@@ -236,7 +235,7 @@ async def _read_capped(response: httpx.Response, cap: int) -> bytes:
 
 def _transport_error(exc: httpx.HTTPError, endpoint: Endpoint) -> UpstreamError:
     # httpx messages name hosts and socket errors, never header values; still scrubbed.
-    logger.warning("upstream %s: %s %s", endpoint.base_url, type(exc).__name__, clean_upstream_text(exc, endpoint))
+    logger.warning("upstream %s: %s %s", endpoint.base_url, type(exc).__name__, redact.clean(exc, [endpoint.api_key]))
     if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
         return UpstreamError(_("Parley could not connect to the model provider."), code="upstream_unavailable")
     if isinstance(exc, httpx.TimeoutException):
@@ -386,8 +385,10 @@ async def _call_json(endpoint: Endpoint, method: str, path: str, body=None, max_
     return data
 
 
-async def moderate(endpoint: Endpoint, text: str, *, max_retries: int | None = None) -> ModerationResult:
-    """``POST /moderations`` for one text: whether it is flagged, and the flagged categories."""
+async def moderate(endpoint: Endpoint, text: str | list[str], *, max_retries: int | None = None) -> ModerationResult:
+    """``POST /moderations`` for one text or several: flagged if any is, with the flagged categories."""
+    if isinstance(text, list) and len(text) == 1:
+        text = text[0]  # the plain form every compatible server understands
     return moderation_result(await _call_json(endpoint, "POST", "moderations", {"input": text}, max_retries))
 
 

@@ -3,7 +3,7 @@
 chat/upstream/client.py does the HTTP; this module holds the parts that are pure functions of what was
 received, so they are tested on their own: endpoint validation (T25c), the retry arithmetic of
 the official client (T35), reading error bodies into stable codes with the provider's text
-cleaned of keys and markup-free (T27), and reading stream chunks, of which only content
+cleaned of keys by chat.upstream.redact (T27), and reading stream chunks, of which only content
 deltas of choice 0, finish_reason and usage pass on (T15, T38).
 """
 
@@ -28,7 +28,7 @@ from django.utils.translation import gettext as _
 
 from chat import crypto
 from chat.errors import UpstreamError
-from chat.upstream import sse
+from chat.upstream import redact, sse
 
 logger = logging.getLogger(__name__)
 
@@ -206,20 +206,6 @@ def retryable(status: int, error: dict) -> bool:
 
 
 # --- errors -------------------------------------------------------------------------------
-_KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*]{8,}")
-_BEARER = re.compile(r"\bBearer\s+\S+", re.I)
-
-
-def clean_upstream_text(text, endpoint: Endpoint | None = None, limit: int = 300) -> str:
-    """Upstream error text made safe to keep: plain, one line, short, and with no key in it."""
-    text = str(text or "")
-    if endpoint is not None and len(endpoint.api_key) >= 6:
-        text = text.replace(endpoint.api_key, crypto.mask(endpoint.api_key))
-    text = "".join(c if c.isprintable() else " " for c in text)
-    text = " ".join(_BEARER.sub("Bearer …", _KEY_LIKE.sub("sk-…", text)).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def error_fields(raw: bytes | str | dict) -> dict:
     """``{"message", "type", "code"}`` from the many shapes of error bodies (OpenAI and not)."""
     data = raw
@@ -245,7 +231,7 @@ def error_fields(raw: bytes | str | dict) -> dict:
 
 
 def _error(code: str, text: str, error: dict, endpoint: Endpoint, status=None, retry_after=None) -> UpstreamError:
-    said = clean_upstream_text(error.get("message"), endpoint)
+    said = redact.clean(error.get("message"), [endpoint.api_key])
     message = text if not said else _("%(message)s (The provider said: %(said)s)") % {"message": text, "said": said}
     detail = {"upstream_message": said} if said else {}
     return UpstreamError(message, code=code, status=status, retry_after=retry_after, **detail)
