@@ -13,7 +13,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
 from chat.errors import NotFound
-from chat.models import Conversation, Message
+from chat.models import ApiToken, Conversation, Message
 
 
 def _as_uuid(value) -> uuid.UUID:
@@ -28,6 +28,18 @@ def conversation_for_user(*, user, conversation_id) -> Conversation:
     try:
         return Conversation.objects.select_related("model__provider").get(id=cid, owner=user)
     except Conversation.DoesNotExist:
+        raise NotFound() from None
+
+
+def api_tokens_for_user(*, user) -> QuerySet[ApiToken]:
+    """The member's own API tokens, newest first, with their model lists."""
+    return ApiToken.objects.filter(user=user).prefetch_related("allowed_models").order_by("-created_at")
+
+
+def api_token_for_user(*, user, token_id) -> ApiToken:
+    try:
+        return ApiToken.objects.get(pk=int(token_id), user=user)
+    except (ApiToken.DoesNotExist, TypeError, ValueError):
         raise NotFound() from None
 
 
@@ -191,7 +203,7 @@ def usage_for_month(*, user, since, recent: int = 20) -> dict:
     )
     for row in by_model:
         row["other_units"] = usage_units_text(row)
-    latest = list(qs.select_related("conversation").order_by("-created_at")[:recent])
+    latest = list(qs.select_related("conversation", "api_token").order_by("-created_at")[:recent])
     return {"by_model": by_model, "latest": latest}
 
 

@@ -82,7 +82,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.middleware.WhiteNoiseMiddleware",  # whitenoise's, usable in async mode
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -402,6 +402,12 @@ PARLEY_LOCAL_PORT = env.int("PARLEY_LOCAL_PORT", default=8088)
 PARLEY_BACKGROUND_TASKS = env.bool("PARLEY_BACKGROUND_TASKS", default=True)
 # After the first reply the model writes a short title (one small extra completion call).
 PARLEY_AUTO_TITLE = env.bool("PARLEY_AUTO_TITLE", default=True)
+
+# The member API under /v1/ (docs/api.md): off turns it off for everyone, whatever the admin's policy.
+PARLEY_API_ENABLED = env.bool("PARLEY_API_ENABLED", default=True)
+PARLEY_API_MAX_BODY_BYTES = env.int("PARLEY_API_MAX_BODY_BYTES", default=1_048_576)
+PARLEY_API_AUTH_FAILURE_LIMIT = env.int("PARLEY_API_AUTH_FAILURE_LIMIT", default=20)  # per address a minute; 0: off
+PARLEY_API_TOKENS_PER_MEMBER = env.int("PARLEY_API_TOKENS_PER_MEMBER", default=20)
 
 LOGGING = {
     "version": 1,

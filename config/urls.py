@@ -12,5 +12,7 @@ urlpatterns = [
     path("admin/login/", AdminSignInView.as_view(), name="admin_login"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
+    # The member API, in the OpenAI API's shapes (docs/api.md).
+    path("v1/", include("chat.v1.urls")),
     path("", include("chat.web.urls")),
 ]

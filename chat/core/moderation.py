@@ -389,3 +389,74 @@ async def moderation_gate(
         if result.flagged:
             await _block(message, result.categories, ModerationEvent.Source.PROVIDER, where)
     await sync_to_async(_passed)(gate)
+
+
+# --- the gate for text that is not a saved message (the member API) ------------------------
+def _record_text(*, user_id, text: str, source: str, categories: list[str], detail: str = "") -> None:
+    ModerationEvent.objects.create(
+        user_id=user_id, message=None, text=text, categories=categories, source=source, detail=detail
+    )
+
+
+def moderation_text(texts: list[str]) -> str:
+    """The one text :func:`moderation_check` checks for ``texts``."""
+    return "\n\n".join(t for t in texts if t)
+
+
+async def moderation_check(
+    *, user, texts: list[str], provider: Provider, api_token_id=None, blocklist_hits: list[str] | None = None
+) -> None:
+    """The gate of :func:`moderation_gate` for ``texts`` that are not a saved message (a request
+    to the member API): the blocklist, then the provider's /moderations; the same audit trail
+    (a :class:`ModerationEvent` without a message) and the same fail-closed rule.
+
+    ``blocklist_hits``: the blocklist's verdict on ``moderation_text(texts)`` when the caller
+    already has it (found on the database thread with its other work).
+    Raises :class:`MessageBlocked` naming the categories, or :class:`ModerationUnavailable`.
+    """
+    text = moderation_text(texts)
+    if not text:
+        return
+    hits = blocklist_hits if blocklist_hits is not None else await sync_to_async(blocklist_match)(text)
+    if hits:
+        await sync_to_async(_record_text)(
+            user_id=user.pk, text=text, source=ModerationEvent.Source.BLOCKLIST, categories=hits
+        )
+        raise _blocked(hits)
+    try:
+        endpoint = await _moderation_endpoint(provider)
+        if endpoint is None:
+            return
+        async with model_call(
+            user=user,
+            kind=UsageKind.MODERATION,
+            estimate=Units(characters=len(text)),
+            purpose="moderation",
+            rate=False,
+            endpoint=endpoint,
+            api_token_id=api_token_id,
+        ) as call:
+            result = await client.moderate(endpoint, text)
+            call.usage = Units(characters=len(text))
+    except UpstreamError as exc:
+        detail = f"{exc.code}: {exc.message}"
+        fail_open = settings.PARLEY_MODERATION_FAIL_OPEN
+        source = ModerationEvent.Source.UNCHECKED if fail_open else ModerationEvent.Source.FAILED
+        await sync_to_async(_record_text)(user_id=user.pk, text=text, source=source, categories=[], detail=detail)
+        logger.warning("moderation unavailable for an API request of member %s: %s", user.pk, exc.code)
+        if fail_open:
+            return
+        raise ModerationUnavailable(reason=exc.code) from None
+    if result.flagged:
+        await sync_to_async(_record_text)(
+            user_id=user.pk, text=text, source=ModerationEvent.Source.PROVIDER, categories=result.categories
+        )
+        raise _blocked(result.categories)
+
+
+def _blocked(categories: list[str]) -> MessageBlocked:
+    labels = ", ".join(category_label(c) for c in categories)
+    return MessageBlocked(
+        _("This message was blocked by moderation: %(categories)s.") % {"categories": labels},
+        categories=categories,
+    )

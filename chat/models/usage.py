@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from chat.models.api import ApiToken
 from chat.models.catalog import ChatModel
 from chat.models.conversations import Conversation, Message
 
@@ -43,6 +44,10 @@ class UsageRecord(models.Model):
     characters = models.PositiveBigIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
     estimated = models.BooleanField(default=False)
+    # The member's API token the call was made with (None: the chat app, or a deleted token).
+    api_token = models.ForeignKey(
+        ApiToken, verbose_name=_("API token"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
@@ -99,6 +104,7 @@ class Reservation(models.Model):
     month = models.DateField()  # the UsageMonth the amounts were added to
     tokens = models.PositiveBigIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    api_token = models.ForeignKey(ApiToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:

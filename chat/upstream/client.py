@@ -45,16 +45,22 @@ from chat.upstream.wire import (
     Endpoint,
     InvalidEndpoint,
     ModerationResult,
+    RawChunk,
     StreamEvent,
     Usage,
     backoff_seconds,
     chunk_event,
+    completion_as_chunk,
+    completion_body,
     completion_events,
+    embeddings_body,
     embeddings_result,
     error_fields,
     model_ids,
     moderation_result,
     moderation_results,
+    moderations_body,
+    raw_chunk,
     retry_after_seconds,
     retryable,
     status_error,
@@ -66,13 +72,20 @@ __all__ = [
     "Endpoint",
     "InvalidEndpoint",
     "ModerationResult",
+    "RawChunk",
     "StreamEvent",
     "Usage",
     "UpstreamError",
+    "chat_completion",
     "close_clients",
+    "completion",
+    "edit",
+    "embeddings",
     "list_models",
     "moderate",
+    "moderations",
     "stream_chat",
+    "stream_chunks",
     "validate_base_url",
 ]
 
@@ -411,3 +424,111 @@ async def embed(endpoint: Endpoint, model: str, inputs: list[str], *, user: str 
 async def list_models(endpoint: Endpoint, *, max_retries: int | None = None) -> list[str]:
     """The model ids ``GET /models`` lists, in the provider's order, without duplicates."""
     return model_ids(await _call_json(endpoint, "GET", "models", max_retries=max_retries))
+
+
+# --- the member API: the provider's answers in OpenAI's shapes, passed through ----------------
+async def chat_completion(endpoint: Endpoint, body: dict, *, max_retries: int | None = None) -> dict:
+    """``POST /chat/completions`` without streaming: the provider's ``chat.completion`` object."""
+    payload = {**body, "stream": False}
+    payload.pop("stream_options", None)
+    return completion_body(await _call_json(endpoint, "POST", "chat/completions", payload, max_retries))
+
+
+async def completion(endpoint: Endpoint, body: dict, *, max_retries: int | None = None) -> dict:
+    """``POST /completions`` (legacy prompt completions) without streaming."""
+    payload = {**body, "stream": False}
+    payload.pop("stream_options", None)
+    return completion_body(await _call_json(endpoint, "POST", "completions", payload, max_retries))
+
+
+async def edit(endpoint: Endpoint, body: dict, *, max_retries: int | None = None) -> dict:
+    """``POST /edits``, for the providers that still serve it (OpenAI's own answers 404)."""
+    return completion_body(await _call_json(endpoint, "POST", "edits", body, max_retries), "edit")
+
+
+async def embeddings(endpoint: Endpoint, body: dict, *, max_retries: int | None = None) -> dict:
+    """``POST /embeddings`` passed through (any ``encoding_format``): the provider's list object."""
+    return embeddings_body(await _call_json(endpoint, "POST", "embeddings", body, max_retries))
+
+
+async def moderations(endpoint: Endpoint, body: dict, *, max_retries: int | None = None) -> dict:
+    """``POST /moderations`` passed through: the provider's moderation object."""
+    return moderations_body(await _call_json(endpoint, "POST", "moderations", body, max_retries))
+
+
+async def stream_chunks(
+    endpoint: Endpoint, path: str, body: dict, *, max_retries: int | None = None
+) -> AsyncGenerator[RawChunk, None]:
+    """Stream ``POST /chat/completions`` or ``/completions`` chunk by chunk, as the provider
+    sent them (every choice, tool calls, logprobs), always asking for the usage chunk so the
+    call can be billed.
+
+    The same rules as :func:`stream_chat`: retried only before the first byte, closed at once
+    when closed or cancelled, a stream cut before its end raises :class:`UpstreamError` after
+    the chunks that came.
+    """
+    payload = {**body, "stream": True}
+    payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    with _lease() as client:
+        request = client.build_request(
+            "POST",
+            endpoint.url(path),
+            json=payload,
+            headers=_headers(endpoint, "text/event-stream"),
+            timeout=_timeout(endpoint),
+        )
+        response = await _send(client, endpoint, request, max_retries)
+        try:
+            if "json" in response.headers.get("content-type", ""):
+                # A provider that ignores "stream" answers with the whole completion.
+                data = await _read_json(response, endpoint)
+                if isinstance(data, dict) and data.get("error"):
+                    raise stream_error(error_fields(data), endpoint)
+                whole = completion_body(data)
+                as_chunk = completion_as_chunk(whole) if path == "chat/completions" else whole
+                only = raw_chunk(sse.Message(json.dumps(as_chunk)), endpoint)
+                if only is not None:
+                    yield only
+                return
+            async with contextlib.aclosing(_raw_chunks(response, endpoint)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            await response.aclose()
+
+
+async def _raw_chunks(response: httpx.Response, endpoint: Endpoint) -> AsyncGenerator[RawChunk, None]:
+    decoder = sse.Decoder()
+    finished = False
+    rest = b""
+    try:
+        async with contextlib.aclosing(_body_chunks(response)) as pieces:
+            async for piece in pieces:
+                lines, rest = _split_lines(rest + piece)
+                for message in decoder.feed_lines(lines):
+                    if message.data == "[DONE]":
+                        await _drain(pieces)
+                        return
+                    chunk = raw_chunk(message, endpoint)
+                    if chunk is not None:
+                        finished = finished or chunk.finished
+                        yield chunk
+        if rest:
+            decoder.feed(rest.removesuffix(b"\r").decode("utf-8", "replace"))
+        tail = decoder.flush()
+        if tail is not None and tail.data != "[DONE]":
+            chunk = raw_chunk(tail, endpoint)
+            if chunk is not None:
+                finished = finished or chunk.finished
+                yield chunk
+        elif tail is not None:
+            return
+    except httpx.HTTPError as exc:
+        if finished and not isinstance(exc, httpx.TimeoutException):
+            logger.info("upstream %s broke after finish_reason: %s", endpoint.base_url, type(exc).__name__)
+            return
+        raise _transport_error(exc, endpoint) from None
+    if not finished:
+        raise UpstreamError(
+            _("The model provider ended the reply before it was complete."), code="upstream_bad_response"
+        )

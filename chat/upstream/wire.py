@@ -415,3 +415,93 @@ def model_ids(data) -> list[str]:
         raise bad_shape("model list")
     ids = [item.get("id") if isinstance(item, dict) else item for item in items]
     return list(dict.fromkeys(i for i in ids if isinstance(i, str) and i and len(i) <= 200))
+
+
+# --- the member API: OpenAI's own shapes, passed through ------------------------------------
+class RawChunk(NamedTuple):
+    """One chunk of a streamed completion as the provider sent it: its JSON text (relayed as
+    is), the parsed object, the text it adds (every choice, for billing an interrupted
+    stream), whether a choice finished in it, and its usage if it reports one."""
+
+    data: str
+    body: dict
+    text: str
+    finished: bool
+    usage: Usage | None
+
+
+def raw_chunk(message: sse.Message, endpoint: Endpoint) -> RawChunk | None:
+    """A chat or legacy completion chunk to relay; unknown events and non-JSON are dropped (T15)."""
+    if message.event not in (None, "message", "error"):
+        return None
+    try:
+        data = _json_decode(message.data)
+    except ValueError:
+        logger.debug("upstream %s sent a data line that is not JSON", endpoint.base_url)
+        return None
+    if not isinstance(data, dict):
+        return None
+    if data.get("error") or message.event == "error":
+        raise stream_error(error_fields(data), endpoint)
+    text, finished = _choices_text(data, "delta")
+    raw_usage = data.get("usage")
+    return RawChunk(message.data, data, text, finished, _usage(raw_usage) if raw_usage is not None else None)
+
+
+def _choices_text(data: dict, key: str) -> tuple[str, bool]:
+    text, finished = "", False
+    choices = data.get("choices")
+    for choice in choices if type(choices) is list else ():
+        if type(choice) is not dict:
+            continue
+        part = choice.get(key)
+        if type(part) is dict and type(part.get("content")) is str:
+            text += part["content"]
+        elif type(choice.get("text")) is str:  # legacy completions
+            text += choice["text"]
+        finished = finished or type(choice.get("finish_reason")) is str
+    return text, finished
+
+
+def completion_body(data, what: str = "completion") -> dict:
+    """A non-streamed ``/chat/completions`` or ``/completions`` answer, checked for its shape."""
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise bad_shape(what)
+    return data
+
+
+def completion_usage(data: dict) -> Usage | None:
+    return _usage(data.get("usage"))
+
+
+def completion_text(data: dict) -> str:
+    """The text of every choice of a non-streamed answer (for an estimate when usage is missing)."""
+    return _choices_text(data, "message")[0]
+
+
+def completion_as_chunk(data: dict) -> dict:
+    """A non-streamed chat completion as the single chunk a stream would have carried
+    (for a provider that ignores ``stream``)."""
+    choices = [
+        {
+            "index": choice.get("index", 0),
+            "delta": choice.get("message") or {},
+            "finish_reason": choice.get("finish_reason"),
+        }
+        for choice in data.get("choices") or []
+        if isinstance(choice, dict)
+    ]
+    chunk = {key: data[key] for key in ("id", "created", "model", "system_fingerprint") if key in data}
+    return {**chunk, "object": "chat.completion.chunk", "choices": choices, "usage": data.get("usage")}
+
+
+def embeddings_body(data) -> dict:
+    """A ``/embeddings`` answer passed through, checked for its shape (vectors as floats or base64)."""
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise bad_shape("embeddings")
+    return data
+
+
+def moderations_body(data) -> dict:
+    moderation_result(data)  # raises on a shape Parley cannot read
+    return data

@@ -57,6 +57,18 @@ ROUTES = {
     "chat:api_models": MEMBER,
     "chat:api_defaults": MEMBER,
     "chat:api_budget": MEMBER,
+    "chat:api_keys": MEMBER,
+    "chat:api_key_revoke": MEMBER,
+    # The member API: a member's token in the Authorization header, never a session (T46).
+    "v1:models": MEMBER,
+    "v1:model": MEMBER,
+    "v1:chat_completions": MEMBER,
+    "v1:completions": MEMBER,
+    "v1:edits": MEMBER,
+    "v1:embeddings": MEMBER,
+    "v1:moderations": MEMBER,
+    "v1:root": MEMBER,
+    "v1:unknown": MEMBER,
     "chat:media": MEMBER,
     "admin:login": PUBLIC,
     "admin:logout": PUBLIC,  # admin_view sends anyone who is not staff back to the admin index

@@ -9,8 +9,8 @@ from django.utils import timezone
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = [("chat", "0006_message_unchecked_status")]
-AFTER = [("chat", "0008_linear_history_to_tree")]
+BEFORE = [("chat", "0007_member_api")]
+AFTER = [("chat", "0009_linear_history_to_tree")]
 
 
 def migrate(target=None):

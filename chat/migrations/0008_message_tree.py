@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0006_message_unchecked_status'),
+        ('chat', '0007_member_api'),
     ]
 
     operations = [

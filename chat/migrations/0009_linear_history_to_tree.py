@@ -41,6 +41,6 @@ def unchain(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("chat", "0007_message_tree")]
+    dependencies = [("chat", "0008_message_tree")]
 
     operations = [migrations.RunPython(chain, unchain)]
