@@ -67,6 +67,7 @@ def _conversation(n_messages: int, model):
                 token_count=tokens.count_tokens(content, encoding),
                 token_encoding=encoding,
                 created_at=start + dt.timedelta(seconds=index),
+                parent=rows[-1] if rows else None,  # one branch: each message the child of the last
             )
         )
     Message.objects.bulk_create(rows, batch_size=1000)
@@ -84,6 +85,7 @@ def _conversation(n_messages: int, model):
             token_count=tokens.count_tokens(content, encoding),
             token_encoding=encoding,
             created_at=start + dt.timedelta(seconds=n_messages),
+            parent=rows[-1],
         )
     conversation = Conversation.objects.select_related("model").get(pk=conversation.pk)
     return conversation, newest

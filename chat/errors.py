@@ -35,6 +35,17 @@ class BadRequest(ParleyError):
     default_message = _("The request was not understood.")
 
 
+class UnknownSetting(BadRequest):
+    # A setting Parley does not know is refused, never silently dropped (issue 18).
+    code = "unknown_setting"
+    default_message = _("That setting does not exist.")
+
+
+class InvalidSetting(BadRequest):
+    code = "invalid_setting"
+    default_message = _("A setting has a value out of range.")
+
+
 class NotFound(ParleyError):
     # Another member's object is reported exactly like one that does not exist (T01).
     code = "not_found"

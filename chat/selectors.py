@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import uuid
 
-from django.db.models import Q, QuerySet
+from django.db import connection
+from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, UUIDField, When
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
 
 from chat.errors import NotFound
 from chat.models import ApiToken, Conversation, Message
@@ -50,11 +53,132 @@ def conversation_list(*, user, query: str = "", before=None, limit: int = 50) ->
     return qs.order_by("-pinned", "-updated_at")[:limit]
 
 
-def conversation_messages(*, conversation: Conversation, limit: int | None = None) -> list[Message]:
-    qs = conversation.messages.order_by("created_at")
+def message_for_user(*, user, conversation: Conversation, message_id) -> Message:
+    """A message of ``conversation`` (already the caller's): any other id is a missing row."""
+    try:
+        return conversation.messages.get(id=_as_uuid(message_id))  # knows its conversation
+    except Message.DoesNotExist:
+        raise NotFound() from None
+
+
+# The table name is the model's own (never input); the message id is a bound parameter.
+_PATH_SQL = (
+    "WITH RECURSIVE path(id, parent_id) AS ("
+    " SELECT id, parent_id FROM {table} WHERE id = %s"
+    " UNION ALL SELECT m.id, m.parent_id FROM {table} m JOIN path ON m.id = path.parent_id"
+    ") SELECT id FROM path"
+)
+_BELOW_SQL = (
+    "WITH RECURSIVE below(id) AS ("
+    " SELECT id FROM {table} WHERE id = %s"
+    " UNION ALL SELECT m.id FROM {table} m JOIN below ON m.parent_id = below.id"
+    ") SELECT id FROM below"
+)
+
+
+def _recursive(template: str, message_id) -> RawSQL:
+    table = connection.ops.quote_name(Message._meta.db_table)
+    key = Message._meta.pk.get_db_prep_value(_as_uuid(message_id), connection)
+    return RawSQL(template.format(table=table), (key,))  # noqa: S611 - bound parameter, fixed table
+
+
+def path_ids(message_id) -> RawSQL:
+    """The ids of the path from the root to ``message_id`` (itself included), as a subquery.
+
+    One recursive query walks up the parents by primary key; a path is ordered by
+    ``created_at`` (a child is always saved after its parent). ``WITH RECURSIVE`` inside
+    ``IN (...)`` is the same SQL on PostgreSQL and SQLite.
+    """
+    return _recursive(_PATH_SQL, message_id)
+
+
+def descendant_ids(message_id) -> RawSQL:
+    """The ids of ``message_id`` and every message below it, as a subquery."""
+    return _recursive(_BELOW_SQL, message_id)
+
+
+def message_path(*, conversation: Conversation, leaf_id=None, limit: int | None = None) -> list[Message]:
+    """The messages from the root to ``leaf_id`` (the current leaf by default), oldest first:
+    the newest ``limit`` of them when a limit is given. One query."""
+    leaf_id = leaf_id if leaf_id is not None else conversation.current_leaf_id
+    if leaf_id is None:
+        return []
+    qs = Message.objects.filter(conversation_id=conversation.pk, id__in=path_ids(leaf_id))
     if limit is not None:
-        return list(reversed(conversation.messages.order_by("-created_at")[:limit]))
-    return list(qs)
+        return list(reversed(qs.order_by("-created_at")[:limit]))
+    return list(qs.order_by("created_at"))
+
+
+def _versions_of():
+    """Annotations of a message's versions (the messages under its parent, itself included,
+    in (created_at, choice) order): how many, its position, the previous and the next. Each is
+    a correlated subquery on the (parent, created_at) index, so the path and its versions come
+    in one query; a first message's versions are the conversation's other roots."""
+
+    def siblings(root: bool):
+        rows = Message.objects.filter(conversation_id=OuterRef("conversation_id"))
+        return rows.filter(parent__isnull=True) if root else rows.filter(parent_id=OuterRef("parent_id"))
+
+    def before(root: bool):
+        return siblings(root).filter(
+            Q(created_at__lt=OuterRef("created_at"))
+            | Q(created_at=OuterRef("created_at"), choice__lt=OuterRef("choice"))
+        )
+
+    def after(root: bool):
+        return siblings(root).filter(
+            Q(created_at__gt=OuterRef("created_at"))
+            | Q(created_at=OuterRef("created_at"), choice__gt=OuterRef("choice"))
+        )
+
+    def count(rows):
+        counted = Subquery(rows.order_by().values("conversation_id").annotate(n=Count("pk")).values("n")[:1])
+        return Coalesce(counted, 0)  # no row at all: no group, so no count
+
+    def either(make, output_field):
+        return Case(When(parent__isnull=True, then=make(True)), default=make(False), output_field=output_field)
+
+    return {
+        "version_count": either(lambda root: count(siblings(root)), IntegerField()),
+        "versions_before": either(lambda root: count(before(root)), IntegerField()),
+        "version_previous": either(
+            lambda root: Subquery(before(root).order_by("-created_at", "-choice").values("id")[:1]), UUIDField()
+        ),
+        "version_next": either(
+            lambda root: Subquery(after(root).order_by("created_at", "choice").values("id")[:1]), UUIDField()
+        ),
+    }
+
+
+def conversation_messages(*, conversation: Conversation, limit: int | None = None) -> list[Message]:
+    """The branch the member sees (the path to the current leaf), each message with its
+    versions (``version_count``, ``versions_before``, ``version_previous``, ``version_next``:
+    chat.serializers turns them into "2 / 3" and the ids to switch to). One query, whatever
+    the tree's size."""
+    leaf_id = conversation.current_leaf_id
+    if leaf_id is None:
+        return []
+    qs = Message.objects.filter(conversation_id=conversation.pk, id__in=path_ids(leaf_id)).annotate(**_versions_of())
+    if limit is not None:
+        return list(reversed(qs.order_by("-created_at")[:limit]))
+    return list(qs.order_by("created_at"))
+
+
+def conversation_choices(*, conversation: Conversation, leaf: Message | None) -> list[Message]:
+    """The answers of the last turn while the member has not picked one (``choosing``): the
+    leaf and its siblings written in the same turn, in choice order. One query, or none."""
+    if not conversation.choosing or leaf is None or leaf.role != Message.Role.ASSISTANT:
+        return []
+    return list(
+        Message.objects.filter(
+            conversation_id=conversation.pk, parent_id=leaf.parent_id, created_at=leaf.created_at
+        ).order_by("choice")
+    )
+
+
+def conversation_tree(*, conversation: Conversation) -> list[Message]:
+    """Every message of every branch, oldest first (the JSON export)."""
+    return list(conversation.messages.order_by("created_at"))
 
 
 def usage_for_month(*, user, since, recent: int = 20) -> dict:

@@ -21,9 +21,19 @@ def conversation_to_dict(conversation: Conversation) -> dict:
         "presence_penalty": conversation.presence_penalty,
         "frequency_penalty": conversation.frequency_penalty,
         "stop": conversation.stop,
+        "n": conversation.n,
+        "logit_bias": conversation.logit_bias,
+        "seed": conversation.seed,
+        "response_format": conversation.response_format,
+        "current_leaf_id": None if conversation.current_leaf_id is None else str(conversation.current_leaf_id),
+        "choosing": conversation.choosing,
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
     }
+
+
+def _id(value) -> str | None:
+    return None if value is None else str(value)
 
 
 def message_to_dict(message: Message) -> dict:
@@ -38,8 +48,22 @@ def message_to_dict(message: Message) -> dict:
             "cost": None if message.cost is None else str(message.cost),
         }
     error = {"code": message.error_code, "message": message.error_text} if message.error_code else None
+    count = getattr(message, "version_count", None) or 1
     return {
         "id": str(message.id),
+        "parent_id": None if message.parent_id is None else str(message.parent_id),
+        # Its place among the versions under the same parent ("2 / 3") and the ids of the ones
+        # before and after it (known for a thread read by chat.selectors.conversation_messages;
+        # null for an event about one message).
+        "versions": {
+            "index": (getattr(message, "versions_before", None) or 0) + 1,
+            "count": count,
+            "previous_id": _id(getattr(message, "version_previous", None)),
+            "next_id": _id(getattr(message, "version_next", None)),
+        }
+        if count > 1
+        else None,
+        "choice": message.choice,
         "role": message.role,
         "content": message.content,
         "status": message.status,

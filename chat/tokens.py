@@ -68,6 +68,65 @@ def encoding_name_for_model(model_id: str) -> str:
     return O200K
 
 
+def known_encoding_for_model(model_id: str) -> str | None:
+    """The encoding of a model whose tokenizer Parley knows exactly (OpenAI's families), or None.
+
+    Token ids are only meaningful in the model's own encoding: ``logit_bias`` is offered for
+    these models only (an estimate is fine for counting, never for naming tokens).
+    """
+    name = _bare_id(model_id)
+    if _O200K_MODELS.match(name):
+        return O200K
+    if _CL100K_MODELS.match(name):
+        return CL100K
+    return None
+
+
+# logit_bias: the API's limits.
+BIAS_MIN, BIAS_MAX = -100, 100
+BIAS_MAX_ENTRIES = 300
+
+
+def word_variants(text: str) -> list[str]:
+    """The spellings of a word a model may write: as given, lower case, Capitalized and UPPER,
+    each with and without a leading space (BPE encodings give " word" its own tokens)."""
+    word = text.strip()
+    cases = dict.fromkeys([word, word.lower(), word[:1].upper() + word[1:], word.capitalize(), word.upper()])
+    return [spelled for case in cases for spelled in (case, " " + case)]
+
+
+def bias_token_ids(entries, model_id: str) -> dict[str, int]:
+    """``logit_bias`` for the API from ``[{"text": word, "bias": -100..100}]``: every token of
+    every variant of every word, in the model's encoding; {} for a model without a known one.
+
+    A token shared by two entries keeps the bias of the later one. At most ``BIAS_MAX_ENTRIES``
+    token ids (the settings refuse words that would make more: ``bias_token_count``).
+    """
+    encoding_name = known_encoding_for_model(model_id)
+    if encoding_name is None:
+        return {}
+    encoding = _encoding(encoding_name)
+    bias: dict[str, int] = {}
+    for entry in entries or ():
+        for variant in word_variants(entry["text"]):
+            for token_id in encoding.encode(_plain(variant)):
+                bias[str(token_id)] = int(entry["bias"])
+    return dict(list(bias.items())[:BIAS_MAX_ENTRIES])
+
+
+def bias_token_count(entries, model_id: str) -> int:
+    """How many token ids ``entries`` become for ``model_id`` (0 without a known encoding)."""
+    encoding_name = known_encoding_for_model(model_id)
+    if encoding_name is None:
+        return 0
+    encoding = _encoding(encoding_name)
+    ids = set()
+    for entry in entries or ():
+        for variant in word_variants(entry["text"]):
+            ids.update(encoding.encode(_plain(variant)))
+    return len(ids)
+
+
 def _load_bindings():
     """``bpe_openai._bindings``, loaded from its file without running the package's __init__."""
     spec = importlib.util.find_spec("bpe_openai")  # finds the package; does not import it

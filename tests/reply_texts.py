@@ -15,7 +15,7 @@ def apply_frame(texts: dict[str, str], frame: dict) -> bool:
     """
     kind = frame["type"]
     if kind == "conversation.state":
-        for message in frame["messages"]:
+        for message in [*frame["messages"], *frame.get("choices", [])]:
             texts[message["id"]] = message["content"]
     elif kind in ("message.created", "reply.done"):
         message = frame["message"]

@@ -34,6 +34,19 @@ class Conversation(models.Model):
         null=True, blank=True, validators=[MinValueValidator(-2), MaxValueValidator(2)]
     )
     stop = models.JSONField(default=list, blank=True)  # up to 4 sequences (chat completions API)
+    # Answers per turn (the API's ``n``): several are saved as sibling replies, the member picks one.
+    n = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(4)])
+    # Words to avoid or prefer: [{"text": "...", "bias": -100..100}], turned into token ids with the
+    # model's encoding when a prompt is built (chat.services.prompt, chat.tokens.bias_token_ids).
+    logit_bias = models.JSONField(default=list, blank=True)
+    seed = models.BigIntegerField(null=True, blank=True)
+    response_format = models.CharField(max_length=16, blank=True, default="")  # "", "text" or "json_object"
+    # The last message of the branch the member sees: the thread is the path from the root to
+    # it, and it is the history a new message continues. Null for an empty conversation.
+    current_leaf = models.ForeignKey("Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # True after a turn that asked for several answers, until the member picks one (or goes on
+    # from the first): the thread shows the answers side by side.
+    choosing = models.BooleanField(default=False)
     pinned = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -67,8 +80,15 @@ class Message(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    # Messages form a tree: an edit or a regeneration adds a sibling and keeps the old branch.
+    # A root message has no parent (an edit of the first message makes a second root).
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children", db_index=False
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
+    # Which of a turn's answers this is (the API's choice index; 0 unless the turn asked for several).
+    choice = models.PositiveSmallIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     # Client-generated id of a user message, so a resend after a reconnect is not a duplicate.
     client_id = models.CharField(max_length=64, blank=True, default="")
@@ -107,6 +127,8 @@ class Message(models.Model):
                 name="msg_conv_history",
             ),
             models.Index(fields=["status", "heartbeat_at"], name="msg_status_heartbeat"),
+            # The tree: a message's children (versions under one parent) and the walk up a path.
+            models.Index(fields=["parent", "created_at"], name="msg_parent_created"),
         ]
         constraints = [
             models.UniqueConstraint(

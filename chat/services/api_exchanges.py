@@ -66,9 +66,14 @@ def api_exchange_save(
             answer.completion_tokens = usage_record.completion_tokens
             answer.usage_estimated = usage_record.estimated
             answer.cost = usage_record.cost
-        Message.objects.bulk_create([*rows, answer])
+        # One branch, the answer last and shown (chat.services.branches: messages form a tree).
+        chain = [*rows, answer]
+        for parent, child in zip(chain, chain[1:], strict=False):
+            child.parent = parent
+        Message.objects.bulk_create(chain)
         conversation.updated_at = at[-1]
-        conversation.save(update_fields=["updated_at"])
+        conversation.current_leaf = answer
+        conversation.save(update_fields=["updated_at", "current_leaf"])
         if usage_record is not None:
             UsageRecord.objects.filter(pk=usage_record.pk).update(conversation=conversation, message=answer)
     return conversation

@@ -8,13 +8,15 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from chat import tokens
 from chat.core.grants import model_granted
-from chat.errors import BadRequest, ModelUnavailable
+from chat.errors import BadRequest, InvalidSetting, ModelUnavailable, UnknownSetting
 from chat.models import Conversation
 
 # Settings a member may change, with the type each must have. Anything else in a payload is
-# ignored, so extra fields (owner, user_id, tokens...) can never be mass-assigned (T06).
-SETTING_FIELDS = {
+# refused with ``unknown_setting`` (never silently dropped), so extra fields (owner, user_id,
+# tokens...) can never be mass-assigned (T06).
+SETTING_FIELDS: dict[str, type | str] = {
     "system_prompt": str,
     "temperature": float,
     "top_p": float,
@@ -22,21 +24,75 @@ SETTING_FIELDS = {
     "presence_penalty": float,
     "frequency_penalty": float,
     "stop": list,
+    "n": int,
+    "logit_bias": "bias",
+    "seed": int,
+    "response_format": "format",
 }
+# Inclusive ranges of the numeric settings (the chat completions API's own).
+SETTING_RANGES = {
+    "temperature": (0, 2),
+    "top_p": (0, 1),
+    "max_tokens": (1, 1_000_000),
+    "presence_penalty": (-2, 2),
+    "frequency_penalty": (-2, 2),
+    "n": (1, 4),
+    "seed": (-(2**63), 2**63 - 1),
+}
+# What an empty value (null or "") resets a setting to.
+SETTING_EMPTY = {"stop": [], "logit_bias": [], "n": 1, "response_format": "", "system_prompt": ""}
+RESPONSE_FORMATS = ("text", "json_object")
+BIAS_WORD_MAX = 100  # characters of one word to avoid or prefer
 TITLE_MAX = 200
 
 
-def _clean_settings(values: dict) -> dict:
+def _invalid(name: str, why: str | None = None) -> InvalidSetting:
+    message = why or _("The setting “%(name)s” has an invalid value.") % {"name": name}
+    return InvalidSetting(message, setting=name)
+
+
+def _clean_bias(value) -> list[dict]:
+    if not isinstance(value, list):
+        raise _invalid("logit_bias")
+    entries = []
+    for entry in value:
+        if not isinstance(entry, dict) or set(entry) - {"text", "bias"}:
+            raise _invalid("logit_bias")
+        text, bias = entry.get("text"), entry.get("bias")
+        if not isinstance(text, str) or not text.strip() or len(text) > BIAS_WORD_MAX:
+            raise _invalid("logit_bias", _("Each word to avoid or prefer must be 1 to 100 characters."))
+        if not isinstance(bias, int) or isinstance(bias, bool) or not tokens.BIAS_MIN <= bias <= tokens.BIAS_MAX:
+            raise _invalid("logit_bias", _("A word's bias must be a whole number from -100 to 100."))
+        entries.append({"text": text.strip(), "bias": bias})
+    return entries
+
+
+def _clean_settings(values: dict, *, also: frozenset = frozenset()) -> dict:
+    """The settings in ``values``, checked; ``also`` names the other keys the caller handles.
+
+    Raises UnknownSetting for any other key and InvalidSetting for a value of the wrong type or
+    out of range, naming the setting in ``detail.setting``.
+    """
+    if not isinstance(values, dict):
+        raise BadRequest(_("Settings must be an object."))
+    unknown = sorted(str(name) for name in values if name not in SETTING_FIELDS and name not in also)
+    if unknown:
+        raise UnknownSetting(_("Parley has no setting “%(name)s”.") % {"name": unknown[0]}, setting=unknown[0])
     cleaned: dict = {}
     for name, kind in SETTING_FIELDS.items():
         if name not in values:
             continue
         value = values[name]
-        if value in (None, "") and name != "system_prompt":
-            cleaned[name] = [] if name == "stop" else None
+        if value is None or value == "":
+            cleaned[name] = SETTING_EMPTY.get(name)
             continue
         try:
-            if kind is list:
+            if kind == "bias":
+                value = _clean_bias(value)
+            elif kind == "format":
+                if value not in RESPONSE_FORMATS:
+                    raise ValueError
+            elif kind is list:
                 if not isinstance(value, list) or len(value) > 4 or not all(isinstance(s, str) for s in value):
                     raise ValueError
                 value = [s[:200] for s in value if s]
@@ -44,14 +100,39 @@ def _clean_settings(values: dict) -> dict:
                 if not isinstance(value, str):
                     raise ValueError
                 value = value[:20_000]
-            elif isinstance(value, bool):
+            elif isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
                 raise ValueError
-            else:
+            elif isinstance(kind, type):
                 value = kind(value)
-        except (TypeError, ValueError):
-            raise BadRequest(_("The setting “%(name)s” has an invalid value.") % {"name": name}) from None
+        except (TypeError, ValueError, OverflowError):
+            raise _invalid(name) from None
+        if name in SETTING_RANGES:
+            low, high = SETTING_RANGES[name]
+            if not low <= value <= high:
+                raise _invalid(
+                    name,
+                    _("The setting “%(name)s” must be between %(low)s and %(high)s.")
+                    % {"name": name, "low": low, "high": high},
+                )
         cleaned[name] = value
     return cleaned
+
+
+def _check_bias_for_model(conversation: Conversation) -> None:
+    """Words to avoid or prefer need the model's encoding, and at most 300 token ids."""
+    if not conversation.logit_bias:
+        return
+    model_id = conversation.model.model_id if conversation.model else ""
+    if tokens.known_encoding_for_model(model_id) is None:
+        raise _invalid(
+            "logit_bias", _("Words to avoid or prefer are only offered for models whose encoding Parley knows.")
+        )
+    if tokens.bias_token_count(conversation.logit_bias, model_id) > tokens.BIAS_MAX_ENTRIES:
+        raise _invalid(
+            "logit_bias",
+            _("These words make more than %(limit)s tokens; the limit is %(limit)s.")
+            % {"limit": tokens.BIAS_MAX_ENTRIES},
+        )
 
 
 def conversation_create(
@@ -74,8 +155,11 @@ def conversation_create(
             model = model_granted(user=user, model_id=None)  # the default was disabled since
     else:
         model = model_granted(user=user, model_id=model_id)
+    if settings is not None and not isinstance(settings, dict):
+        raise BadRequest(_("Settings must be an object."))
     values = _clean_settings({**defaults, **(settings or {})})
     conversation = Conversation(owner=user, title=title[:TITLE_MAX], model=model, **values)
+    _check_bias_for_model(conversation)
     try:
         # validate_unique would query for the fresh random UUID: a round trip for nothing.
         conversation.full_clean(exclude=["owner", "model"], validate_unique=False)
@@ -86,7 +170,8 @@ def conversation_create(
 
 
 def conversation_update(*, conversation: Conversation, values: dict) -> Conversation:
-    """Rename, pin, change model or sampling settings. Unknown keys are ignored (T06)."""
+    """Rename, pin, change model or sampling settings. Unknown keys are refused (T06)."""
+    cleaned = _clean_settings(values, also=frozenset({"title", "pinned", "model_id"}))
     fields = ["updated_at"]
     if "title" in values:
         if not isinstance(values["title"], str):
@@ -99,12 +184,12 @@ def conversation_update(*, conversation: Conversation, values: dict) -> Conversa
     if "model_id" in values:
         conversation.model = model_granted(user=conversation.owner, model_id=values["model_id"])
         fields.append("model")
-    cleaned = _clean_settings(values)
     for name, value in cleaned.items():
         setattr(conversation, name, value)
     fields.extend(cleaned)
+    _check_bias_for_model(conversation)
     try:
-        conversation.full_clean(exclude=["owner", "model"])
+        conversation.full_clean(exclude=["owner", "model", "current_leaf"])
     except ValidationError as exc:
         raise BadRequest("; ".join(exc.messages)) from None
     if "title" in fields or "pinned" in fields:

@@ -5,7 +5,9 @@ member's new message, trimmed to the model's context window minus the tokens res
 the reply (issue 3). Token counts are read from each message's stored ``token_count``, so
 the prompt of a 10,000-message conversation is built without tokenizing old messages.
 
-The history is read newest first and only as far as the budget reaches (trimming.trim_history
+The history is the path from the root of the conversation's tree to the new message (the
+branch the member sees, chat.selectors.path_ids: one recursive walk up the parents), read
+newest first and only as far as the budget reaches (trimming.trim_history
 stops there), then the left-out messages are counted on the index. A conversation that
 fits takes one query; a trimmed one a page or two more plus the count. Reading all 10,000
 bodies to send 1,000 of them would cost more than everything else together
@@ -25,6 +27,7 @@ from chat.catalog import families
 from chat.core.calls import caller_pseudonym
 from chat.errors import NoProvider
 from chat.models import Conversation, Message
+from chat.selectors import path_ids
 from chat.services.trimming import PromptMessage, trim_history
 
 # Sampling parameters copied into the request only when the conversation sets them, so the
@@ -86,7 +89,7 @@ def _reply_reservation(conversation: Conversation, window: int) -> tuple[int, bo
 
 
 def _replayable(conversation: Conversation, newest: Message):
-    """History before ``newest`` that is replayed: complete replies and questions, and replies
+    """History before ``newest`` on its branch that is replayed: complete replies and questions, and replies
     stopped with some text. Blocked, failed, interrupted and still-streaming messages are
     left out, and so are empty ones (a reply stopped before its first token carries nothing,
     and some compatible servers refuse empty content).
@@ -95,9 +98,11 @@ def _replayable(conversation: Conversation, newest: Message):
     never reads message bodies. A stored count of 0 means empty content; a message never
     counted (``token_encoding`` empty) is checked when it is read.
     """
+    if newest.parent_id is None:
+        return Message.objects.none()
     return Message.objects.filter(
         conversation_id=conversation.pk,
-        created_at__lt=newest.created_at,
+        id__in=path_ids(newest.parent_id),
         role__in=_REPLAYED,
         status__in=_REPLAYED_STATUSES,
     ).exclude(token_count=0, token_encoding__gt="")
@@ -202,6 +207,18 @@ def prompt_build(*, conversation: Conversation, newest: Message) -> Prompt:
     stop = [sequence for sequence in conversation.stop or [] if sequence][:4]
     if stop:
         payload["stop"] = stop
+    if conversation.n and conversation.n > 1:
+        payload["n"] = conversation.n
+    if conversation.seed is not None:
+        payload["seed"] = conversation.seed
+    if conversation.response_format:
+        payload["response_format"] = {"type": conversation.response_format}
+    if conversation.logit_bias:
+        # Words become token ids in the model's own encoding (settings refuse logit_bias for a
+        # model whose encoding Parley does not know, so one is known here).
+        bias = tokens.bias_token_ids(conversation.logit_bias, model.model_id)
+        if bias:
+            payload["logit_bias"] = bias
     payload["user"] = caller_pseudonym(conversation.owner_id)
     return Prompt(
         payload=payload,

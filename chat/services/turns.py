@@ -25,7 +25,7 @@ from chat.core.moderation import GateInput, gate_blocklist
 from chat.core.rate import message_admit
 from chat.errors import BadRequest, Busy, NoProvider, ParleyError, TooManyReplies
 from chat.models import Conversation, Message, ModelKind
-from chat.selectors import conversation_for_user
+from chat.selectors import conversation_for_user, message_for_user, path_ids
 from chat.services.conversations import conversation_create
 from chat.services.prompt import Prompt, prompt_build
 
@@ -62,6 +62,13 @@ class ReplyPlan:
     # previous message, earlier unchecked ones) and which of it the blocklist hit.
     gate: GateInput = GateInput()
     blocklist_where: str = ""
+    # Every answer of the turn, ``reply`` first: more than one when the conversation asks for
+    # several (``n``); they are siblings, written by one upstream request.
+    others: tuple[Message, ...] = ()
+
+    @property
+    def replies(self) -> tuple[Message, ...]:
+        return (self.reply, *self.others)
 
 
 def _validate_content(content) -> str:
@@ -115,13 +122,14 @@ def message_save(
                 conversation = Conversation.objects.create(owner=user, title=title)
             message = _user_message(conversation, client_id, content)
             message.save()
+            Conversation.objects.filter(pk=conversation.pk).update(current_leaf=message)
+            conversation.current_leaf = message
         return SavedTurn(conversation, message, created_conversation=True, duplicate=False)
     conversation = conversation_for_user(user=user, conversation_id=conversation_id)
     message = _user_message(conversation, client_id, content)
     try:
         with transaction.atomic():
-            message.save()
-            Conversation.objects.filter(pk=conversation.pk).update(updated_at=message.created_at)
+            _append(conversation, message)
     except IntegrityError:
         # This client id was saved already (a resend after a reconnect, or the same frame
         # racing in from another socket): that message is the one, and nothing is added.
@@ -130,6 +138,27 @@ def message_save(
             raise
         return SavedTurn(conversation, existing, created_conversation=False, duplicate=True)
     return SavedTurn(conversation, message, created_conversation=False, duplicate=False)
+
+
+def _append(conversation: Conversation, message: Message) -> None:
+    """Save ``message`` at the end of the current branch and make it the branch's leaf.
+
+    The leaf read with the conversation is assumed to be still current, and the update
+    checks it: only when another message got in between is the row locked and the leaf read
+    again (no extra query in the usual case).
+    """
+    expected = conversation.current_leaf_id
+    message.parent_id = expected
+    message.save()
+    rows = Conversation.objects.filter(pk=conversation.pk)
+    changes = {"updated_at": message.created_at, "current_leaf": message, "choosing": False}
+    if not rows.filter(current_leaf_id=expected).update(**changes):
+        leaf = rows.select_for_update().values_list("current_leaf_id", flat=True).first()
+        Message.objects.filter(pk=message.pk).update(parent_id=leaf)
+        message.parent_id = leaf
+        rows.update(**changes)
+    conversation.current_leaf_id = message.pk
+    conversation.choosing = False
 
 
 def _user_message(conversation: Conversation, client_id: str, content: str) -> Message:
@@ -239,25 +268,34 @@ def reply_begin(
         conversation.model = model
         prompt = prompt_build(conversation=conversation, newest=question)
         now = timezone.now()
-        reply = Message.objects.create(
-            conversation=conversation,
-            role=Message.Role.ASSISTANT,
-            status=Message.Status.STREAMING,
-            model=model,
-            model_name=model.label,
-            omitted_messages=prompt.omitted,
-            # The prompt as built; the provider's own count replaces it when the reply ends.
-            prompt_tokens=prompt.prompt_tokens,
-            created_at=now,
-            updated_at=now,
-            heartbeat_at=now,
-        )
+        count = prompt.payload.get("n", 1)
+        replies = [
+            Message(
+                conversation=conversation,
+                parent=question,
+                choice=index,
+                role=Message.Role.ASSISTANT,
+                status=Message.Status.STREAMING,
+                model=model,
+                model_name=model.label,
+                omitted_messages=prompt.omitted,
+                # The prompt as built; the provider's own count replaces it when the reply ends.
+                prompt_tokens=prompt.prompt_tokens,
+                created_at=now,
+                updated_at=now,
+                heartbeat_at=now,
+            )
+            for index in range(count)
+        ]
+        Message.objects.bulk_create(replies)
+        reply = replies[0]
         # The model-call core: the rate and the budget, reserved in this transaction so that a
         # refusal leaves no reply behind (the grant was checked above, in this same trip).
+        # Several answers are one request whose output is ``n`` replies: n times the reservation.
         admission = call_admit(
             user=user,
             kind=ModelKind.CHAT,
-            estimate=Units(input_tokens=prompt.prompt_tokens, output_tokens=prompt.reply_tokens),
+            estimate=Units(input_tokens=prompt.prompt_tokens, output_tokens=prompt.reply_tokens * count),
             purpose="reply",
             model=model,
             granted=True,
@@ -266,7 +304,10 @@ def reply_begin(
             conversation_id=conversation.pk,
             message=reply,
         )
-        Conversation.objects.filter(pk=conversation.pk).update(updated_at=now)
+        # The first answer is the branch's leaf; with several, the member picks (``choosing``).
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=now, current_leaf=reply, choosing=count > 1)
+        conversation.current_leaf_id = reply.pk
+        conversation.choosing = count > 1
     gate = _gate_input(conversation, question)
     hits, where = gate_blocklist(question.content, gate)
     return ReplyPlan(
@@ -278,6 +319,7 @@ def reply_begin(
         blocklist_hits=hits,
         gate=gate,
         blocklist_where=where,
+        others=tuple(replies[1:]),
     )
 
 
@@ -285,8 +327,12 @@ UNCHECKED_RECHECKED = 20  # earlier unchecked messages the gate checks again wit
 
 
 def _gate_input(conversation: Conversation, question: Message) -> GateInput:
-    """The text besides ``question`` that this turn sends a model, for the moderation gate."""
-    earlier = conversation.messages.filter(role=Message.Role.USER, created_at__lt=question.created_at)
+    """The text besides ``question`` that this turn sends a model, for the moderation gate: the
+    earlier messages are those of its branch (the path to its parent)."""
+    if question.parent_id is None:
+        earlier = Message.objects.none()
+    else:
+        earlier = conversation.messages.filter(role=Message.Role.USER, id__in=path_ids(question.parent_id))
     previous = (
         earlier.filter(status=Message.Status.COMPLETE).order_by("-created_at").values_list("content", flat=True).first()
     )
@@ -298,62 +344,54 @@ def _gate_input(conversation: Conversation, question: Message) -> GateInput:
     )
 
 
-def _last_user_message(conversation: Conversation) -> Message | None:
-    return conversation.messages.filter(role=Message.Role.USER).order_by("-created_at").first()
-
-
-def _delete_after(conversation: Conversation, message: Message) -> list[str]:
-    later = conversation.messages.filter(created_at__gt=message.created_at)
-    if later.filter(status=Message.Status.STREAMING).exists():
+def _refuse_while_streaming(conversation: Conversation) -> None:
+    # One reply at a time per conversation, whichever branch it is on.
+    if conversation.messages.filter(status=Message.Status.STREAMING).exists():
         raise Busy()
-    ids = [str(pk) for pk in later.values_list("id", flat=True)]
-    later.delete()
-    return ids
 
 
-def regenerate_prepare(*, user, conversation_id) -> tuple[Conversation, Message, list[str]]:
-    """Remove the last reply so a new one can be written; returns the question and removed ids."""
+def regenerate_prepare(*, user, conversation_id, message_id=None) -> tuple[Conversation, Message]:
+    """The question to answer again: the parent of the reply ``message_id`` (the current
+    leaf's by default), or the user message ``message_id`` itself. Nothing is removed: the new
+    reply is a sibling of the old ones (reply_begin makes it the current leaf)."""
     conversation = conversation_for_user(user=user, conversation_id=conversation_id)
+    if message_id is None:
+        if conversation.current_leaf_id is None:
+            raise NothingToRegenerate(_("There is no message to answer yet."))
+        message_id = conversation.current_leaf_id
+    target = message_for_user(user=user, conversation=conversation, message_id=message_id)
+    question = target if target.role == Message.Role.USER else target.parent
+    if question is None or question.role != Message.Role.USER:
+        raise NothingToRegenerate(_("There is no message to answer yet."))
+    question.conversation = conversation
     with transaction.atomic():
         Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
-        question = _last_user_message(conversation)
-        if question is None:
-            raise NothingToRegenerate(_("There is no message to answer yet."))
-        removed = _delete_after(conversation, question)
+        _refuse_while_streaming(conversation)
         if question.status in (Message.Status.BLOCKED, Message.Status.UNCHECKED):
             # Moderation runs again on the same text; start from a clean slate.
             question.status = Message.Status.COMPLETE
             question.moderation_categories = []
             question.save(update_fields=["status", "moderation_categories"])
-    return conversation, question, removed
+    return conversation, question
 
 
-def edit_prepare(*, user, conversation_id, message_id, content) -> tuple[Conversation, Message, list[str]]:
-    """Change the last user message and remove everything after it."""
+def edit_prepare(*, user, conversation_id, message_id, content) -> tuple[Conversation, Message]:
+    """Save ``content`` as a new version of the user message ``message_id`` (a sibling under
+    the same parent, which becomes the current leaf); the old version and its branch stay."""
     content = _validate_content(content)
     conversation = conversation_for_user(user=user, conversation_id=conversation_id)
+    original = message_for_user(user=user, conversation=conversation, message_id=message_id)
+    if original.role != Message.Role.USER:
+        raise NothingToRegenerate(_("Only your own messages can be edited."))
     with transaction.atomic():
         Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
-        question = _last_user_message(conversation)
-        if question is None or str(question.id) != str(message_id):
-            if not conversation.messages.filter(id=_uuid_or_none(message_id)).exists():
-                from chat.errors import NotFound
-
-                raise NotFound()
-            raise NothingToRegenerate(_("Only your last message can be edited."))
-        removed = _delete_after(conversation, question)
+        _refuse_while_streaming(conversation)
+        question = Message(conversation=conversation, role=Message.Role.USER, parent_id=original.parent_id)
         _set_content(question, content, _encoding_for(conversation))
-        question.status = Message.Status.COMPLETE
-        question.moderation_categories = []
-        question.updated_at = timezone.now()
         question.save()
-    return conversation, question, removed
-
-
-def _uuid_or_none(value):
-    import uuid
-
-    try:
-        return uuid.UUID(str(value))
-    except (TypeError, ValueError):
-        return None
+        Conversation.objects.filter(pk=conversation.pk).update(
+            current_leaf=question, choosing=False, updated_at=question.created_at
+        )
+        conversation.current_leaf_id = question.pk
+        conversation.choosing = False
+    return conversation, question

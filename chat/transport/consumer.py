@@ -24,9 +24,9 @@ from django.utils.translation import gettext as _
 
 from chat import runtime
 from chat.errors import BadRequest, NotFound, ParleyError
-from chat.selectors import conversation_for_user, conversation_messages
+from chat.selectors import conversation_choices, conversation_for_user, conversation_messages
 from chat.serializers import conversation_to_dict, message_to_dict
-from chat.services import turns
+from chat.services import branches, turns
 from chat.transport import events
 from chat.transport.events import control_group, conversation_group, user_group
 from chat.transport.runner import ReplyRunner
@@ -215,12 +215,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             user=self.user, conversation_id=conversation_id
         )
         await self._follow(conversation.id)
-        messages = await database_sync_to_async(conversation_messages)(
-            conversation=conversation, limit=STATE_MESSAGES + 1
-        )
+        messages, choices = await database_sync_to_async(self._branch)(conversation)
         has_more = len(messages) > STATE_MESSAGES
         messages = messages[-STATE_MESSAGES:]
-        streaming = [m for m in messages if m.status == "streaming"]
+        streaming = [m for m in [*messages, *choices] if m.status == "streaming"]
         # Joined the group first, read the database second: nothing published after the
         # read can be missed. The live text comes from the reply task as a snapshot.
         for message in streaming:
@@ -230,6 +228,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 conversation=conversation_to_dict(conversation),
                 messages=[message_to_dict(m) for m in messages],
                 has_more=has_more,
+                choices=[message_to_dict(m) for m in choices],
             )
         )
         if streaming:
@@ -237,6 +236,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 control_group(conversation.id), events.reply_sync(reply_channel=self.channel_name)
             )
             asyncio.get_running_loop().call_later(SNAPSHOT_WAIT, self._snapshot_timeout, [str(m.id) for m in streaming])
+
+    @staticmethod
+    def _branch(conversation):
+        """The branch shown (at most STATE_MESSAGES + 1 messages) and the answers to pick from."""
+        messages = conversation_messages(conversation=conversation, limit=STATE_MESSAGES + 1)
+        choices = conversation_choices(conversation=conversation, leaf=messages[-1] if messages else None)
+        return messages, choices
 
     async def _follow(self, conversation_id) -> None:
         if self.conversation_id == conversation_id:
@@ -312,23 +318,31 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return turns.turn_start(user=user, **fields)
 
     async def do_regenerate(self, frame):
-        conversation, question, removed = await database_sync_to_async(turns.regenerate_prepare)(
-            user=self.user, conversation_id=self._field(frame, "conversation_id")
+        conversation, question = await database_sync_to_async(turns.regenerate_prepare)(
+            user=self.user,
+            conversation_id=self._field(frame, "conversation_id"),
+            message_id=self._field(frame, "message_id", required=False),
         )
-        if removed:
-            await self._publish(conversation.id, events.message_deleted(message_ids=removed))
         await self._start_reply(conversation, question)
 
     async def do_edit(self, frame):
-        conversation, question, removed = await database_sync_to_async(turns.edit_prepare)(
+        conversation, question = await database_sync_to_async(turns.edit_prepare)(
             user=self.user,
             conversation_id=self._field(frame, "conversation_id"),
             message_id=self._field(frame, "message_id"),
             content=self._field(frame, "content"),
         )
-        await self._publish(conversation.id, events.message_deleted(message_ids=removed + [str(question.id)]))
-        await self._publish(conversation.id, events.message_created(message=message_to_dict(question)))
         await self._start_reply(conversation, question)
+
+    async def do_switch(self, frame):
+        """Show another version (``message_id``: a sibling, or an answer to continue from)."""
+        conversation = await database_sync_to_async(branches.branch_switch)(
+            user=self.user,
+            conversation_id=self._field(frame, "conversation_id"),
+            message_id=self._field(frame, "message_id"),
+        )
+        leaf_id = conversation.current_leaf_id
+        await self._publish(conversation.id, events.branch_changed(conversation_id=conversation.id, leaf_id=leaf_id))
 
     async def do_stop(self, frame):
         conversation = await database_sync_to_async(conversation_for_user)(
@@ -341,6 +355,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_json(events.pong())
 
     async def _start_reply(self, conversation, question) -> None:
+        """A new branch (an edit or a regeneration): every tab shows it, then its reply streams."""
         try:
             plan = await database_sync_to_async(turns.reply_begin)(
                 conversation=conversation, question=question, user=self.user
@@ -348,19 +363,39 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except ParleyError as exc:
             # The member's message is saved; only the reply was refused. Say why.
             exc.detail.setdefault("message_id", str(question.id))
+            await self._publish(
+                conversation.id, events.branch_changed(conversation_id=conversation.id, leaf_id=question.id)
+            )
             raise
-        await self._run_reply(plan)
+        await self._run_reply(plan, announce=False)
 
-    async def _run_reply(self, plan: turns.ReplyPlan) -> None:
+    async def _run_reply(self, plan: turns.ReplyPlan, announce: bool = True) -> None:
+        """Start the reply task; ``announce``: a single reply continuing the branch shown is
+        announced with ``message.created``, anything else (several answers, a new branch)
+        makes every tab read the branch again."""
         runner = ReplyRunner(plan)
         await runner.prepare()
-        await self._publish(plan.conversation.id, events.message_created(message=message_to_dict(plan.reply)))
+        if announce and not plan.others:
+            await self._publish(plan.conversation.id, events.message_created(message=message_to_dict(plan.reply)))
+        else:
+            await self._publish(
+                plan.conversation.id,
+                events.branch_changed(conversation_id=plan.conversation.id, leaf_id=plan.reply.id),
+            )
         runtime.spawn(runner.run(), name=f"reply-{plan.reply.id}")
 
     async def _publish(self, conversation_id, event: dict) -> None:
         await self.channel_layer.group_send(conversation_group(conversation_id), event)
 
     # --- events from the layer ---------------------------------------------------------------
+    async def branch_changed(self, event):
+        # Another version is shown (in this tab or another): send this tab the branch again.
+        if self.conversation_id is not None and str(self.conversation_id) == event.get("conversation_id"):
+            try:
+                await self._subscribe(self.conversation_id)
+            except ParleyError as exc:
+                await self._send_error(exc, None)
+
     async def reply_delta(self, event):
         held = self.awaiting_snapshot.get(event["message_id"])
         if held is not None:

@@ -45,9 +45,10 @@ REPLY_DELTA = "reply.delta"
 REPLY_SNAPSHOT = "reply.snapshot"
 REPLY_DONE = "reply.done"
 MESSAGE_CREATED = "message.created"
-MESSAGE_DELETED = "message.deleted"
 CONVERSATION_UPDATED = "conversation.updated"
 CONVERSATION_DELETED = "conversation.deleted"
+# Published to conv. groups but not relayed: each socket answers it with conversation.state.
+BRANCH_CHANGED = "branch.changed"
 
 PUBLIC = frozenset(
     {
@@ -55,7 +56,6 @@ PUBLIC = frozenset(
         REPLY_SNAPSHOT,
         REPLY_DONE,
         MESSAGE_CREATED,
-        MESSAGE_DELETED,
         CONVERSATION_UPDATED,
         CONVERSATION_DELETED,
     }
@@ -84,8 +84,15 @@ def message_created(*, message: dict, client_id: str | None = None) -> dict:
     return event
 
 
-def message_deleted(*, message_ids: list[str]) -> dict:
-    return {"type": MESSAGE_DELETED, "message_ids": [str(i) for i in message_ids]}
+def branch_changed(*, conversation_id, leaf_id) -> dict:
+    """The branch shown changed (an edit, a regeneration, a switch, a picked answer): every
+    socket with the conversation open sends its browser ``conversation.state`` again (the
+    consumer handles this event; it is not public)."""
+    return {
+        "type": BRANCH_CHANGED,
+        "conversation_id": str(conversation_id),
+        "leaf_id": None if leaf_id is None else str(leaf_id),
+    }
 
 
 def conversation_updated(*, conversation: dict) -> dict:
@@ -104,9 +111,18 @@ ERROR = "error"
 PONG = "pong"
 
 
-def conversation_state(*, conversation: dict, messages: list[dict], has_more: bool) -> dict:
-    """What a socket that opens a conversation sees first: the saved state, newest messages."""
-    return {"type": CONVERSATION_STATE, "conversation": conversation, "messages": messages, "has_more": has_more}
+def conversation_state(
+    *, conversation: dict, messages: list[dict], has_more: bool, choices: list[dict] | None = None
+) -> dict:
+    """What a socket that opens a conversation sees first: the saved state of the branch shown,
+    newest messages; ``choices``, the answers of the last turn while the member picks one."""
+    return {
+        "type": CONVERSATION_STATE,
+        "conversation": conversation,
+        "messages": messages,
+        "has_more": has_more,
+        "choices": choices or [],
+    }
 
 
 def conversation_created(*, conversation: dict, client_id: str) -> dict:

@@ -43,6 +43,31 @@ LISTENER_CLOSE_WAIT = 2.0  # seconds the control listener gets to return before 
 _LISTENER_CLOSE = "reply.listener.close"
 
 
+class OtherChoice:
+    """The text of one more answer of a request with n > 1 (choice ``index``), saved as a
+    sibling reply; the runner streams and finishes it with its first answer."""
+
+    def __init__(self, reply_id):
+        self.reply_id = reply_id
+        self.parts: list[str] = []
+        self.length = 0
+        self.sent = 0
+        self.finish_reason = ""
+
+    @property
+    def text(self) -> str:
+        if len(self.parts) > 1:
+            self.parts = ["".join(self.parts)]
+        return self.parts[0] if self.parts else ""
+
+    def delta_event(self) -> dict | None:
+        if self.length == self.sent:
+            return None
+        text = self.text
+        offset, self.sent = self.sent, self.length
+        return events.reply_delta(message_id=self.reply_id, offset=offset, text=text[offset:])
+
+
 class ReplyRunner:
     def __init__(self, plan: ReplyPlan):
         self.plan = plan
@@ -72,6 +97,8 @@ class ReplyRunner:
         # The reply's reservation is sent upstream as its limit; this ends a stream that goes
         # on past it anyway, so the member's usage stays within what was reserved.
         self.cap = tokens.ReplyCap(plan.prompt.reply_tokens, plan.prompt.encoding)
+        # n > 1: the other answers by their choice index (1, 2, 3), streamed by the same request.
+        self.others = {index: OtherChoice(reply.id) for index, reply in enumerate(plan.others, start=1)}
 
     # --- the text -------------------------------------------------------------------------
     @property
@@ -105,8 +132,31 @@ class ReplyRunner:
         widened = min(live / budget, COALESCE_MAX) if budget > 0 else 0.0
         return max(self._coalesce, widened)
 
+    def _on_other(self, others: dict) -> None:
+        for index, (delta, finish) in others.items():
+            choice = self.others.get(index)
+            if choice is None:
+                continue
+            if delta:
+                choice.parts.append(delta)
+                choice.length += len(delta)
+            if finish:
+                choice.finish_reason = finish
+        if self._flush_handle is None:
+            loop = asyncio.get_running_loop()
+            delay = max(self._last_flush + self.coalesce_interval() - loop.time(), 0)
+            self._flush_handle = loop.call_later(delay, self._flush)
+
+    def texts(self) -> dict:
+        """{reply id: text so far} of every answer this task writes (for the periodic save)."""
+        return {self.reply_id: self.text, **{c.reply_id: c.text for c in self.others.values()}}
+
     def _flush(self) -> None:
         self._flush_handle = None
+        for choice in self.others.values():
+            event = choice.delta_event()
+            if event is not None:
+                self._outbox.put_nowait((self.group, event))
         if self.length == self.sent:
             return
         text = self.text
@@ -150,6 +200,13 @@ class ReplyRunner:
                         events.reply_snapshot(message_id=self.reply_id, text=self.text[: self.sent]),
                     )
                 )
+                for choice in self.others.values():
+                    self._outbox.put_nowait(
+                        (
+                            event["reply_channel"],
+                            events.reply_snapshot(message_id=choice.reply_id, text=choice.text[: choice.sent]),
+                        )
+                    )
 
     def _gone(self) -> None:
         """The conversation was deleted or the reply was ended elsewhere: stop paying."""
@@ -174,6 +231,8 @@ class ReplyRunner:
                     self.finish_reason = event.finish_reason
                 if event.usage:
                     self.usage = event.usage
+                if event.others:
+                    self._on_other(event.others)
                 if self.sent and not first_out:
                     # A fast upstream fills the socket faster than we read it, so reading never
                     # waits and nothing else on the loop would run until the burst ends: the
@@ -291,9 +350,10 @@ class ReplyRunner:
             # estimate of what was generated, flagged as such (T34b).
             encoding = tokens.encoding_name_for_model(self.model_id)
             prompt_tokens = self.plan.prompt.prompt_tokens
-            completion_tokens = await asyncio.to_thread(tokens.count_tokens, text, encoding)
+            written = "".join([text, *(c.text for c in self.others.values())])
+            completion_tokens = await asyncio.to_thread(tokens.count_tokens, written, encoding)
             if self.cap.reached:
-                completion_tokens = min(completion_tokens, self.cap.limit)
+                completion_tokens = min(completion_tokens, self.cap.limit * (1 + len(self.others)))
             estimated = True
         else:
             prompt_tokens = completion_tokens = 0
@@ -323,6 +383,18 @@ class ReplyRunner:
         )
         if message is not None:
             self._outbox.put_nowait((self.group, events.reply_done(message=message_to_dict(message))))
+        for choice in self.others.values():
+            # The other answers: their text and status; the request's usage is on the first.
+            other = await database_sync_to_async(reply_finish)(
+                reply_id=choice.reply_id,
+                content=choice.text,
+                status=status,
+                finish_reason=choice.finish_reason or (self.finish_reason if choice.length else ""),
+                error_code=error.code if error else "",
+                error_text=error.message if error else "",
+            )
+            if other is not None:
+                self._outbox.put_nowait((self.group, events.reply_done(message=message_to_dict(other))))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._outbox.join(), timeout=5)
         return message
@@ -360,9 +432,10 @@ class Heartbeats:
             await asyncio.sleep(settings.PARLEY_SAVE_INTERVAL)
             runners = dict(self.runners)  # discard() cancels this task when the last one leaves
             try:
-                alive = await database_sync_to_async(replies_save_progress)(
-                    texts={reply_id: runner.text for reply_id, runner in runners.items()}
-                )
+                texts = {}
+                for runner in runners.values():
+                    texts.update(runner.texts())
+                alive = await database_sync_to_async(replies_save_progress)(texts=texts)
             except Exception:  # noqa: BLE001 - the next interval tries again; the sweep is the backstop
                 logger.warning("saving %d streaming replies failed", len(runners), exc_info=True)
                 continue

@@ -147,12 +147,17 @@ class Usage:
     completion_tokens: int
 
 
+MAX_CHOICES = 4  # the most answers per request Parley asks for (Conversation.n)
+
+
 class StreamEvent(NamedTuple):
     # A named tuple, not a frozen dataclass: one is made per token, and a frozen dataclass's
     # __init__ (object.__setattr__ per field) was 5% of a 5,000-token reply's CPU.
     delta: str = ""  # content text of choice 0
     finish_reason: str | None = None
     usage: Usage | None = None
+    # The other choices of a request with n > 1: {index: (delta, finish_reason)}; None otherwise.
+    others: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -299,23 +304,34 @@ def _chunk_data(message: sse.Message, endpoint: Endpoint) -> dict | None:
 def _choice_event(data: dict, key: str) -> StreamEvent | None:
     # Called once per token: exact type checks and one lookup per field (docs/performance.md).
     delta, finish = "", None
+    others: dict[int, tuple[str, str | None]] | None = None
     choices = data.get("choices")
     for choice in choices if type(choices) is list else ():
-        if type(choice) is not dict or choice.get("index", 0) != 0:
-            continue  # n > 1: only the first choice is Parley's reply
+        if type(choice) is not dict:
+            continue
+        index = choice.get("index", 0)
         part = choice.get(key)
-        if type(part) is dict:
-            content = part.get("content")
-            if type(content) is str:
-                delta += content
+        content = part.get("content") if type(part) is dict else None
         reason = choice.get("finish_reason")
+        if index != 0:
+            # n > 1: the other answers, each saved as a sibling reply (at most MAX_CHOICES).
+            if type(index) is int and 0 < index < MAX_CHOICES:
+                text = content if type(content) is str else ""
+                finished = reason if type(reason) is str else None
+                if text or finished is not None:
+                    others = others or {}
+                    was_text, was_finish = others.get(index, ("", None))
+                    others[index] = (was_text + text, finished or was_finish)
+            continue
+        if type(content) is str:
+            delta += content
         if type(reason) is str:
             finish = reason
     raw_usage = data.get("usage")
     usage = _usage(raw_usage) if raw_usage is not None else None
-    if not delta and finish is None and usage is None:
+    if not delta and finish is None and usage is None and others is None:
         return None
-    return StreamEvent(delta, finish, usage)
+    return StreamEvent(delta, finish, usage, others)
 
 
 def _usage(raw) -> Usage | None:

@@ -1,7 +1,7 @@
-"""The chat page's JSON endpoints: sidebar list, rename/pin/settings, delete, defaults, export.
+"""The chat page's JSON endpoints: sidebar list, rename/pin/settings, delete, fork, defaults, export.
 
 Views are thin: every id goes through an ownership selector (another member's id answers
-404 exactly like a missing one, T01), every write through a service that ignores unknown
+404 exactly like a missing one, T01), every write through a service that refuses unknown
 fields (T06). POST/PATCH/PUT/DELETE are CSRF-protected by Django's middleware (T22), and
 config.middleware.PrivateCacheMiddleware marks every answer ``private, no-store``.
 """
@@ -20,10 +20,11 @@ from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
-from chat import selectors
+from chat import selectors, tokens
 from chat.core import grants
-from chat.errors import BadRequest, ModelUnavailable, NotFound, ParleyError
+from chat.errors import BadRequest, Busy, ModelUnavailable, NotFound, ParleyError
 from chat.serializers import conversation_to_dict, message_to_dict
+from chat.services.branches import conversation_fork as conversation_fork_service
 from chat.services.conversations import conversation_delete, conversation_update
 from chat.services.preferences import chat_defaults_update
 from chat.transport import events
@@ -32,7 +33,7 @@ from chat.transport.events import control_group, user_group
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
-STATUS_FOR_CODE = {NotFound.code: 404, ModelUnavailable.code: 403}
+STATUS_FOR_CODE = {NotFound.code: 404, ModelUnavailable.code: 403, Busy.code: 409}
 
 
 def error_response(exc: ParleyError) -> JsonResponse:
@@ -144,6 +145,18 @@ def conversation_detail(request, conversation_id):
     return JsonResponse({"conversation": data})
 
 
+@api_view("POST")
+def conversation_fork(request, conversation_id):
+    """A new conversation from the path up to ``message_id``: answers the new conversation."""
+    body = _json_body(request)
+    fork = conversation_fork_service(
+        user=request.user, conversation_id=conversation_id, message_id=body.get("message_id")
+    )
+    data = conversation_to_dict(fork)
+    _notify_user(request.user, events.conversation_updated(conversation=data))
+    return JsonResponse({"conversation": data}, status=201)
+
+
 def _send_to_group(group: str, event: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
@@ -164,6 +177,8 @@ def model_to_dict(model) -> dict:
         "max_output_tokens": model.max_output_tokens,
         "is_default": model.is_default,
         "priced": model.input_price_per_million is not None or model.output_price_per_million is not None,
+        # Words to avoid or prefer need the model's encoding (chat.tokens.known_encoding_for_model).
+        "token_bias": tokens.known_encoding_for_model(model.model_id) is not None,
     }
 
 
@@ -209,10 +224,13 @@ def export_markdown(conversation, messages) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def export_json(conversation, messages) -> dict:
+def export_json(conversation, messages, tree) -> dict:
+    """The current branch as ``messages`` (what the member sees), and every message of every
+    branch as ``all_messages`` (each with its ``parent_id``: the tree)."""
     return {
         "conversation": conversation_to_dict(conversation),
         "messages": [message_to_dict(m) for m in messages],
+        "all_messages": [message_to_dict(m) for m in tree],
     }
 
 
@@ -223,8 +241,9 @@ def conversation_export(request, conversation_id, fmt):
     if fmt == "md":
         response = HttpResponse(export_markdown(conversation, messages), content_type="text/markdown; charset=utf-8")
     else:
+        tree = selectors.conversation_tree(conversation=conversation)
         response = HttpResponse(
-            json.dumps(export_json(conversation, messages), ensure_ascii=False, indent=2),
+            json.dumps(export_json(conversation, messages, tree), ensure_ascii=False, indent=2),
             content_type="application/json; charset=utf-8",
         )
     response["Content-Disposition"] = f'attachment; filename="{_export_filename(conversation, fmt)}"'

@@ -12,6 +12,13 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
 
 STRINGS = (
+    gettext_noop("Previous version"),
+    gettext_noop("Next version"),
+    gettext_noop("Fork"),
+    gettext_noop("Continue from this answer"),
+    gettext_noop("Continue from answer %(number)s"),
+    gettext_noop("Answers to pick from"),
+    gettext_noop("Answer %(number)s"),
     gettext_noop("%(field)s must be a number between %(min)s and %(max)s."),
     gettext_noop("%(remaining)s of %(budget)s left this month"),
     gettext_noop("%(remaining)s of %(budget)s tokens left this month"),

@@ -14,6 +14,7 @@ urlpatterns = [
     path("media/<uuid:media_id>/", media.media_file, name="media"),
     path("api/conversations/", api.conversation_list, name="api_conversations"),
     path("api/conversations/<uuid:conversation_id>/", api.conversation_detail, name="api_conversation"),
+    path("api/conversations/<uuid:conversation_id>/fork/", api.conversation_fork, name="api_fork"),
     path(
         "api/conversations/<uuid:conversation_id>/export.md",
         api.conversation_export,

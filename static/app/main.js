@@ -59,8 +59,10 @@ function showConnection(connected) {
 
 // --- the open conversation ---------------------------------------------------------------------------
 const thread = new Thread($("thread"), $("scroller"), {
-  regenerate: () => sendFrame({ type: "regenerate", conversation_id: state.conversation.id }),
+  regenerate: (messageId) => sendFrame({ type: "regenerate", conversation_id: state.conversation.id, message_id: messageId }),
   edit: (messageId, content) => sendFrame({ type: "edit", conversation_id: state.conversation.id, message_id: messageId, content }),
+  switchTo: (messageId) => sendFrame({ type: "switch", conversation_id: state.conversation.id, message_id: messageId }),
+  fork: (messageId) => fork(messageId),
   sync: requestSync,
   openSettings: () => settings.open(),
   busyChanged: (busy) => composer.setBusy(busy),
@@ -81,6 +83,20 @@ function sendFrame(frame) {
   }
   notify(null);
   return true;
+}
+
+// "Fork": a new conversation with the branch up to a message; it opens at once.
+async function fork(messageId) {
+  try {
+    const data = await api(`${config.urls.api_conversations}${state.conversation.id}/fork/`, {
+      method: "POST",
+      body: { message_id: messageId },
+    });
+    sidebar.upsert(data.conversation);
+    openConversation(data.conversation.id);
+  } catch (error) {
+    notify(error.message || t("Something went wrong. Please try again."));
+  }
 }
 
 function showHeader() {
@@ -198,7 +214,7 @@ function onFrame(frame) {
       syncRequested = false;
       state.conversation = frame.conversation;
       state.ready = true;
-      thread.setState(frame.messages || [], frame.has_more);
+      thread.setState(frame.messages || [], frame.has_more, frame.choices || []);
       sidebar.upsert(frame.conversation);
       showHeader();
       break;
@@ -221,9 +237,6 @@ function onFrame(frame) {
       if (state.ready) thread.add(frame.message);
       break;
     }
-    case "message.deleted":
-      if (state.ready) thread.remove(frame.message_ids || []);
-      break;
     case "reply.snapshot":
       if (state.ready) thread.snapshot(frame.message_id, frame.text);
       break;

@@ -131,7 +131,11 @@ const NUMBER_FIELDS = [
   ["max_tokens", "set-max-tokens", (v) => parseInt(v, 10)],
   ["presence_penalty", "set-presence", parseFloat],
   ["frequency_penalty", "set-frequency", parseFloat],
+  ["n", "set-n", (v) => Number(v)],
+  ["seed", "set-seed", (v) => Number(v)],
 ];
+const DEFAULT_PREFERENCE = 5;
+const words = (id) => document.getElementById(id).value.split("\n").map((w) => w.trim()).filter(Boolean);
 
 export class SettingsPanel {
   // callbacks: {current() → {conversation, pending}, save(values) → Promise, saveDefaults(values) → Promise}
@@ -143,6 +147,7 @@ export class SettingsPanel {
     this.error = document.getElementById("settings-error");
     this.scope = document.getElementById("settings-scope");
     this.fillModels();
+    this.model.addEventListener("change", () => this.showBias());
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.commit(this.callbacks.save);
@@ -155,6 +160,15 @@ export class SettingsPanel {
     const options = [new Option(t("Default model"), "")];
     for (const model of config.models || []) options.push(new Option(`${model.name} · ${model.provider}`, String(model.id)));
     this.model.replaceChildren(...options);
+  }
+
+  // Words to avoid or prefer become token ids in the model's encoding: offered only for models
+  // whose encoding Parley knows.
+  showBias() {
+    const id = this.model.value ? parseInt(this.model.value, 10) : null;
+    const models = config.models || [];
+    const model = id === null ? models.find((m) => m.is_default) || models[0] : models.find((m) => m.id === id);
+    document.getElementById("bias-fields").hidden = !(model && model.token_bias);
   }
 
   open() {
@@ -171,6 +185,13 @@ export class SettingsPanel {
       document.getElementById(id).value = value === null || value === undefined ? "" : String(value);
     }
     document.getElementById("set-stop").value = (values.stop || []).join("\n");
+    document.getElementById("set-response-format").value = values.response_format || "";
+    const bias = values.logit_bias || [];
+    document.getElementById("set-avoid").value = bias.filter((b) => b.bias < 0).map((b) => b.text).join("\n");
+    const preferred = bias.filter((b) => b.bias > 0);
+    document.getElementById("set-prefer").value = preferred.map((b) => b.text).join("\n");
+    document.getElementById("set-prefer-strength").value = preferred.length ? String(preferred[0].bias) : "";
+    this.showBias();
     this.error.hidden = true;
     this.dialog.showModal();
   }
@@ -188,7 +209,7 @@ export class SettingsPanel {
         continue;
       }
       const number = parse(raw);
-      if (!Number.isFinite(number) || !input.checkValidity()) {
+      if (!Number.isFinite(number) || !input.checkValidity() || (input.step === "1" && !Number.isInteger(number))) {
         throw new Error(t("%(field)s must be a number between %(min)s and %(max)s.", {
           field: input.labels[0].textContent,
           min: input.min || "1",
@@ -200,6 +221,19 @@ export class SettingsPanel {
     const stops = document.getElementById("set-stop").value.split("\n").filter((line) => line.length);
     if (stops.length > 4) throw new Error(t("At most four stop sequences."));
     values.stop = stops;
+    values.response_format = document.getElementById("set-response-format").value;
+    values.logit_bias = [];
+    if (!document.getElementById("bias-fields").hidden) {
+      const strengthInput = document.getElementById("set-prefer-strength");
+      const strength = strengthInput.value.trim() ? Number(strengthInput.value) : DEFAULT_PREFERENCE;
+      if (!Number.isInteger(strength) || strength < 1 || strength > 100) {
+        throw new Error(t("%(field)s must be a number between %(min)s and %(max)s.", { field: strengthInput.labels[0].textContent, min: "1", max: "100" }));
+      }
+      values.logit_bias = [
+        ...words("set-avoid").map((text) => ({ text, bias: -100 })),
+        ...words("set-prefer").map((text) => ({ text, bias: strength })),
+      ];
+    }
     return values;
   }
 

@@ -28,7 +28,8 @@ const dropCodePoints = (text, count) => {
 const FINAL = new Set(["complete", "stopped", "interrupted", "error", "blocked"]);
 
 export class Thread {
-  // actions: {regenerate(), edit(messageId, text), sync(), openSettings(), busyChanged(busy), replyDone(message)}
+  // actions: {regenerate(messageId), edit(messageId, text), switchTo(messageId), fork(messageId),
+  //           sync(), openSettings(), busyChanged(busy), replyDone(message)}
   constructor(root, scroller, actions) {
     this.root = root;
     this.scroller = scroller;
@@ -39,6 +40,8 @@ export class Thread {
     this.frame = 0;
     this.stickToBottom = true;
     this.editing = null;
+    this.choiceIds = new Set(); // answers of the last turn shown side by side, to pick from
+    this.choiceBox = null;
     scroller.addEventListener("scroll", () => {
       const gap = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight;
       this.stickToBottom = gap < 80;
@@ -58,6 +61,8 @@ export class Thread {
     this.views.clear();
     this.live.clear();
     this.editing = null;
+    this.choiceIds = new Set();
+    this.choiceBox = null;
     this.root.replaceChildren();
     this.root.removeAttribute("aria-busy");
     this.changed();
@@ -68,11 +73,22 @@ export class Thread {
     this.root.setAttribute("aria-busy", "true");
   }
 
-  // conversation.state: the saved messages, oldest first.
-  setState(messages, hasMore) {
+  // conversation.state: the saved messages of the branch shown, oldest first; `choices`, the
+  // answers of the last turn side by side while the member picks one (the last message is
+  // the first of them).
+  setState(messages, hasMore, choices = []) {
     this.clear();
     if (hasMore) this.root.append(h("p", { class: "thread-note", text: t("Older messages are not shown. Export the conversation to see all of it.") }));
-    for (const message of messages) this.add(message);
+    const shown = choices.length > 1 ? messages.slice(0, -1) : messages;
+    for (const message of shown) this.add(message);
+    if (choices.length > 1) {
+      this.choiceBox = h("div", { class: "choices", role: "group", "aria-label": t("Answers to pick from") });
+      this.root.append(this.choiceBox);
+      for (const choice of choices) {
+        this.choiceIds.add(choice.id);
+        this.add(choice);
+      }
+    }
     this.stickToBottom = true;
     this.scrollToEnd();
     this.changed();
@@ -89,7 +105,7 @@ export class Thread {
     }
     const view = this.build(message);
     this.views.set(message.id, view);
-    this.root.append(view.article);
+    (this.choiceIds.has(message.id) && this.choiceBox ? this.choiceBox : this.root).append(view.article);
     this.paint(message);
     this.changed();
     this.scrollToEnd();
@@ -98,6 +114,8 @@ export class Thread {
   update(message) {
     const index = this.messages.findIndex((m) => m.id === message.id);
     if (index === -1) return;
+    // Events about one message (reply.done) do not list its versions: keep what the state said.
+    if (!message.versions && this.messages[index].versions) message.versions = this.messages[index].versions;
     this.messages[index] = message;
     if (FINAL.has(message.status)) this.live.delete(message.id);
     this.paint(message);
@@ -187,22 +205,47 @@ export class Thread {
     const status = h("div", { class: "message-status", hidden: true });
     const meta = h("span", { class: "message-meta" });
     const footer = h("div", { class: "message-footer" });
+    const versions = h("div", { class: "message-versions", hidden: true });
+    let label = mine ? t("You said") : t("Parley said");
+    if (this.choiceIds.has(message.id)) {
+      label = t("Answer %(number)s", { number: this.choiceIds.size });
+    }
     const article = h(
       "article",
       {
         class: `message ${mine ? "from-user" : "from-assistant"}`,
         "data-message-id": message.id,
-        "aria-label": mine ? t("You said") : t("Parley said"),
+        "aria-label": label,
       },
-      h("div", { class: "message-main" }, body, status, h("div", { class: "message-tools" }, footer, meta)),
+      h("div", { class: "message-main" }, body, status, h("div", { class: "message-tools" }, versions, footer, meta)),
     );
-    return { article, body, status, footer, meta };
+    return { article, body, status, footer, meta, versions };
   }
 
   paint(message) {
     this.paintBody(message);
     this.paintStatus(message);
     this.paintMeta(message);
+    this.paintVersions(message);
+  }
+
+  // "Previous version" · "2 / 3" · "Next version" under a message that has siblings.
+  paintVersions(message) {
+    const view = this.views.get(message.id);
+    if (!view) return;
+    const versions = this.choiceIds.has(message.id) ? null : message.versions;
+    if (!versions || versions.count < 2) {
+      view.versions.hidden = true;
+      view.versions.replaceChildren();
+      return;
+    }
+    const go = (id) => () => this.actions.switchTo(id);
+    view.versions.replaceChildren(
+      h("button", { type: "button", class: "version-button", "aria-label": t("Previous version"), title: t("Previous version"), disabled: !versions.previous_id, onclick: go(versions.previous_id), text: "‹" }),
+      h("span", { class: "version-count", text: `${versions.index} / ${versions.count}` }),
+      h("button", { type: "button", class: "version-button", "aria-label": t("Next version"), title: t("Next version"), disabled: !versions.next_id, onclick: go(versions.next_id), text: "›" }),
+    );
+    view.versions.hidden = false;
   }
 
   paintBody(message) {
@@ -248,7 +291,7 @@ export class Thread {
   explain(message) {
     if (message.role !== "assistant") return null;
     const action = (label, handler) => h("button", { type: "button", class: "note-action", onclick: handler, text: label });
-    const regenerate = () => action(t("Regenerate"), () => this.actions.regenerate());
+    const regenerate = () => action(t("Regenerate"), () => this.actions.regenerate(message.id));
     const error = message.error || {};
     switch (message.status) {
       case "stopped":
@@ -265,7 +308,7 @@ export class Thread {
           "div",
           { class: "note note-error", role: "note" },
           h("span", { text: t("The reply failed: %(reason)s", { reason: error.message || t("unknown error") }) }),
-          action(t("Try again"), () => this.actions.regenerate()),
+          action(t("Try again"), () => this.actions.regenerate(message.id)),
         );
       case "blocked": {
         const categories = (message.moderation_categories || []).join(", ");
@@ -320,12 +363,14 @@ export class Thread {
     if (parts.length) view.article.setAttribute("title", parts.join(" · "));
   }
 
-  // Which actions each message offers depends on its place: Regenerate on the last reply,
-  // Edit on the last message of the member, Copy everywhere; none while a reply streams.
+  // Every message offers Copy and Fork; every reply Regenerate and every message of the
+  // member Edit (each makes a new branch and keeps the old one); the last message of the
+  // member without a reply, Get a reply; an answer to pick from, Continue. None of the
+  // branch-making actions while a reply streams.
   changed() {
     const busy = this.busy;
-    const lastUser = [...this.messages].reverse().find((m) => m.role === "user");
     const last = this.messages[this.messages.length - 1];
+    let number = 0;
     for (const message of this.messages) {
       const view = this.views.get(message.id);
       if (!view || this.editing === message.id) continue;
@@ -335,14 +380,33 @@ export class Thread {
           if (await copyText(this.textOf(message))) confirmCopied(button);
         }),
       ];
-      if (!busy && message === last && message.role === "assistant") {
-        buttons.push(iconButton("regenerate", t("Regenerate"), () => this.actions.regenerate()));
+      if (this.choiceIds.has(message.id)) {
+        number += 1;
+        if (!busy) {
+          buttons.push(
+            h("button", {
+              type: "button",
+              class: "secondary choice-pick",
+              "aria-label": t("Continue from answer %(number)s", { number }),
+              onclick: () => this.actions.switchTo(message.id),
+              text: t("Continue from this answer"),
+            }),
+          );
+        }
+        view.footer.replaceChildren(...buttons);
+        continue;
+      }
+      if (!busy && message.role === "assistant") {
+        buttons.push(iconButton("regenerate", t("Regenerate"), () => this.actions.regenerate(message.id)));
       }
       if (!busy && message === last && message.role === "user") {
-        buttons.push(iconButton("regenerate", t("Get a reply"), () => this.actions.regenerate()));
+        buttons.push(iconButton("regenerate", t("Get a reply"), () => this.actions.regenerate(message.id)));
       }
-      if (!busy && message === lastUser) {
+      if (!busy && message.role === "user") {
         buttons.push(iconButton("edit", t("Edit"), () => this.startEdit(message)));
+      }
+      if (message.status !== "streaming") {
+        buttons.push(iconButton("fork", t("Fork"), () => this.actions.fork(message.id)));
       }
       view.footer.replaceChildren(...buttons);
     }

@@ -179,6 +179,38 @@ def test_counting_does_not_load_the_packages_python_layer():
     assert result.stdout.strip() == "False"
 
 
+# --- logit_bias: words to token ids ------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("model", "encoding"),
+    [("gpt-4o-mini", O200K), ("openai/gpt-4.1", O200K), ("gpt-3.5-turbo", CL100K), ("llama-3.1-8b", None)],
+)
+def test_only_models_whose_encoding_parley_knows_get_one_for_token_ids(model, encoding):
+    assert tokens.known_encoding_for_model(model) == encoding
+
+
+def test_a_word_has_every_case_and_leading_space_variant():
+    assert set(tokens.word_variants(" banana ")) == {
+        "banana",
+        " banana",
+        "Banana",
+        " Banana",
+        "BANANA",
+        " BANANA",
+    }
+
+
+def test_bias_token_ids_are_the_tokens_of_the_models_own_encoding_and_none_for_an_unknown_model():
+    entries = [{"text": "hello", "bias": -100}]
+    o200k = tokens.bias_token_ids(entries, "gpt-4o")
+    cl100k = tokens.bias_token_ids(entries, "gpt-4")
+    assert o200k != cl100k
+    encoding = tokens._encoding(O200K)
+    assert {str(token) for token in encoding.encode(" Hello")} <= set(o200k)
+    assert set(o200k.values()) == {-100}
+    assert tokens.bias_token_ids(entries, "mistral-large") == {}
+    assert tokens.bias_token_count(entries, "gpt-4o") == len(o200k)
+
+
 # --- The reply cap (issue 20 item 8) ---------------------------------------------------------
 def _stream_through(cap, deltas):
     kept = []

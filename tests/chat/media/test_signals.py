@@ -23,7 +23,10 @@ def thread(alice):
     """Alice's conversation: a question with an attached picture, and a reply with a made image."""
     conversation = Conversation.objects.create(owner=alice, title="Pictures")
     question = Message.objects.create(conversation=conversation, role=Message.Role.USER, content="Draw this")
-    reply = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, content="Here it is")
+    reply = Message.objects.create(
+        conversation=conversation, role=Message.Role.ASSISTANT, content="Here it is", parent=question
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(current_leaf=reply)
     return conversation, question, reply
 
 
@@ -41,14 +44,15 @@ def test_deleting_a_message_deletes_its_files_and_only_those(alice, media_store,
     assert not MediaFile.objects.filter(pk=made.pk).exists()
 
 
-def test_regenerating_a_reply_deletes_the_files_of_the_reply_it_replaces(alice, media_store, thread, capture):
-    # The earlier reply goes through a bulk QuerySet.delete(), not Model.delete().
+def test_regenerating_a_reply_keeps_the_earlier_reply_and_its_files(alice, media_store, thread, capture):
+    # Regenerating adds a version (issue 18): the earlier reply stays on its branch, files and all.
     conversation, question, reply = thread
     attached = _save(alice, message=question)
-    _save(alice, message=reply)
+    made = _save(alice, message=reply)
     with capture(execute=True):
         regenerate_prepare(user=alice, conversation_id=conversation.id)
-    assert media_store.names() == {attached.storage_name}
+    assert media_store.names() == {attached.storage_name, made.storage_name}
+    assert Message.objects.filter(pk=reply.pk).exists()
 
 
 def test_deleting_a_conversation_deletes_all_its_files(alice, media_store, thread, capture):

@@ -45,20 +45,29 @@ def tokens_for(message: Message) -> int:
 
 
 class Chat:
-    """A conversation whose messages get strictly increasing timestamps."""
+    """A conversation whose messages get strictly increasing timestamps, each the child of the
+    one before (one branch)."""
 
     def __init__(self, owner, model, **fields):
         self.conversation = Conversation.objects.create(owner=owner, model=model, **fields)
         self.clock = START
+        self.last = None
 
-    def add(self, role, content, status=Message.Status.COMPLETE, counted=True):
+    def add(self, role, content, status=Message.Status.COMPLETE, counted=True, parent="last"):
         self.clock += dt.timedelta(seconds=1)
         message = Message(
-            conversation=self.conversation, role=role, content=content, status=status, created_at=self.clock
+            conversation=self.conversation,
+            role=role,
+            content=content,
+            status=status,
+            created_at=self.clock,
+            parent=self.last if parent == "last" else parent,
         )
         if counted:
             tokens_for(message)
         message.save()
+        self.last = message
+        Conversation.objects.filter(pk=self.conversation.pk).update(current_leaf=message)
         return message
 
     def ask(self, content):
@@ -298,10 +307,13 @@ def bulk_history(chat, count, *, every_tenth_blocked=False):
         chat.clock += dt.timedelta(seconds=1)
         role = Message.Role.USER if n % 2 == 0 else Message.Role.ASSISTANT
         status = Message.Status.BLOCKED if every_tenth_blocked and n % 10 == 0 else Message.Status.COMPLETE
-        message = Message(conversation=chat.conversation, role=role, content=f"message {n}", status=status)
+        message = Message(
+            conversation=chat.conversation, role=role, content=f"message {n}", status=status, parent=chat.last
+        )
         message.created_at = chat.clock
         tokens_for(message)
         rows.append(message)
+        chat.last = message
     Message.objects.bulk_create(rows)
     return [m.content for m in rows if m.status == Message.Status.COMPLETE]
 

@@ -50,7 +50,10 @@ async def test_an_anonymous_socket_is_closed_with_4401():
 def alices_conversation(alice):
     conversation = Conversation.objects.create(owner=alice, title="alice's secret")
     question = Message.objects.create(conversation=conversation, role="user", content="secret question")
-    Message.objects.create(conversation=conversation, role="assistant", content="secret answer")
+    answer = Message.objects.create(
+        conversation=conversation, role="assistant", content="secret answer", parent=question
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(current_leaf=answer)
     return conversation, question
 
 
@@ -63,6 +66,8 @@ def alices_conversation(alice):
         {"type": "stop"},
         {"type": "regenerate"},
         {"type": "edit", "message_id": "QUESTION", "content": "changed"},
+        {"type": "regenerate", "message_id": "QUESTION"},
+        {"type": "switch", "message_id": "QUESTION"},
     ],
 )
 async def test_bob_gets_not_found_for_every_action_on_alices_conversation(
@@ -81,6 +86,8 @@ async def test_bob_gets_not_found_for_every_action_on_alices_conversation(
         lambda: list(Message.objects.filter(conversation=conversation).values_list("content", flat=True))
     )()
     assert messages == ["secret question", "secret answer"]
+    leaf = await database_sync_to_async(lambda: Conversation.objects.get(pk=conversation.pk).current_leaf.content)()
+    assert leaf == "secret answer"  # the branch shown is unchanged too
     assert fake_upstream.requests == []
     await tab.close()
 

@@ -48,10 +48,11 @@ async def test_an_event_that_is_not_public_never_reaches_the_browser(alice):
     group = events.conversation_group(conversation.id)
     await layer.group_send(group, {"type": "execute", "code": "alert(1)"})
     await layer.group_send(group, events.reply_stop())  # control, published to the wrong group
-    await layer.group_send(group, events.message_deleted(message_ids=["x"]))
+    await layer.group_send(group, events.conversation_deleted(conversation_id=conversation.id))
 
     frame = await tab.next()
-    assert frame == {"type": "message.deleted", "message_ids": ["x"]}  # the first and only one relayed
+    # the first and only one relayed
+    assert frame == {"type": "conversation.deleted", "conversation_id": str(conversation.id)}
     await tab.close()
 
 

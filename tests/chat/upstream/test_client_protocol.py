@@ -60,8 +60,16 @@ def test_a_usage_chunk_and_a_finish_chunk_are_events():
     assert chunk('{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}') == StreamEvent(finish_reason="length")
 
 
-def test_other_choices_unknown_events_and_non_json_are_dropped():
-    assert chunk('{"choices":[{"index":1,"delta":{"content":"alt"}}]}') is None
+def test_other_choices_are_reported_apart_from_the_first():
+    assert chunk('{"choices":[{"index":1,"delta":{"content":"alt"}}]}') == StreamEvent(others={1: ("alt", None)})
+    both = chunk('{"choices":[{"index":0,"delta":{"content":"a"}},{"index":2,"delta":{},"finish_reason":"stop"}]}')
+    assert both == StreamEvent(delta="a", others={2: ("", "stop")})
+    # Parley never asks for more than four answers: a fifth is not an answer of ours.
+    assert chunk('{"choices":[{"index":7,"delta":{"content":"x"}}]}') is None
+    assert chunk('{"choices":[{"index":"1","delta":{"content":"x"}}]}') is None
+
+
+def test_unknown_events_and_non_json_are_dropped():
     assert chunk('{"choices":[{"index":0,"delta":{"content":"<b>"}}]}', "execute") is None
     assert chunk("not-json") is None
     assert chunk("[1, 2]") is None

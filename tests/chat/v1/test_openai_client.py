@@ -266,5 +266,13 @@ def test_a_token_that_saves_conversations_puts_the_exchange_in_the_history(alice
         ("user", "Hello there"),
         ("assistant", answer.choices[0].message.content),
     ]
+    # The chat page shows it as one branch, the answer last.
+    from chat.selectors import conversation_messages
+
+    shown = conversation_messages(conversation=first)
+    assert [(m.role, m.content) for m in shown] == [
+        ("user", "Hello there"),
+        ("assistant", answer.choices[0].message.content),
+    ]
     assert conversations[1].messages.get(role="assistant").content == "".join(default_reply("Hello there"))
     assert UsageRecord.objects.filter(conversation__in=conversations).count() == 2

@@ -34,9 +34,14 @@ def model(db):
 
 
 def make_conversation(owner, title="Plans", *, model=None, messages=(), **fields):
+    """A conversation with ``messages`` as one branch, the last one shown."""
     conversation = Conversation.objects.create(owner=owner, title=title, model=model, **fields)
+    parent = None
     for role, content in messages:
-        Message.objects.create(conversation=conversation, role=role, content=content)
+        parent = Message.objects.create(conversation=conversation, role=role, content=content, parent=parent)
+    if parent is not None:
+        Conversation.objects.filter(pk=conversation.pk).update(current_leaf=parent)
+        conversation.current_leaf = parent
     return conversation
 
 
@@ -292,11 +297,11 @@ def test_a_model_the_member_may_not_use_is_refused(alice_client, alice, model):
     assert response.json()["error"]["code"] == "model_unavailable"
 
 
-def test_extra_fields_cannot_reassign_or_forge_anything(alice_client, alice, bob):
+def test_extra_fields_are_refused_and_cannot_reassign_or_forge_anything(alice_client, alice, bob):
     conversation = make_conversation(alice, "Mine")
     created = conversation.created_at
-    body = {
-        "title": "Renamed",
+    url = reverse("chat:api_conversation", args=[conversation.id])
+    for name, value in {
         "owner": bob.pk,
         "owner_id": bob.pk,
         "user": bob.pk,
@@ -306,15 +311,19 @@ def test_extra_fields_cannot_reassign_or_forge_anything(alice_client, alice, bob
         "tokens_used": 0,
         "created_at": "2000-01-01T00:00:00Z",
         "id": "x",
-    }
-    response = patch(alice_client, reverse("chat:api_conversation", args=[conversation.id]), body)
-    assert response.status_code == 200
+        "current_leaf_id": "x",
+    }.items():
+        response = patch(alice_client, url, {"title": "Renamed", name: value})
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["code"] == "unknown_setting" and name in error["message"]
     conversation.refresh_from_db()
     alice.refresh_from_db()
     assert conversation.owner_id == alice.pk
     assert conversation.created_at == created
-    assert conversation.title == "Renamed"
+    assert conversation.title == "Mine"  # a refused request changes nothing
     assert not alice.is_staff and not alice.is_superuser
+    assert patch(alice_client, url, {"title": "Renamed"}).status_code == 200
 
 
 def test_a_member_deletes_a_conversation(alice_client, alice):
@@ -404,15 +413,14 @@ def test_no_answer_allows_other_origins(alice_client, alice):
 
 
 # --- defaults and models ---------------------------------------------------------------------------------
-def test_a_member_sets_defaults_for_new_chats_and_unknown_keys_are_dropped(alice_client, alice, model):
-    body = {
-        "model_id": model.pk,
-        "system_prompt": "Answer in French.",
-        "temperature": 0.2,
-        "owner": 99,
-        "is_staff": True,
-    }
-    response = alice_client.put(reverse("chat:api_defaults"), data=json.dumps(body), content_type="application/json")
+def test_a_member_sets_defaults_for_new_chats_and_unknown_keys_are_refused(alice_client, alice, model):
+    body = {"model_id": model.pk, "system_prompt": "Answer in French.", "temperature": 0.2}
+    url = reverse("chat:api_defaults")
+    refused = alice_client.put(url, data=json.dumps({**body, "is_staff": True}), content_type="application/json")
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "unknown_setting"
+    alice.refresh_from_db()
+    assert alice.chat_defaults == {}
+    response = alice_client.put(url, data=json.dumps(body), content_type="application/json")
     assert response.status_code == 200
     alice.refresh_from_db()
     assert alice.chat_defaults == {"model_id": model.pk, "system_prompt": "Answer in French.", "temperature": 0.2}
@@ -457,6 +465,43 @@ def test_export_as_json_lists_every_message(alice_client, alice):
     assert data["conversation"]["title"] == "Numbers"
     assert [(m["role"], m["content"]) for m in data["messages"]] == [("user", "one"), ("assistant", "two")]
     assert "sk-" not in response.content.decode()
+
+
+def branched(alice):
+    """ "question" answered twice: "old answer", then "new answer" (the branch shown)."""
+    conversation = make_conversation(alice, "Branches", messages=[("user", "question"), ("assistant", "old answer")])
+    question = conversation.messages.get(role="user")
+    newer = Message.objects.create(conversation=conversation, role="assistant", content="new answer", parent=question)
+    Conversation.objects.filter(pk=conversation.pk).update(current_leaf=newer)
+    return conversation
+
+
+def test_exports_hold_the_branch_shown_and_the_json_export_every_branch(alice_client, alice):
+    conversation = branched(alice)
+    markdown = alice_client.get(reverse("chat:api_export_md", args=[conversation.id])).content.decode()
+    assert "new answer" in markdown and "old answer" not in markdown
+    data = json.loads(alice_client.get(reverse("chat:api_export_json", args=[conversation.id])).content)
+    assert [m["content"] for m in data["messages"]] == ["question", "new answer"]
+    everything = {m["content"]: m for m in data["all_messages"]}
+    assert set(everything) == {"question", "old answer", "new answer"}
+    question_id = everything["question"]["id"]
+    assert everything["old answer"]["parent_id"] == everything["new answer"]["parent_id"] == question_id
+
+
+def test_fork_starts_a_new_conversation_from_the_path_up_to_a_message(alice_client, alice, bob_client):
+    conversation = branched(alice)
+    old = conversation.messages.get(content="old answer")
+    url = reverse("chat:api_fork", args=[conversation.id])
+    assert bob_client.post(url, {"message_id": str(old.id)}, content_type="application/json").status_code == 404
+    response = alice_client.post(url, {"message_id": str(old.id)}, content_type="application/json")
+    assert response.status_code == 201
+    fork = Conversation.objects.get(pk=response.json()["conversation"]["id"])
+    assert fork.owner == alice and fork.title == "Branches (fork)"
+    exported = json.loads(alice_client.get(reverse("chat:api_export_json", args=[fork.id])).content)
+    assert [m["content"] for m in exported["messages"]] == ["question", "old answer"]
+    assert len(exported["all_messages"]) == 2
+    missing = alice_client.post(url, {"message_id": "nope"}, content_type="application/json")
+    assert missing.status_code == 404
 
 
 def test_budget_endpoint_reports_the_members_month(alice_client, alice):
