@@ -14,7 +14,9 @@ figures move with the load.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
 import time
 
 from bench.clients import Direct, Reply, Tab, prompt
@@ -25,6 +27,7 @@ from bench.harness import (
     Section,
     Target,
     baseline_tree,
+    emit,
     median,
     ms,
     percentile,
@@ -79,9 +82,15 @@ async def _sequential(servers: dict[str, Parley], upstream: FakeUpstream, replie
     return {"replies": out, "cpu": cpu}
 
 
-def relay_section(upstream: FakeUpstream, rev: str, replies: int, long_runs: int) -> Section:
-    label = short_rev(rev)
-    with baseline_tree(rev) as tree, Parley(upstream) as current, Parley(upstream, root=tree) as base:
+def relay_section(
+    upstream: FakeUpstream, rev: str, replies: int, long_runs: int, env: dict | None = None, label: str = ""
+) -> Section:
+    label = label or short_rev(rev)
+    with (
+        baseline_tree(rev) as tree,
+        Parley(upstream) as current,
+        Parley(upstream, root=tree, extra_env=dict(env or {})) as base,
+    ):
         servers = {FLOOR: current.sibling(FLOOR_APP), label: base, CURRENT: current}
         for server in servers.values():
             server.start()
@@ -181,16 +190,22 @@ def _level(server: Parley, n: int, tag: str) -> dict:
 
 
 def concurrency_section(
-    upstream: FakeUpstream, rev: str, levels: list[int], databases: list[str], rounds: int = 2
+    upstream: FakeUpstream,
+    rev: str,
+    levels: list[int],
+    databases: list[str],
+    rounds: int = 2,
+    env: dict | None = None,
+    label: str = "",
 ) -> Section:
-    label = short_rev(rev)
+    label = label or short_rev(rev)
     members = max(levels)
     results: dict = {}
     with baseline_tree(rev) as tree:
         for database in databases:
             with (
                 Parley(upstream, database=database, members=members) as current,
-                Parley(upstream, database=database, members=members, root=tree) as base,
+                Parley(upstream, database=database, members=members, root=tree, extra_env=dict(env or {})) as base,
             ):
                 servers = {FLOOR: current.sibling(FLOOR_APP), label: base, CURRENT: current}
                 names = list(servers)
@@ -262,3 +277,38 @@ def concurrency_section(
         targets=targets,
         data={"levels": data},
     )
+
+
+def main(argv=None) -> int:
+    """Only the comparison, e.g. of one setting: the baseline is REV with ``--env`` on top
+    (``--baseline HEAD --env PARLEY_UPSTREAM_TRANSPORT=httpx`` with the other value in this
+    process's environment, which this tree's servers inherit)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", default="HEAD")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the baseline's servers")
+    parser.add_argument("--label", default="", help="the baseline's name in the tables")
+    parser.add_argument("--scenarios", default="relay,concurrency")
+    parser.add_argument("--replies", type=int, default=30)
+    parser.add_argument("--long-runs", type=int, default=3)
+    parser.add_argument("--levels", default="100")
+    parser.add_argument("--databases", default="sqlite")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    env = dict(item.split("=", 1) for item in args.env)
+    sections = []
+    with FakeUpstream() as upstream:
+        if "relay" in args.scenarios:
+            sections.append(relay_section(upstream, args.baseline, args.replies, args.long_runs, env, args.label))
+        if "concurrency" in args.scenarios:
+            levels = [int(x) for x in args.levels.split(",")]
+            databases = args.databases.split(",")
+            sections.append(
+                concurrency_section(upstream, args.baseline, levels, databases, args.rounds, env, args.label)
+            )
+    emit(sections, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
