@@ -55,6 +55,32 @@ async def _concurrent(parley: Parley, replies: int, tag: str) -> None:
         await asyncio.gather(*(t.close() for t in tabs), return_exceptions=True)
 
 
+# Self samples by where the code lives: the first pattern found in the frame's file wins.
+LIBRARIES = (
+    ("Django ORM", ("django/db/",)),
+    ("sqlite3", ("sqlite3/",)),
+    ("psycopg", ("psycopg",)),
+    ("HTTP client (httpx, httpcore, h11, anyio, aiohttp)", ("httpx", "httpcore", "/h11/", "/anyio/", "aiohttp")),
+    ("Twisted, autobahn, daphne", ("twisted/", "autobahn/", "daphne/", "txaio/")),
+    ("Channels", ("channels/",)),
+    ("asgiref", ("asgiref/",)),
+    ("JSON", ("json/",)),
+    ("Django (other)", ("django/",)),
+    ("tokenizer (bpe-openai)", ("bpe_openai",)),
+    ("asyncio", ("asyncio/",)),
+    ("Parley (chat/, accounts/, config/)", ("/chat/", "/accounts/", "/config/")),
+)
+
+
+def by_library(own: collections.Counter, total: int) -> list[str]:
+    shares: collections.Counter = collections.Counter()
+    for frame, n in own.items():
+        where = frame.rpartition("(")[2]
+        name = next((lib for lib, marks in LIBRARIES if any(m in where for m in marks)), "other (stdlib, idle)")
+        shares[name] += n
+    return [f"{n / total * 100:5.1f}%  {name}" for name, n in shares.most_common()]
+
+
 def summarize(path: Path, top: int) -> str:
     inclusive: collections.Counter = collections.Counter()
     own: collections.Counter = collections.Counter()
@@ -71,7 +97,7 @@ def summarize(path: Path, top: int) -> str:
         own[frames[-1]] += n
     if not total:
         return "no samples"
-    lines = [f"{total} samples", "", "inclusive:"]
+    lines = [f"{total} samples", "", "self, by library:", *by_library(own, total), "", "inclusive:"]
     lines += [f"{n / total * 100:5.1f}%  {f}" for f, n in inclusive.most_common(top)]
     lines += ["", "self:"]
     lines += [f"{n / total * 100:5.1f}%  {f}" for f, n in own.most_common(top // 2)]
