@@ -57,18 +57,20 @@ async def _concurrent(parley: Parley, replies: int, tag: str) -> None:
 
 # Self samples by where the code lives: the first pattern found in the frame's file wins.
 LIBRARIES = (
-    ("Django ORM", ("django/db/",)),
-    ("sqlite3", ("sqlite3/",)),
+    # SQLite's C code shows as the self time of Django's execute on it.
+    ("sqlite3 (Django's execute on it)", ("django/db/backends/sqlite3/base.py", "sqlite3/")),
     ("psycopg", ("psycopg",)),
-    ("HTTP client (httpx, httpcore, h11, anyio, aiohttp)", ("httpx", "httpcore", "/h11/", "/anyio/", "aiohttp")),
+    ("Django ORM", ("django/db/",)),
+    ("HTTP client (httpx, httpcore, h11, anyio, aiohttp)", ("httpx", "httpcore/", "h11/", "anyio/", "aiohttp/")),
     ("Twisted, autobahn, daphne", ("twisted/", "autobahn/", "daphne/", "txaio/")),
     ("Channels", ("channels/",)),
     ("asgiref", ("asgiref/",)),
     ("JSON", ("json/",)),
     ("Django (other)", ("django/",)),
     ("tokenizer (bpe-openai)", ("bpe_openai",)),
-    ("asyncio", ("asyncio/",)),
-    ("Parley (chat/, accounts/, config/)", ("/chat/", "/accounts/", "/config/")),
+    ("asyncio, selectors", ("asyncio/", "selectors.py")),
+    ("thread pool (the database thread's queue)", ("concurrent/futures/",)),
+    ("Parley (chat/, accounts/, config/)", ("chat/", "accounts/", "config/")),
 )
 
 
@@ -76,7 +78,7 @@ def by_library(own: collections.Counter, total: int) -> list[str]:
     shares: collections.Counter = collections.Counter()
     for frame, n in own.items():
         where = frame.rpartition("(")[2]
-        name = next((lib for lib, marks in LIBRARIES if any(m in where for m in marks)), "other (stdlib, idle)")
+        name = next((lib for lib, marks in LIBRARIES if where.startswith(marks)), "other (standard library)")
         shares[name] += n
     return [f"{n / total * 100:5.1f}%  {name}" for name, n in shares.most_common()]
 
