@@ -27,6 +27,7 @@ Rules kept here, each with its docs/security.md row:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import functools
 import json
@@ -190,6 +191,16 @@ def _aiohttp_transport(limits: httpx.Limits):
 
 
 _pools: dict[asyncio.AbstractEventLoop, list[_Shard]] = {}
+
+
+@atexit.register
+def _forget_all() -> None:
+    # At exit the loops are gone: drop what is left without aiohttp's "unclosed session" errors.
+    for shards in _pools.values():
+        for shard in shards:
+            with contextlib.suppress(Exception):
+                shard.forget()
+    _pools.clear()
 
 
 @functools.cache
