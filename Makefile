@@ -97,8 +97,10 @@ $(PROD_VENV)/.installed: requirements.txt
 	$(PROD_VENV)/bin/python -m pip install --quiet -r requirements.txt
 	@touch $@
 
+# The revision the relay and concurrency scenarios run beside this tree (issue 21's targets).
+BENCH_BASELINE ?= acd3e09
 bench: $(VENV)/.installed-dev $(PROD_VENV)/.installed messages ## benchmarks, written to docs/performance.md (BENCH_ARGS="--quick" for a fast try)
-	$(PY) -m bench.run $(BENCH_ARGS)
+	$(PY) -m bench.run --baseline $(BENCH_BASELINE) $(BENCH_ARGS)
 
 # Copies pinned browser libraries from npm into static/vendor (see static/vendor/VERSIONS.md).
 vendor: ## copy the pinned browser libraries from npm into static/vendor

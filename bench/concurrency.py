@@ -248,6 +248,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default="10,100,200,500")
     parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also run REV beside this tree, interleaved (bench/baseline.py)"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of the --baseline comparison")
     parser.add_argument("--json", help="also write the section as JSON here (bench.run)")
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
@@ -270,7 +274,14 @@ def main(argv=None) -> int:
                         print(f"  {database} {n}: FAILED {exc}", file=sys.stderr, flush=True)
                         continue
                     print(f"  {database} {n}: done", file=sys.stderr, flush=True)
-    emit([report(results)], args.json)
+        sections = [report(results)]
+        if args.baseline:
+            from bench.baseline import concurrency_section
+
+            # The comparison runs each level 3 × rounds times: the levels the targets name.
+            compared = [n for n in levels if n in (100, 200)] or levels
+            sections.append(concurrency_section(upstream, args.baseline, compared, databases, args.rounds))
+    emit(sections, args.json)
     return 0
 
 

@@ -41,6 +41,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVER_ROOT = Path(os.environ.get("PARLEY_BENCH_TREE") or ROOT)
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 DAPHNE = str(Path(PYTHON).parent / "daphne")
+# Fresh bench databases are named <prefix>_<pid>_<port> (several people's benches share a server).
+PG_PREFIX = os.environ.get("PARLEY_BENCH_PG_PREFIX", "parley_bench")
+# The revision before this wave's changes: what `--baseline` compares against by default.
+DEFAULT_BASELINE = "acd3e09"
 POSTGRES_ADMIN_URL = os.environ.get("PARLEY_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
 MODEL_ID = "gpt-4o-mini"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -258,9 +262,9 @@ def _base_env() -> dict:
     return env
 
 
-def _manage(env: dict, *args: str, stdin: str | None = None) -> str:
+def _manage(env: dict, *args: str, stdin: str | None = None, root: Path | None = None) -> str:
     result = subprocess.run(
-        [PYTHON, "manage.py", *args], cwd=SERVER_ROOT, env=env, input=stdin, capture_output=True, text=True
+        [PYTHON, "manage.py", *args], cwd=root or SERVER_ROOT, env=env, input=stdin, capture_output=True, text=True
     )
     if result.returncode != 0:
         raise RuntimeError(f"manage.py {args[0]} failed:\n{result.stdout}\n{result.stderr}")
@@ -311,8 +315,8 @@ print("BENCH-JSON " + json.dumps({str(i): [s, n] for i, s, n in rows}))
 """
 
 
-def _shell_json(env: dict, code: str, payload) -> dict:
-    out = _manage(env, "shell", "-c", code, stdin=json.dumps(payload))
+def _shell_json(env: dict, code: str, payload, root: Path | None = None) -> dict:
+    out = _manage(env, "shell", "-c", code, stdin=json.dumps(payload), root=root)
     for line in out.splitlines():
         if line.startswith("BENCH-JSON "):
             return json.loads(line[len("BENCH-JSON ") :])
@@ -337,6 +341,9 @@ class Parley:
     daphne: str = DAPHNE
     # The ASGI application daphne serves: Parley, or bench.floor_app on the same installation.
     app: str = "config.asgi:application"
+    # The tree daphne and manage.py run from: this checkout, or a baseline revision's worktree
+    # (:func:`baseline_tree`), which migrates its own database with its own migrations.
+    root: Path = SERVER_ROOT
     port: int = field(default_factory=free_port)
     sessions: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
@@ -349,12 +356,12 @@ class Parley:
         self.env.update(self.extra_env)
         self.pg_name: str | None = None
         if self.database == "postgres":
-            self.pg_name = f"parley_bench_{os.getpid()}_{self.port}"
+            self.pg_name = f"{PG_PREFIX}_{os.getpid()}_{self.port}"
             _pg_admin(f'CREATE DATABASE "{self.pg_name}"')
             self.env["DATABASE_URL"] = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + self.pg_name
         if self.static:
             self.env["PARLEY_STATIC_ROOT"] = str(static_root())
-        _manage(self.env, "migrate", "--noinput", "-v", "0")
+        _manage(self.env, "migrate", "--noinput", "-v", "0", root=self.root)
         self.add_members(self.members)
 
     @property
@@ -371,13 +378,14 @@ class Parley:
             self.env,
             _SETUP_CODE,
             {"base_url": self.upstream.base_url, "model": MODEL_ID, "members": count, "password": password},
+            root=self.root,
         )
         self.sessions = result["sessions"]
         return self.sessions
 
     def verify(self, message_ids: list[str]) -> dict[str, tuple[str, int]]:
         """{message id: (status, length of the saved content)} read back from the database."""
-        return {k: tuple(v) for k, v in _shell_json(self.env, _VERIFY_CODE, message_ids).items()}
+        return {k: tuple(v) for k, v in _shell_json(self.env, _VERIFY_CODE, message_ids, root=self.root).items()}
 
     def start(self, timeout: float = 60) -> Parley:
         """Start daphne and wait for the first 200 on /healthz (that wait is the start-up time)."""
@@ -385,7 +393,7 @@ class Parley:
         started = time.perf_counter()
         self.proc = subprocess.Popen(
             [self.daphne, "-b", "127.0.0.1", "-p", str(self.port), self.app],
-            cwd=SERVER_ROOT,
+            cwd=self.root,
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -437,6 +445,28 @@ class Parley:
 
     def __exit__(self, *exc) -> None:
         self.destroy()
+
+
+@contextlib.contextmanager
+def baseline_tree(rev: str):
+    """A ``git worktree add --detach`` of ``rev`` in a temporary folder, removed afterwards.
+
+    Its daphne runs from the same virtualenv as this checkout's (``PYTHON``/``DAPHNE``), from
+    its own tree, so it imports its own code; a :class:`Parley` with ``root=`` this folder gets
+    its own data folder and database, migrated with the revision's own migrations.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="parley-bench-baseline-")) / "tree"
+    subprocess.run(["git", "worktree", "add", "--detach", "-q", str(folder), rev], cwd=ROOT, check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=ROOT, check=False)
+        shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+def short_rev(rev: str) -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True)
+    return out.stdout.strip() or rev
 
 
 def _pg_admin(sql: str) -> None:

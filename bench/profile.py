@@ -67,6 +67,34 @@ async def _api(parley: Parley, key: str, replies: int, tag: str) -> None:
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
 
 
+# Self samples by where the code lives: the first pattern found in the frame's file wins.
+LIBRARIES = (
+    # SQLite's C code shows as the self time of Django's execute on it.
+    ("sqlite3 (Django's execute on it)", ("django/db/backends/sqlite3/base.py", "sqlite3/")),
+    ("psycopg", ("psycopg",)),
+    ("Django ORM", ("django/db/",)),
+    ("HTTP client (httpx, httpcore, h11, anyio, aiohttp)", ("httpx", "httpcore/", "h11/", "anyio/", "aiohttp/")),
+    ("Twisted, autobahn, daphne", ("twisted/", "autobahn/", "daphne/", "txaio/")),
+    ("Channels", ("channels/",)),
+    ("asgiref", ("asgiref/",)),
+    ("JSON", ("json/",)),
+    ("Django (other)", ("django/",)),
+    ("tokenizer (bpe-openai)", ("bpe_openai",)),
+    ("asyncio, selectors", ("asyncio/", "selectors.py")),
+    ("thread pool (the database thread's queue)", ("concurrent/futures/",)),
+    ("Parley (chat/, accounts/, config/)", ("chat/", "accounts/", "config/")),
+)
+
+
+def by_library(own: collections.Counter, total: int) -> list[str]:
+    shares: collections.Counter = collections.Counter()
+    for frame, n in own.items():
+        where = frame.rpartition("(")[2]
+        name = next((lib for lib, marks in LIBRARIES if where.startswith(marks)), "other (standard library)")
+        shares[name] += n
+    return [f"{n / total * 100:5.1f}%  {name}" for name, n in shares.most_common()]
+
+
 def summarize(path: Path, top: int) -> str:
     inclusive: collections.Counter = collections.Counter()
     own: collections.Counter = collections.Counter()
@@ -83,7 +111,7 @@ def summarize(path: Path, top: int) -> str:
         own[frames[-1]] += n
     if not total:
         return "no samples"
-    lines = [f"{total} samples", "", "inclusive:"]
+    lines = [f"{total} samples", "", "self, by library:", *by_library(own, total), "", "inclusive:"]
     lines += [f"{n / total * 100:5.1f}%  {f}" for f, n in inclusive.most_common(top)]
     lines += ["", "self:"]
     lines += [f"{n / total * 100:5.1f}%  {f}" for f, n in own.most_common(top // 2)]

@@ -169,13 +169,21 @@ def main(argv=None) -> int:
     parser.add_argument("--replies", type=int, default=50)
     parser.add_argument("--long-tokens", type=int, default=5000)
     parser.add_argument("--long-runs", type=int, default=5)
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also run REV beside this tree, interleaved (bench/baseline.py)"
+    )
     parser.add_argument("--json", help="also write the sections as JSON here (bench.run)")
     args = parser.parse_args(argv)
-    with FakeUpstream() as upstream, Parley(upstream) as parley:
-        parley.start()
-        results = asyncio.run(_measure(parley, upstream, args.replies, args.long_tokens, args.long_runs))
-    one, two = report(results, args.replies, args.long_tokens)
-    emit([one, two], args.json)
+    with FakeUpstream() as upstream:
+        with Parley(upstream) as parley:
+            parley.start()
+            results = asyncio.run(_measure(parley, upstream, args.replies, args.long_tokens, args.long_runs))
+        sections = list(report(results, args.replies, args.long_tokens))
+        if args.baseline:
+            from bench.baseline import relay_section
+
+            sections.append(relay_section(upstream, args.baseline, args.replies, args.long_runs))
+    emit(sections, args.json)
     return 0
 
 

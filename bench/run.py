@@ -1,6 +1,6 @@
 """Every benchmark, one after another, written to docs/performance.md (`make bench`).
 
-    python -m bench.run [--only relay,concurrency,...] [--quick] [--no-write]
+    python -m bench.run [--only relay,concurrency,...] [--quick] [--no-write] [--baseline [REV]]
 
 Each scenario runs in its own process (``python -m bench.<scenario> --json ...``), so none
 inherits another's Django setup or event loop; this module collects their sections and
@@ -21,7 +21,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import BENCH_SETTINGS, PYTHON, ROOT, loadavg, machine, postgres_available, table, targets_table
+from bench.harness import (
+    BENCH_SETTINGS,
+    DEFAULT_BASELINE,
+    PYTHON,
+    ROOT,
+    loadavg,
+    machine,
+    postgres_available,
+    table,
+    targets_table,
+)
 
 DOC = ROOT / "docs" / "performance.md"
 START = "<!-- bench:results:start -->"
@@ -57,8 +67,16 @@ def _git_revision() -> str:
     return rev.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
 
 
-def run_scenario(name: str, quick: bool, workdir: Path) -> tuple[list[dict], dict]:
+# Scenarios that can run an earlier revision beside this tree (bench/baseline.py).
+BASELINE_SCENARIOS = ("relay", "concurrency")
+
+
+def run_scenario(name: str, quick: bool, workdir: Path, baseline: str | None = None) -> tuple[list[dict], dict]:
     module, args, quick_args = SCENARIOS[name]
+    args, quick_args = list(args), list(quick_args)
+    if baseline and name in BASELINE_SCENARIOS:
+        args += ["--baseline", baseline]
+        quick_args += ["--baseline", baseline]
     out = workdir / f"{name}.json"
     load_before = loadavg()
     started = time.perf_counter()
@@ -149,6 +167,13 @@ def main(argv=None) -> int:
     parser.add_argument("--only", help="comma-separated: " + ", ".join(SCENARIOS))
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, for trying the scripts out")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/performance.md alone")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        nargs="?",
+        const=DEFAULT_BASELINE,
+        help=f"run REV (default {DEFAULT_BASELINE}) beside this tree in relay and concurrency, interleaved",
+    )
     args = parser.parse_args(argv)
     names = args.only.split(",") if args.only else list(SCENARIOS)
     unknown = [n for n in names if n not in SCENARIOS]
@@ -165,7 +190,7 @@ def main(argv=None) -> int:
     sections, runs = [], {}
     try:
         for name in names:
-            result, runs[name] = run_scenario(name, args.quick, workdir)
+            result, runs[name] = run_scenario(name, args.quick, workdir, args.baseline)
             sections += result
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

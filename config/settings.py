@@ -378,6 +378,13 @@ PARLEY_DEFAULT_CONTEXT_WINDOW = env.int("PARLEY_DEFAULT_CONTEXT_WINDOW", default
 PARLEY_UPSTREAM_CONNECT_TIMEOUT = env.float("PARLEY_UPSTREAM_CONNECT_TIMEOUT", default=10.0)
 PARLEY_UPSTREAM_READ_TIMEOUT = env.float("PARLEY_UPSTREAM_READ_TIMEOUT", default=120.0)
 PARLEY_UPSTREAM_MAX_RETRIES = env.int("PARLEY_UPSTREAM_MAX_RETRIES", default=2)
+# The transport under the upstream client's httpx API: httpx's own (httpcore) or aiohttp's
+# (httpx-aiohttp); chat/upstream/client.py, docs/performance.md.
+PARLEY_UPSTREAM_TRANSPORT = env.str("PARLEY_UPSTREAM_TRANSPORT", default="httpx")
+if PARLEY_UPSTREAM_TRANSPORT not in ("httpx", "aiohttp"):
+    raise ImproperlyConfigured(
+        f"PARLEY_UPSTREAM_TRANSPORT must be httpx or aiohttp, not {PARLEY_UPSTREAM_TRANSPORT!r}."
+    )
 PARLEY_RETRY_AFTER_MAX = env.float("PARLEY_RETRY_AFTER_MAX", default=60.0)
 PARLEY_MODERATION_FAIL_OPEN = env.bool("PARLEY_MODERATION_FAIL_OPEN", default=False)
 PARLEY_MAX_MESSAGE_CHARS = env.int("PARLEY_MAX_MESSAGE_CHARS", default=100_000)

@@ -71,9 +71,16 @@ def _count(number) -> str:
     return formats.number_format(number, force_grouping=True)  # 10,000 rather than 10000
 
 
-def _month_row(user_id, month: dt.date) -> UsageMonth:
-    """The member's UsageMonth row for ``month``, created if missing, locked until the transaction ends."""
-    row = UsageMonth.objects.select_for_update().filter(user_id=user_id, month=month).first()
+def _month_row(user_id, month: dt.date, *, budgets: bool = False) -> UsageMonth:
+    """The member's UsageMonth row for ``month``, created if missing, locked until the transaction ends.
+
+    ``budgets``: also read the member's budgets in the same query, as ``token_budget`` and
+    ``cost_budget`` on the row (only the UsageMonth row is locked); a row created here has none.
+    """
+    rows = UsageMonth.objects.select_for_update(of=("self",)) if budgets else UsageMonth.objects.select_for_update()
+    if budgets:
+        rows = rows.annotate(token_budget=F("user__monthly_token_budget"), cost_budget=F("user__monthly_cost_budget"))
+    row = rows.filter(user_id=user_id, month=month).first()
     if row is not None:
         return row
     try:
@@ -147,11 +154,16 @@ def budget_reserve(*, user, tokens: int, cost: Decimal, purpose: str = "reply") 
     # Rounded up: the reservation must never be smaller than what the call can cost.
     needed_cost = _money(max(Decimal(cost), Decimal(0)), ROUND_CEILING)
     month = month_start()
-    row = _month_row(user.pk, month)
-    # Budgets are read again under the lock: an admin may have changed them since ``user`` was loaded.
-    token_budget, cost_budget = (
-        get_user_model().objects.filter(pk=user.pk).values_list("monthly_token_budget", "monthly_cost_budget").get()
-    )
+    # Budgets are read again with the lock, in the same query: an admin may have changed them
+    # since ``user`` was loaded.
+    row = _month_row(user.pk, month, budgets=True)
+    if hasattr(row, "token_budget"):
+        # Annotated by _month_row's query (budgets=True), not fields of the model.
+        token_budget, cost_budget = row.token_budget, row.cost_budget  # type: ignore[attr-defined]
+    else:  # the month's first call: the row was just created
+        token_budget, cost_budget = (
+            get_user_model().objects.filter(pk=user.pk).values_list("monthly_token_budget", "monthly_cost_budget").get()
+        )
     tokens_held = row.tokens_used + row.tokens_reserved
     if token_budget is not None and needed_tokens and tokens_held + needed_tokens > token_budget:
         raise _refuse(

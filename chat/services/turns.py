@@ -208,7 +208,12 @@ def turn_start(*, user, conversation_id, client_id, content, model_id=None, chat
     checked = saved.conversation.model if saved.created_conversation else None
     try:
         plan = reply_begin(
-            conversation=saved.conversation, question=saved.message, user=user, model=checked, admitted=True
+            conversation=saved.conversation,
+            question=saved.message,
+            user=user,
+            model=checked,
+            admitted=True,
+            first_turn=saved.created_conversation,
         )
     except ParleyError as exc:
         exc.detail.setdefault("message_id", str(saved.message.id))
@@ -233,13 +238,21 @@ def title_fallback(content: str) -> str:
 
 
 def reply_begin(
-    *, conversation: Conversation, question: Message, user=None, model=None, admitted: bool = False
+    *,
+    conversation: Conversation,
+    question: Message,
+    user=None,
+    model=None,
+    admitted: bool = False,
+    first_turn: bool = False,
 ) -> ReplyPlan:
     """Check the rules and create the streaming assistant message that will hold the reply.
 
     ``user`` is the conversation's owner when the caller has it loaded; ``model`` the
     conversation's model when the caller checked it for this member in the same call;
     ``admitted``: the request was counted against the member's rate already (turn_start).
+    ``first_turn``: the conversation was created with ``question`` in this same call, so no
+    earlier message can exist for the moderation gate to read.
     """
     if user is None:
         user = conversation.owner
@@ -308,7 +321,9 @@ def reply_begin(
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=now, current_leaf=reply, choosing=count > 1)
         conversation.current_leaf_id = reply.pk
         conversation.choosing = count > 1
-    gate = _gate_input(conversation, question)
+    gate = (
+        GateInput(system_prompt=conversation.system_prompt or "") if first_turn else _gate_input(conversation, question)
+    )
     hits, where = gate_blocklist(question.content, gate)
     return ReplyPlan(
         conversation=conversation,

@@ -27,6 +27,7 @@ Rules kept here, each with its docs/security.md row:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import functools
 import json
@@ -109,18 +110,111 @@ class _Shard:
     __slots__ = ("client", "inflight")
 
     def __init__(self):
+        limits = httpx.Limits(max_connections=_SHARD_SIZE, max_keepalive_connections=_SHARD_SIZE, keepalive_expiry=30.0)
         self.client = httpx.AsyncClient(
             follow_redirects=False,
-            limits=httpx.Limits(
-                max_connections=_SHARD_SIZE, max_keepalive_connections=_SHARD_SIZE, keepalive_expiry=30.0
-            ),
+            limits=limits,
             verify=_ssl_context(),
             headers={"User-Agent": USER_AGENT},
+            transport=_aiohttp_transport(limits) if settings.PARLEY_UPSTREAM_TRANSPORT == "aiohttp" else None,
         )
         self.inflight = 0
 
+    def forget(self) -> None:
+        """Drop this shard of a closed event loop, whose connections cannot be closed politely."""
+        transport = self.client._transport
+        session = getattr(transport, "client", None)
+        if session is not None and hasattr(session, "detach"):  # aiohttp's: no "unclosed" warning
+            connector = session.connector
+            session.detach()
+            if connector is not None:
+                connector._close()
+
+
+# --- the transport under httpx -------------------------------------------------------------
+# PARLEY_UPSTREAM_TRANSPORT=aiohttp puts httpx-aiohttp under the same AsyncClient: aiohttp's
+# C HTTP parser reads the stream (docs/performance.md). Its own error mapping reports a server
+# that hangs up, and a read timeout, as a *connect* timeout (which would be retried and called
+# "could not connect"), and lets some aiohttp errors through unmapped; Parley maps them again
+# here, from the aiohttp exception, to the httpx exception httpx's own transport raises.
+def _aiohttp_errors():
+    import aiohttp
+
+    # Most specific first: the first match wins.
+    return (
+        (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+        (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+        (aiohttp.ClientConnectorError, httpx.ConnectError),
+        (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+        (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
+        (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
+        (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+        (aiohttp.ClientConnectionError, httpx.ReadError),
+        (aiohttp.ClientError, httpx.TransportError),
+        (TimeoutError, httpx.TimeoutException),
+    )
+
+
+def _remap(exc: BaseException, errors) -> httpx.HTTPError:
+    source = exc.__cause__ if isinstance(exc, httpx.HTTPError) and exc.__cause__ is not None else exc
+    for kind, httpx_error in errors:
+        if isinstance(source, kind):
+            return httpx_error(str(source) or type(source).__name__)
+    return exc if isinstance(exc, httpx.HTTPError) else httpx.TransportError(str(exc) or type(exc).__name__)
+
+
+@functools.cache
+def _aiohttp_transport_class():
+    import aiohttp
+    from httpx_aiohttp import AiohttpTransport
+
+    errors = _aiohttp_errors()
+    catch = (httpx.HTTPError, aiohttp.ClientError, TimeoutError)
+
+    class Stream(httpx.AsyncByteStream):
+        def __init__(self, inner):
+            self._inner = inner
+
+        async def __aiter__(self):
+            try:
+                async for chunk in self._inner:
+                    yield chunk
+            except catch as exc:
+                raise _remap(exc, errors) from None
+
+        async def aclose(self) -> None:
+            try:
+                await self._inner.aclose()
+            except catch as exc:
+                raise _remap(exc, errors) from None
+
+    class Transport(AiohttpTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            try:
+                response = await super().handle_async_request(request)
+            except catch as exc:
+                raise _remap(exc, errors) from None
+            response.stream = Stream(response.stream)
+            return response
+
+    return Transport
+
+
+def _aiohttp_transport(limits: httpx.Limits):
+    return _aiohttp_transport_class()(verify=_ssl_context(), limits=limits)
+
 
 _pools: dict[asyncio.AbstractEventLoop, list[_Shard]] = {}
+
+
+@atexit.register
+def _forget_all() -> None:
+    # At exit the loops are gone: drop what is left without aiohttp's "unclosed session" errors.
+    for shards in _pools.values():
+        for shard in shards:
+            with contextlib.suppress(Exception):
+                shard.forget()
+    _pools.clear()
 
 
 @functools.cache
@@ -135,7 +229,8 @@ def _shards() -> list[_Shard]:
     if shards is None:
         # A closed loop's connections are dead; drop them (their sockets close when collected).
         for old in [other for other in _pools if other.is_closed()]:
-            del _pools[old]
+            for shard in _pools.pop(old):
+                shard.forget()
         shards = _pools[loop] = []
     return shards
 
