@@ -95,3 +95,10 @@ class UpstreamError(ParleyError):
     def __init__(self, message=None, *, code=None, retry_after=None, status: int | None = None, **detail):
         super().__init__(message, code=code, retry_after=retry_after, **detail)
         self.status = status
+
+
+class DocumentRefused(ParleyError):
+    """A file that cannot be attached or read; ``code`` says which rule (chat/services/extract.py)."""
+
+    code = "document_refused"
+    default_message = _("This file cannot be used.")

@@ -2,13 +2,17 @@
 
 from chat.models.catalog import ChatModel, ModelKind, Provider
 from chat.models.conversations import Conversation, Message
+from chat.models.documents import Chunk, Citation, Document
 from chat.models.moderation import BlocklistEntry, ModerationEvent
 from chat.models.usage import Reservation, UsageKind, UsageMonth, UsageRecord
 
 __all__ = [
     "BlocklistEntry",
     "ChatModel",
+    "Chunk",
+    "Citation",
     "Conversation",
+    "Document",
     "Message",
     "ModelKind",
     "ModerationEvent",

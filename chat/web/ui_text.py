@@ -12,6 +12,17 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
 
 STRINGS = (
+    gettext_noop("%(count)s relevant passages of your documents did not fit and were left out."),
+    gettext_noop("%(pages)s pages"),
+    gettext_noop("Failed: %(reason)s"),
+    gettext_noop("Indexing…"),
+    gettext_noop("Reading…"),
+    gettext_noop("Ready"),
+    gettext_noop("Remove %(name)s"),
+    gettext_noop("Source %(number)s"),
+    gettext_noop("Uploading…"),
+    gettext_noop("Wait until your files are ready, or remove them."),
+    gettext_noop("Waiting to be read…"),
     gettext_noop("%(field)s must be a number between %(min)s and %(max)s."),
     gettext_noop("%(remaining)s of %(budget)s left this month"),
     gettext_noop("%(remaining)s of %(budget)s tokens left this month"),

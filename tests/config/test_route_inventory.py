@@ -42,6 +42,9 @@ ROUTES = {
     "chat:api_models": MEMBER,
     "chat:api_defaults": MEMBER,
     "chat:api_budget": MEMBER,
+    "chat:api_documents": MEMBER,
+    "chat:api_document": MEMBER,
+    "chat:passage": MEMBER,
     "admin:login": PUBLIC,
     "admin:logout": PUBLIC,  # admin_view sends anyone who is not staff back to the admin index
 }
