@@ -22,7 +22,7 @@ RUN /opt/venv/bin/pip install -r /tmp/requirements.txt
 # --- translations and static files --------------------------------------------------------------
 FROM deps AS build
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends gettext \
+    && apt-get install -y --no-install-recommends gettext libmagic1 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY . .
@@ -66,10 +66,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PARLEY_PRODUCTION=true \
     PARLEY_DATA_DIR=/data \
     PARLEY_STATIC_ROOT=/app/staticfiles
+# libmagic tells the type of an uploaded file from its bytes (chat/media/types.py).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libmagic1 \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 parley \
     && useradd --system --uid 10001 --gid parley --home-dir /data --no-create-home --shell /usr/sbin/nologin parley \
-    && mkdir -p /data /srv/parley/static \
-    && chown parley:parley /data /srv/parley/static
+    && mkdir -p /data/media /srv/parley/static \
+    && chown parley:parley /data /data/media /srv/parley/static
 COPY --from=deps /opt/venv /opt/venv
 # The code belongs to root and is read-only for the user that runs it.
 COPY --from=build /app /app

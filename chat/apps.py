@@ -10,3 +10,8 @@ class ChatConfig(AppConfig):
         from chat.core.moderation import connect_signals
 
         connect_signals()
+
+        # A stored file goes with its row, whatever deletes the row.
+        from chat.media.signals import connect_signals as connect_media_signals
+
+        connect_media_signals()

@@ -97,6 +97,30 @@ class UpstreamError(ParleyError):
         self.status = status
 
 
+class MediaNotFound(NotFound):
+    default_message = _("That file does not exist.")
+
+
+class MediaTooLarge(ParleyError):
+    code = "media_too_large"
+    default_message = _("This file is too large.")
+
+
+class MediaQuotaExceeded(ParleyError):
+    code = "media_quota_exceeded"
+    default_message = _("Your file storage is full. Delete files or conversations to make room.")
+
+
+class MediaTypeUnsupported(ParleyError):
+    code = "media_type_unsupported"
+    default_message = _("This kind of file is not supported.")
+
+
+class MediaEmpty(ParleyError):
+    code = "media_empty"
+    default_message = _("The file is empty.")
+
+
 class DocumentRefused(ParleyError):
     """A file that cannot be attached or read; ``code`` says which rule (chat/services/extract.py)."""
 

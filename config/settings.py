@@ -220,6 +220,80 @@ STORAGES = {
 }
 WHITENOISE_MAX_AGE = 31536000 if not DEBUG else 0
 
+# --- Media: what members upload and models produce --------------------------------------------
+# Private files, served only through chat.web.media after an ownership check (T10): the
+# filesystem under the data folder by default, never under STATIC_ROOT and with no MEDIA_URL
+# route; or an S3-compatible bucket (django-storages) for a team on several machines.
+PARLEY_MEDIA_BACKEND = env.str("PARLEY_MEDIA_BACKEND", default="filesystem")  # filesystem | s3
+PARLEY_MEDIA_ROOT = Path(env("PARLEY_MEDIA_ROOT", default="") or DATA_DIR / "media")
+PARLEY_MEDIA_MAX_FILE_BYTES = env.int("PARLEY_MEDIA_MAX_FILE_BYTES", default=25 * 1024 * 1024)
+PARLEY_MEDIA_QUOTA_BYTES = env.int("PARLEY_MEDIA_QUOTA_BYTES", default=1024 * 1024 * 1024)  # per member; 0: none
+PARLEY_MEDIA_S3_BUCKET = env.str("PARLEY_MEDIA_S3_BUCKET", default="")
+PARLEY_MEDIA_S3_ENDPOINT_URL = env.str("PARLEY_MEDIA_S3_ENDPOINT_URL", default="")  # empty: AWS itself
+PARLEY_MEDIA_S3_REGION = env.str("PARLEY_MEDIA_S3_REGION", default="")
+# Empty keys: boto3's own chain (an instance role, AWS_* variables, ~/.aws).
+PARLEY_MEDIA_S3_ACCESS_KEY_ID = env.str("PARLEY_MEDIA_S3_ACCESS_KEY_ID", default="")
+PARLEY_MEDIA_S3_SECRET_ACCESS_KEY = env.str("PARLEY_MEDIA_S3_SECRET_ACCESS_KEY", default="")
+PARLEY_MEDIA_S3_ADDRESSING_STYLE = env.str("PARLEY_MEDIA_S3_ADDRESSING_STYLE", default="auto")  # auto | path | virtual
+PARLEY_MEDIA_S3_PREFIX = env.str("PARLEY_MEDIA_S3_PREFIX", default="media")
+PARLEY_MEDIA_S3_VERIFY = env.bool("PARLEY_MEDIA_S3_VERIFY", default=True)  # TLS certificate check
+
+
+def media_storage(backend: str, *, root: Path, s3: dict) -> dict:
+    """The STORAGES entry of the private media store; the tests build both kinds with it."""
+    if backend == "filesystem":
+        return {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {
+                "location": str(root),
+                # No URL: files are only ever served by the view that checks who is asking.
+                "base_url": None,
+                "file_permissions_mode": 0o600,
+                "directory_permissions_mode": 0o700,
+            },
+        }
+    if backend == "s3":
+        if not s3["bucket"]:
+            raise ImproperlyConfigured("PARLEY_MEDIA_BACKEND is s3 but PARLEY_MEDIA_S3_BUCKET is not set.")
+        if s3["addressing_style"] not in ("auto", "path", "virtual"):
+            raise ImproperlyConfigured("PARLEY_MEDIA_S3_ADDRESSING_STYLE must be auto, path or virtual.")
+        return {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": s3["bucket"],
+                "endpoint_url": s3["endpoint_url"] or None,
+                "region_name": s3["region"] or None,
+                "access_key": s3["access_key_id"] or None,
+                "secret_key": s3["secret_access_key"] or None,
+                "addressing_style": None if s3["addressing_style"] == "auto" else s3["addressing_style"],
+                "location": s3["prefix"],
+                "verify": s3["verify"],
+                "signature_version": "s3v4",
+                # The bucket's own policy decides (keep it private); no object is made public.
+                "default_acl": None,
+                "querystring_auth": True,
+                # Names are random and never reused: no existence check before each upload.
+                "file_overwrite": True,
+            },
+        }
+    raise ImproperlyConfigured(f"PARLEY_MEDIA_BACKEND must be filesystem or s3, not {backend!r}.")
+
+
+STORAGES["media"] = media_storage(
+    PARLEY_MEDIA_BACKEND,
+    root=PARLEY_MEDIA_ROOT,
+    s3={
+        "bucket": PARLEY_MEDIA_S3_BUCKET,
+        "endpoint_url": PARLEY_MEDIA_S3_ENDPOINT_URL,
+        "region": PARLEY_MEDIA_S3_REGION,
+        "access_key_id": PARLEY_MEDIA_S3_ACCESS_KEY_ID,
+        "secret_access_key": PARLEY_MEDIA_S3_SECRET_ACCESS_KEY,
+        "addressing_style": PARLEY_MEDIA_S3_ADDRESSING_STYLE,
+        "prefix": PARLEY_MEDIA_S3_PREFIX,
+        "verify": PARLEY_MEDIA_S3_VERIFY,
+    },
+)
+
 # --- Security headers -----------------------------------------------------------------------
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -71,6 +71,17 @@ def django_db_setup(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture(autouse=True)
+def _default_language():
+    """Every test starts in the default language: a request in Chinese (or a test that activated
+    it) leaves the thread's translation active, and a later message check would read Chinese."""
+    from django.utils import translation
+
+    translation.activate(django_settings.LANGUAGE_CODE)
+    yield
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # PBKDF2's deliberate slowness (~0.5 s a hash) is the point in production and pure cost in
     # tests: twenty concurrent sign-ups would take half a minute on a shared two-core machine.

@@ -182,10 +182,12 @@ def _record(message: Message, *, source: str, categories: list[str], detail: str
         message.moderation_categories = categories
         message.updated_at = now
         message.save(update_fields=["status", "moderation_categories", "updated_at"])
-    elif source == ModerationEvent.Source.UNCHECKED:
+    elif source in (ModerationEvent.Source.UNCHECKED, ModerationEvent.Source.FAILED):
+        # Not checked: kept out of every later prompt until a gate passes it (status UNCHECKED).
         message.moderation_unchecked = True
+        message.status = Message.Status.UNCHECKED
         message.updated_at = now
-        message.save(update_fields=["moderation_unchecked", "updated_at"])
+        message.save(update_fields=["moderation_unchecked", "status", "updated_at"])
     owner_id = message.conversation.owner_id if message.conversation_id else None
     ModerationEvent.objects.create(
         user_id=owner_id,
@@ -198,44 +200,113 @@ def _record(message: Message, *, source: str, categories: list[str], detail: str
     )
 
 
-async def _block(message: Message, categories: list[str], source: str) -> None:
+@dataclass(frozen=True)
+class GateInput:
+    """What one turn sends a model that a member wrote, for the gate to check together.
+
+    ``system_prompt``: the conversation's, checked on every turn (it may have been set in a new
+    chat's settings, by editing the conversation or in the member's defaults). ``previous``: the
+    member's previous message, checked together with the new one so that text split across two
+    messages is read whole (the policy in docs/security.md, "Moderation"). ``unchecked``: earlier
+    messages the gate could not check when they were sent (ids and texts), replayed again only
+    once this gate passes them.
+    """
+
+    system_prompt: str = ""
+    previous: str = ""
+    unchecked: tuple[tuple[str, str], ...] = ()
+
+    def texts(self, question: str) -> list[tuple[str, str]]:
+        """(where, text) pairs to check, the question first."""
+        found = [("message", question)]
+        if self.previous:
+            found.append(("message", f"{self.previous} {question}"))
+        if self.system_prompt:
+            found.append(("system_prompt", self.system_prompt))
+        found.extend(("earlier", text) for _id, text in self.unchecked)
+        return found
+
+
+_WHERE = {
+    "message": gettext_lazy("This message was blocked by moderation: %(categories)s."),
+    "system_prompt": gettext_lazy(
+        "The conversation's system prompt was blocked by moderation: %(categories)s. Change it in the "
+        "conversation's settings."
+    ),
+    "earlier": gettext_lazy(
+        "An earlier message of this conversation that could not be checked when it was sent was blocked by "
+        "moderation: %(categories)s."
+    ),
+}
+
+
+def gate_blocklist(question: str, gate: GateInput) -> tuple[list[str], str]:
+    """The blocklist's verdict on every text of the turn: (categories, where), or ([], "")."""
+    for where, text in gate.texts(question):
+        hits = blocklist_match(text)
+        if hits:
+            return hits, where
+    return [], ""
+
+
+async def _block(message: Message, categories: list[str], source: str, where: str = "message") -> None:
     await sync_to_async(_record)(message, source=source, categories=categories, status=Message.Status.BLOCKED)
     labels = ", ".join(category_label(c) for c in categories)
-    raise MessageBlocked(
-        _("This message was blocked by moderation: %(categories)s.") % {"categories": labels},
-        categories=categories,
-    )
+    raise MessageBlocked(str(_WHERE[where]) % {"categories": labels}, categories=categories, where=where)
 
 
-async def moderation_gate(*, message: Message, provider: Provider, blocklist_hits: list[str] | None = None) -> None:
-    """Let ``message`` (a member's, saved) through, or block it; see the module docstring.
+def _passed(gate: GateInput) -> None:
+    """Earlier unchecked messages passed this gate: they are replayed from the next turn on."""
+    ids = [message_id for message_id, _text in gate.unchecked]
+    if ids:
+        Message.objects.filter(pk__in=ids, status=Message.Status.UNCHECKED).update(
+            status=Message.Status.COMPLETE, moderation_unchecked=False, updated_at=timezone.now()
+        )
 
-    ``blocklist_hits``: the blocklist's verdict when the caller already has it (reply_begin
-    finds it in its database call, saving the reply a trip to the database thread).
-    Raises :class:`MessageBlocked` or :class:`ModerationUnavailable`; returns when the
-    completion call may go ahead.
+
+async def moderation_gate(
+    *,
+    message: Message,
+    provider: Provider,
+    blocklist_hits: list[str] | None = None,
+    blocklist_where: str = "",
+    gate: GateInput | None = None,
+) -> None:
+    """Let ``message`` (a member's, saved) and the rest of the turn's input through, or block it.
+
+    ``gate``: the other text of the turn a model will read (system prompt, the previous
+    message, earlier unchecked ones; see GateInput). ``blocklist_hits`` and ``blocklist_where``:
+    the blocklist's verdict on all of it when the caller already has it (reply_begin finds it
+    in its database call, saving the reply a trip to the database thread). Raises :class:`MessageBlocked` or
+    :class:`ModerationUnavailable`; returns when the completion call may go ahead.
     """
-    hits = blocklist_hits if blocklist_hits is not None else await sync_to_async(blocklist_match)(message.content)
-    if hits:
-        await _block(message, hits, ModerationEvent.Source.BLOCKLIST)
+    gate = gate or GateInput()
+    where = blocklist_where
+    if blocklist_hits is None:
+        blocklist_hits, where = await sync_to_async(gate_blocklist)(message.content, gate)
+    if blocklist_hits:
+        await _block(message, blocklist_hits, ModerationEvent.Source.BLOCKLIST, where or "message")
 
+    texts = gate.texts(message.content)
     try:
         endpoint = await _moderation_endpoint(provider)
         if endpoint is None:
+            await sync_to_async(_passed)(gate)
             return
         owner = get_user_model()(pk=message.conversation.owner_id)
+        characters = sum(len(text) for _where, text in texts)
         # The check is a model call: recorded as usage of kind moderation (never refused for budget).
         async with model_call(
             user=owner,
             kind=UsageKind.MODERATION,
-            estimate=Units(characters=len(message.content)),
+            estimate=Units(characters=characters),
             purpose="moderation",
             rate=False,
             endpoint=endpoint,
             conversation_id=message.conversation_id,
         ) as call:
-            result = await client.moderate(endpoint, message.content)
-            call.usage = Units(characters=len(message.content))
+            results = await client.moderate_each(endpoint, [text for _where, text in texts])
+            call.usage = Units(characters=characters)
     except UpstreamError as exc:
         detail = f"{exc.code}: {exc.message}"
         if settings.PARLEY_MODERATION_FAIL_OPEN:
@@ -245,5 +316,7 @@ async def moderation_gate(*, message: Message, provider: Provider, blocklist_hit
         logger.warning("moderation unavailable, message %s refused: %s", message.pk, exc.code)
         await sync_to_async(_record)(message, source=ModerationEvent.Source.FAILED, categories=[], detail=detail)
         raise ModerationUnavailable(reason=exc.code) from None
-    if result.flagged:
-        await _block(message, result.categories, ModerationEvent.Source.PROVIDER)
+    for (where, _text), result in zip(texts, results, strict=True):
+        if result.flagged:
+            await _block(message, result.categories, ModerationEvent.Source.PROVIDER, where)
+    await sync_to_async(_passed)(gate)

@@ -4,7 +4,8 @@
   other model calls' reservations left behind by a dead process (PARLEY_STALE_CALL_SECONDS), and
   of documents whose indexing worker died (PARLEY_DOCUMENT_LEASE_SECONDS: enqueued again);
 - the model catalog refresh from each provider's /models (every PARLEY_MODEL_SYNC_INTERVAL),
-  so no page ever waits on a provider (docs/architecture.md, promise 9).
+  so no page ever waits on a provider (docs/architecture.md, promise 9);
+- stored media files that no row names, left by a process that died mid-save (hourly).
 
 It runs in a daemon thread of the serving process; both jobs are idempotent, so several
 processes running them at once is safe.
@@ -40,8 +41,21 @@ def _sync_models() -> None:
     provider_sync_due()
 
 
+def _media_orphans() -> None:
+    from chat.media.services import media_orphans_delete
+
+    media_orphans_delete()
+
+
+MEDIA_ORPHANS_INTERVAL = 3600.0
+
+
 def run_forever(stop: threading.Event) -> None:
-    jobs = [(_sweep, settings.PARLEY_SWEEP_INTERVAL), (_sync_models, settings.PARLEY_MODEL_SYNC_INTERVAL)]
+    jobs = [
+        (_sweep, settings.PARLEY_SWEEP_INTERVAL),
+        (_sync_models, settings.PARLEY_MODEL_SYNC_INTERVAL),
+        (_media_orphans, MEDIA_ORPHANS_INTERVAL),
+    ]
     next_run = {job: 0.0 for job, _ in jobs}
     while not stop.is_set():
         now = time.monotonic()

@@ -3,6 +3,7 @@
 from chat.models.catalog import ChatModel, ModelKind, Provider
 from chat.models.conversations import Conversation, Message
 from chat.models.documents import Chunk, Citation, Document
+from chat.models.media import MediaFile
 from chat.models.moderation import BlocklistEntry, ModerationEvent
 from chat.models.usage import Reservation, UsageKind, UsageMonth, UsageRecord
 
@@ -13,6 +14,7 @@ __all__ = [
     "Citation",
     "Conversation",
     "Document",
+    "MediaFile",
     "Message",
     "ModelKind",
     "ModerationEvent",

@@ -63,6 +63,9 @@ class Message(models.Model):
         INTERRUPTED = "interrupted", _("interrupted")
         ERROR = "error", _("error")
         BLOCKED = "blocked", _("blocked")
+        # A member's message the moderation gate could not check (the moderation call failed):
+        # never replayed to a model until a later gate passes it (chat.core.moderation).
+        UNCHECKED = "unchecked", _("not yet checked")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")

@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 from chat import tokens
 from chat.core.calls import Admission, Units, call_admit
 from chat.core.grants import model_granted
-from chat.core.moderation import blocklist_match
+from chat.core.moderation import GateInput, gate_blocklist
 from chat.errors import BadRequest, Busy, NoProvider, ParleyError, TooManyReplies
 from chat.models import Citation, Conversation, Message, ModelKind
 from chat.selectors import conversation_for_user
@@ -56,6 +56,10 @@ class ReplyPlan:
     # The blocklist's verdict on the question, found in the same database call (the first
     # check of the moderation gate, which the reply task then applies before any model call).
     blocklist_hits: list[str] | None = None
+    # The rest of the turn's input that the gate checks with the question (system prompt, the
+    # previous message, earlier unchecked ones) and which of it the blocklist hit.
+    gate: GateInput = GateInput()
+    blocklist_where: str = ""
 
 
 def _validate_content(content) -> str:
@@ -244,13 +248,34 @@ def reply_begin(
                 [Citation(message=reply, number=n, chunk=c) for n, c in enumerate(prompt.sources.chunks, start=1)]
             )
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=now)
+    gate = _gate_input(conversation, question)
+    hits, where = gate_blocklist(question.content, gate)
     return ReplyPlan(
         conversation=conversation,
         question=question,
         reply=reply,
         prompt=prompt,
         admission=admission,
-        blocklist_hits=blocklist_match(question.content),
+        blocklist_hits=hits,
+        gate=gate,
+        blocklist_where=where,
+    )
+
+
+UNCHECKED_RECHECKED = 20  # earlier unchecked messages the gate checks again with a new turn
+
+
+def _gate_input(conversation: Conversation, question: Message) -> GateInput:
+    """The text besides ``question`` that this turn sends a model, for the moderation gate."""
+    earlier = conversation.messages.filter(role=Message.Role.USER, created_at__lt=question.created_at)
+    previous = (
+        earlier.filter(status=Message.Status.COMPLETE).order_by("-created_at").values_list("content", flat=True).first()
+    )
+    unchecked = earlier.filter(status=Message.Status.UNCHECKED).order_by("created_at")[:UNCHECKED_RECHECKED]
+    return GateInput(
+        system_prompt=conversation.system_prompt or "",
+        previous=previous or "",
+        unchecked=tuple((str(pk), content) for pk, content in unchecked.values_list("pk", "content")),
     )
 
 
@@ -276,7 +301,7 @@ def regenerate_prepare(*, user, conversation_id) -> tuple[Conversation, Message,
         if question is None:
             raise NothingToRegenerate(_("There is no message to answer yet."))
         removed = _delete_after(conversation, question)
-        if question.status == Message.Status.BLOCKED:
+        if question.status in (Message.Status.BLOCKED, Message.Status.UNCHECKED):
             # Moderation runs again on the same text; start from a clean slate.
             question.status = Message.Status.COMPLETE
             question.moderation_categories = []

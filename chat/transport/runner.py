@@ -240,7 +240,11 @@ class ReplyRunner:
         try:
             try:
                 await moderation_gate(
-                    message=self.plan.question, provider=self.provider, blocklist_hits=self.plan.blocklist_hits
+                    message=self.plan.question,
+                    provider=self.provider,
+                    blocklist_hits=self.plan.blocklist_hits,
+                    blocklist_where=self.plan.blocklist_where,
+                    gate=self.plan.gate,
                 )
             except MessageBlocked as exc:
                 return Message.Status.BLOCKED, exc

@@ -55,6 +55,7 @@ from chat.upstream.wire import (
     error_fields,
     model_ids,
     moderation_result,
+    moderation_results,
     retry_after_seconds,
     retryable,
     status_error,
@@ -388,6 +389,14 @@ async def _call_json(endpoint: Endpoint, method: str, path: str, body=None, max_
 async def moderate(endpoint: Endpoint, text: str, *, max_retries: int | None = None) -> ModerationResult:
     """``POST /moderations`` for one text: whether it is flagged, and the flagged categories."""
     return moderation_result(await _call_json(endpoint, "POST", "moderations", {"input": text}, max_retries))
+
+
+async def moderate_each(
+    endpoint: Endpoint, texts: list[str], *, max_retries: int | None = None
+) -> list[ModerationResult]:
+    """``POST /moderations`` for several texts in one call: a verdict for each, in order."""
+    data = await _call_json(endpoint, "POST", "moderations", {"input": list(texts)}, max_retries)
+    return moderation_results(data, len(texts))
 
 
 async def embed(

@@ -355,6 +355,14 @@ def bad_shape(what: str) -> UpstreamError:
     )
 
 
+def moderation_results(data, count: int) -> list[ModerationResult]:
+    """Read a ``/moderations`` answer for ``count`` inputs: one verdict per input, in order."""
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, list) or len(results) != count or not all(isinstance(r, dict) for r in results):
+        raise bad_shape("moderation")
+    return [moderation_result({"results": [result]}) for result in results]
+
+
 def moderation_result(data) -> ModerationResult:
     """Read a ``/moderations`` answer: flagged if any result is, with the categories that are."""
     results = data.get("results") if isinstance(data, dict) else None

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.web import api, documents, views
+from chat.web import api, documents, media, views
 
 app_name = "chat"
 
@@ -9,6 +9,7 @@ urlpatterns = [
     path("new/", views.new_chat, name="new"),
     path("c/<uuid:conversation_id>/", views.conversation, name="conversation"),
     path("usage/", views.usage, name="usage"),
+    path("media/<uuid:media_id>/", media.media_file, name="media"),
     path("api/conversations/", api.conversation_list, name="api_conversations"),
     path("api/conversations/<uuid:conversation_id>/", api.conversation_detail, name="api_conversation"),
     path(

@@ -283,7 +283,8 @@ export class Thread {
         return h(
           "div",
           { class: "note note-error", role: "note" },
-          h("span", { text: error.message && !categories ? error.message : text }),
+          // The server's reason says which text was blocked (the message, the system prompt...).
+          h("span", { text: error.message || text }),
           action(t("Edit your message"), () => this.editLast()),
         );
       }

@@ -45,6 +45,7 @@ ROUTES = {
     "chat:api_documents": MEMBER,
     "chat:api_document": MEMBER,
     "chat:passage": MEMBER,
+    "chat:media": MEMBER,
     "admin:login": PUBLIC,
     "admin:logout": PUBLIC,  # admin_view sends anyone who is not staff back to the admin index
 }

@@ -100,13 +100,23 @@ def test_every_long_running_server_has_a_health_check(config):
 
 
 def test_data_lives_in_named_volumes(config):
-    assert set(config["volumes"]) == {"pgdata", "static"}
+    assert set(config["volumes"]) == {"pgdata", "static", "media"}
     services = config["services"]
     assert "pgdata:/var/lib/postgresql/data" in services["postgres"]["volumes"]
     assert "static:/srv/parley/static" in services["migrate"]["volumes"]
     assert "static:/srv/parley/static:ro" in services["nginx"]["volumes"]
     assert compose.environment(services["migrate"])["PARLEY_SETUP_STATIC_ROOT"] == "/srv/parley/static"
     assert compose.environment(services["nginx"])["PARLEY_STATIC_DIR"] == "/srv/parley/static"
+
+
+def test_every_worker_shares_the_private_media_volume_and_nginx_never_sees_it(config):
+    """T10: files are served by Parley after its ownership check, never by nginx from a folder."""
+    services = config["services"]
+    for name in (*WEB_SERVICES, "housekeeping"):
+        assert "media:/data/media" in services[name]["volumes"]
+        assert compose.environment(services[name])["PARLEY_MEDIA_BACKEND"] == "filesystem"
+    assert not any(volume.split(":")[0] == "media" for volume in services["nginx"]["volumes"])
+    assert "/media" not in (BASE_DIR / "deploy" / "nginx.conf").read_text()
 
 
 def test_nginx_fills_every_placeholder_of_the_shipped_template_and_proxies_every_worker(config):

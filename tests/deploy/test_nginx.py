@@ -17,6 +17,7 @@ import time
 import urllib.parse
 
 import pytest
+from django.conf import settings
 from websockets.exceptions import ConnectionClosed
 
 from tests.deploy import nginx as nginx_proc
@@ -140,7 +141,9 @@ def test_the_sign_in_throttle_counts_the_address_nginx_saw_not_a_forged_one(depl
 
 def test_a_body_over_the_limit_is_refused_by_nginx(proxy):
     # Announced, not sent: nginx answers from the Content-Length alone.
-    headers = {"Content-Type": "text/plain", "Content-Length": str(21 * 1024 * 1024)}
+    limit = int(re.search(r"client_max_body_size (\d+)m;", (BASE_DIR / "deploy" / "nginx.conf").read_text()).group(1))
+    assert limit * 1024 * 1024 > settings.PARLEY_MEDIA_MAX_FILE_BYTES  # one file at the limit gets through
+    headers = {"Content-Type": "text/plain", "Content-Length": str((limit + 1) * 1024 * 1024)}
     status, _, _, _ = http_request(proxy.port, "POST", "/accounts/login/", headers=headers)
     assert status == 413
 

@@ -14,7 +14,7 @@ from chat.jobs import housekeeping
 
 
 class Command(BaseCommand):
-    help = "Sweep replies whose worker died and refresh model catalogs, until stopped."
+    help = "Sweep replies whose worker died, refresh model catalogs and remove orphaned media files, until stopped."
 
     def handle(self, *args, **options):
         stop = threading.Event()

@@ -139,7 +139,7 @@ async def test_a_blocklisted_message_is_blocked_recorded_and_never_sent_anywhere
         await gate(message, provider)
 
     assert caught.value.code == "moderation_blocked"
-    assert caught.value.detail == {"categories": ["secrets"]}
+    assert caught.value.detail == {"categories": ["secrets"], "where": "message"}
     assert "secrets" in caught.value.message
     saved = await Message.objects.aget(pk=message.pk)
     assert (saved.status, saved.moderation_categories) == ("blocked", ["secrets"])
@@ -156,7 +156,7 @@ async def test_a_message_the_provider_flags_is_blocked_with_its_categories(messa
     with pytest.raises(MessageBlocked) as caught:
         await gate(message, provider)
 
-    assert caught.value.detail == {"categories": ["hate", "violence"]}
+    assert caught.value.detail == {"categories": ["hate", "violence"], "where": "message"}
     assert "violence" in caught.value.message and "hate" in caught.value.message
     saved = await Message.objects.aget(pk=message.pk)
     assert (saved.status, saved.moderation_categories) == ("blocked", ["hate", "violence"])
@@ -164,7 +164,7 @@ async def test_a_message_the_provider_flags_is_blocked_with_its_categories(messa
     assert event["source"] == "provider" and event["user__username"] == "alice"
     [request] = fake_upstream.requests
     assert request.path == "/v1/moderations"
-    assert request.body == {"input": "I will FLAGME and HATEME"}
+    assert request.body == {"input": ["I will FLAGME and HATEME"]}
     assert request.authorization == f"Bearer {KEY}"
     assert fake_upstream.completion_requests == []
 
@@ -213,7 +213,8 @@ async def test_a_failing_moderation_call_refuses_the_message_by_default(message,
         await gate(message, provider)
     assert caught.value.code == "moderation_unavailable"
     saved = await Message.objects.aget(pk=message.pk)
-    assert saved.status == "complete" and not saved.moderation_unchecked
+    # Not checked, so never replayed until a later gate passes it (issue 20 item 3).
+    assert saved.status == "unchecked" and saved.moderation_unchecked
     [event] = await sync_to_async(events)()
     assert event["source"] == "failed"
     assert fake_upstream.completion_requests == []
@@ -224,7 +225,7 @@ async def test_fail_open_lets_the_message_through_marked_unchecked(message, prov
     fake_upstream.script(status=401, endpoint="moderations")
     assert await gate(message, provider) is None
     saved = await Message.objects.aget(pk=message.pk)
-    assert saved.moderation_unchecked is True and saved.status == "complete"
+    assert saved.moderation_unchecked is True and saved.status == "unchecked"
     [event] = await sync_to_async(events)()
     assert event["source"] == "unchecked"
 

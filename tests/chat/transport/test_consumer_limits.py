@@ -4,7 +4,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, UsageMonth, UsageRecord
 from tests.chat.wsclient import Tab, settle
 from tests.fakeupstream import Behaviour
 
@@ -69,6 +69,46 @@ async def test_the_model_writes_a_title_after_the_first_reply(alice, upstream_mo
     await settle()
     conversation = await database_sync_to_async(Conversation.objects.get)(id=created["id"])
     assert conversation.title == "Sourdough Baking Basics"
+    await tab.close()
+
+
+async def test_an_automatic_title_is_billed_as_usage_and_skipped_when_the_budget_is_spent(
+    alice, upstream_model, fake_upstream, settings
+):
+    """Issue 20 item 9: every call to a provider is usage, the title included."""
+    settings.PARLEY_AUTO_TITLE = True
+    fake_upstream.script(Behaviour(), Behaviour(reply="Sourdough Baking Basics"))
+    tab = await Tab.open(alice)
+    await tab.send_message("How do I bake sourdough bread at home with a starter?")
+    await tab.reply()
+    await tab.until(lambda f: f["type"] == "conversation.updated" and f["conversation"]["title"].startswith("Sour"))
+    await settle()
+    records = await database_sync_to_async(list)(UsageRecord.objects.filter(user=alice).order_by("created_at"))
+    assert [r.purpose for r in records] == ["moderation", "reply", "title"]
+    title = records[-1]
+    assert title.kind == "chat" and title.prompt_tokens > 0 and title.completion_tokens > 0 and title.cost > 0
+    assert title.message_id is None and str(title.conversation_id) == str(records[1].conversation_id)
+    month = await database_sync_to_async(UsageMonth.objects.get)(user=alice)
+    assert month.tokens_used == sum(r.prompt_tokens + r.completion_tokens for r in records if r.kind == "chat")
+    assert month.tokens_reserved == 0
+    await tab.close()
+
+    # Nearly spent: a short reply (max_tokens 8) still fits; the title after it does not, so no
+    # title call is made and the provisional title stays.
+    alice.monthly_token_budget = month.tokens_used + 60
+    await alice.asave(update_fields=["monthly_token_budget"])
+    fake_upstream.script(Behaviour(reply="Rye is thirsty."))
+    calls = len(fake_upstream.completion_requests)
+    tab = await Tab.open(alice)
+    await tab.send_message("Rye flour?", settings={"max_tokens": 8})
+    reply = await tab.reply()
+    await settle()
+    assert reply["status"] == "complete"
+    assert len(fake_upstream.completion_requests) == calls + 1  # the reply only
+    purposes = await database_sync_to_async(list)(
+        UsageRecord.objects.filter(user=alice).values_list("purpose", flat=True)
+    )
+    assert sorted(purposes).count("title") == 1
     await tab.close()
 
 

@@ -51,7 +51,7 @@ SQLITE_FTS = [
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0004_model_call_core'),
+        ('chat', '0006_message_unchecked_status'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
