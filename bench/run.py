@@ -35,6 +35,12 @@ SCENARIOS = {
     "queries-postgres": ("bench.queries", ["--database", "postgres"], ["--database", "postgres", "--runs", "10"]),
     "footprint": ("bench.footprint", ["--starts", "3"], ["--starts", "2"]),
     "page": ("bench.page_weight", [], []),
+    "retrieval-sqlite": ("bench.retrieval", ["--database", "sqlite"], ["--database", "sqlite", "--chunks", "10000"]),
+    "retrieval-postgres": (
+        "bench.retrieval",
+        ["--database", "postgres"],
+        ["--database", "postgres", "--chunks", "10000"],
+    ),
     "floor": ("bench.floor", [], ["--replies", "10", "--long-runs", "2", "--levels", "10", "--databases", "sqlite"]),
 }
 

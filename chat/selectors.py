@@ -103,7 +103,7 @@ def usage_units_text(row) -> str:
 
 def document_for_user(*, user, document_id) -> Document:
     try:
-        return Document.objects.defer("data").get(id=_as_uuid(document_id), owner=user)
+        return Document.objects.get(id=_as_uuid(document_id), owner=user)
     except Document.DoesNotExist:
         raise NotFound() from None
 
@@ -116,7 +116,7 @@ def documents_for_user(*, user, document_ids) -> list[Document]:
             ids.append(_as_uuid(value))
         except NotFound:
             continue
-    return list(Document.objects.defer("data").filter(id__in=ids, owner=user))
+    return list(Document.objects.filter(id__in=ids, owner=user))
 
 
 def citation_for_user(*, user, message_id, number) -> Citation:

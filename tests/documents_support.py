@@ -75,12 +75,21 @@ def docx_with(paragraphs: list[str]) -> bytes:
 
 
 def docx_zip_bomb() -> bytes:
-    """A DOCX whose document.xml inflates to 64 MB of zeros from a few dozen kilobytes."""
+    """A real DOCX (it opens, and its bytes say DOCX) carrying 64 MB of zeros in a few dozen kilobytes."""
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("[Content_Types].xml", "<Types/>")
-        archive.writestr("word/document.xml", b"\0" * (64 * 1024 * 1024))
+    with zipfile.ZipFile(io.BytesIO(docx_with(["Quarterly memo"]))) as source:
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+            for info in source.infolist():
+                archive.writestr(info, source.read(info))
+            archive.writestr("word/media/padding.bin", b"\0" * (64 * 1024 * 1024))
     return out.getvalue()
+
+
+def media_in_folder(settings, folder) -> None:
+    """The private media store (chat/media/) in ``folder`` for one test."""
+    from config.settings import media_storage
+
+    settings.STORAGES = {**settings.STORAGES, "media": media_storage("filesystem", root=folder, s3={})}
 
 
 def make_embedding_model(provider, model_id="text-embedding-3-small"):

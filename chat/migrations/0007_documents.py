@@ -80,7 +80,7 @@ class Migration(migrations.Migration):
                 ('kind', models.CharField(max_length=16)),
                 ('size', models.PositiveBigIntegerField(default=0)),
                 ('sha256', models.CharField(default='', max_length=64)),
-                ('data', models.BinaryField(default=b'')),
+                ('file', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='document', to='chat.mediafile')),
                 ('pages', models.PositiveIntegerField(default=0)),
                 ('tokens', models.PositiveIntegerField(default=0)),
                 ('status', models.CharField(choices=[('queued', 'waiting'), ('reading', 'reading'), ('indexing', 'indexing'), ('ready', 'ready'), ('failed', 'failed')], default='queued', max_length=16)),

@@ -1,8 +1,8 @@
 """Documents a member attaches to a conversation, the chunks they are split into, and the
 passages a reply cited.
 
-A document's original bytes are kept with it until it is indexed (the ingestion job reads
-them from here, so a job survives a restart); its chunks carry their owner, so every search
+A document's original is a MediaFile in the private media store (the ingestion job reads it
+from there, so a job survives a restart); its chunks carry their owner, so every search
 filters by owner in the query that ranks (docs/security.md, T45). Vectors are a pgvector
 ``vector`` column on PostgreSQL and float32 bytes on SQLite (:class:`EmbeddingField`).
 """
@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from chat.models.conversations import Conversation, Message
+from chat.models.media import MediaFile
 
 
 class EmbeddingField(models.Field):
@@ -85,7 +86,8 @@ class Document(models.Model):
     kind = models.CharField(max_length=16)  # pdf, docx, text, markdown, csv, html
     size = models.PositiveBigIntegerField(default=0)
     sha256 = models.CharField(max_length=64, default="")
-    data = models.BinaryField(default=b"", editable=False)  # the original, until it is indexed
+    # The original, in the private media store (chat/media/); gone when reading it failed.
+    file = models.OneToOneField(MediaFile, null=True, blank=True, on_delete=models.SET_NULL, related_name="document")
     pages = models.PositiveIntegerField(default=0)
     tokens = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)

@@ -1,7 +1,8 @@
 """Documents: accepting a member's file, indexing it in a background job, attaching it to a turn.
 
-``document_upload`` checks what can be checked at once (name, kind, size, the member's
-storage, files waiting to be sent) and saves the file as ``queued``; the caller enqueues
+``document_upload`` checks what can be checked at once (name, kind, size, files waiting to be
+sent), stores the original in the private media store (chat/media/: the member's quota, the
+type sniffed from the bytes) and saves the document as ``queued``; the caller enqueues
 ``document_index`` (chat/jobs/documents.py). The job claims the document with
 ``select_for_update(skip_locked=True)`` and a numbered attempt, reads it, chunks it, embeds
 the passages in batches through the model-call core (billed to the uploader, kind
@@ -13,21 +14,22 @@ without a heartbeat (``documents_resume``). Two workers never index one file twi
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import timedelta
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from chat.core.calls import Units, model_call
 from chat.core.grants import models_granted
 from chat.errors import DocumentRefused, NoProvider, NotFound, ParleyError
-from chat.models import Chunk, Conversation, Document, ModelKind, UsageKind
+from chat.media.services import media_save
+from chat.media.storage import stored_open
+from chat.models import Chunk, Conversation, Document, MediaFile, ModelKind, UsageKind
 from chat.services.chunking import chunk_pages
 from chat.services.extract import extract, kind_of, name_check, sniff
 from chat.upstream import client
@@ -37,7 +39,8 @@ PREFERRED_EMBEDDING = "text-embedding-3-small"
 
 
 def document_upload(*, user, name, data: bytes, conversation_id=None) -> Document:
-    """Save a member's file for indexing, or raise DocumentRefused saying why not."""
+    """Save a member's file for indexing, or raise a ParleyError saying why not (DocumentRefused,
+    or the media store's own: media_quota_exceeded, media_too_large, media_type_unsupported)."""
     name = name_check(name)
     kind = kind_of(name)
     sniff(kind, data)
@@ -46,38 +49,36 @@ def document_upload(*, user, name, data: bytes, conversation_id=None) -> Documen
         conversation = Conversation.objects.filter(pk=conversation_id, owner=user).first()
         if conversation is None:
             raise NotFound()
-    with transaction.atomic():
-        mine = Document.objects.select_for_update().filter(owner=user)
-        list(mine.values_list("pk", flat=True))  # serialize a member's uploads (storage and file counts)
-        stored = mine.aggregate(total=Sum("size"))["total"] or 0
-        if stored + len(data) > settings.PARLEY_DOCUMENT_STORAGE_PER_MEMBER:
-            raise DocumentRefused(
-                _("Your documents would take %(size)s bytes; your storage is %(limit)s bytes. Delete some first.")
-                % {"size": stored + len(data), "limit": settings.PARLEY_DOCUMENT_STORAGE_PER_MEMBER},
-                code="document_storage_full",
-            )
-        waiting = mine.filter(message__isnull=True).exclude(status=Document.Status.FAILED)
-        if conversation is not None:
-            waiting = waiting.filter(Q(conversation__isnull=True) | Q(conversation=conversation))
-        else:
-            waiting = waiting.filter(conversation__isnull=True)
-        if waiting.count() >= settings.PARLEY_DOCUMENT_MAX_FILES_PER_MESSAGE:
-            raise DocumentRefused(
-                _("A message can carry at most %(limit)s files.")
-                % {"limit": settings.PARLEY_DOCUMENT_MAX_FILES_PER_MESSAGE},
-                code="document_too_many_files",
-            )
-        if conversation is not None and not conversation.has_documents:
-            Conversation.objects.filter(pk=conversation.pk).update(has_documents=True)
-        return Document.objects.create(
-            owner=user,
-            conversation=conversation,
-            name=name,
-            kind=kind,
-            size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-            data=data,
+    # Files waiting to be sent (the member's storage is the media store's quota, checked by media_save).
+    waiting = Document.objects.filter(owner=user, message__isnull=True).exclude(status=Document.Status.FAILED)
+    if conversation is not None:
+        waiting = waiting.filter(Q(conversation__isnull=True) | Q(conversation=conversation))
+    else:
+        waiting = waiting.filter(conversation__isnull=True)
+    if waiting.count() >= settings.PARLEY_DOCUMENT_MAX_FILES_PER_MESSAGE:
+        raise DocumentRefused(
+            _("A message can carry at most %(limit)s files.")
+            % {"limit": settings.PARLEY_DOCUMENT_MAX_FILES_PER_MESSAGE},
+            code="document_too_many_files",
         )
+    # Stored first, outside any transaction (media_save's advice), within the member's quota.
+    media = media_save(owner=user, content=data, name=name, kind=MediaFile.Kind.DOCUMENT, conversation=conversation)
+    try:
+        with transaction.atomic():
+            if conversation is not None and not conversation.has_documents:
+                Conversation.objects.filter(pk=conversation.pk).update(has_documents=True)
+            return Document.objects.create(
+                owner=user,
+                conversation=conversation,
+                name=name,
+                kind=kind,
+                size=len(data),
+                sha256=media.sha256,
+                file=media,
+            )
+    except BaseException:
+        media.delete()
+        raise
 
 
 def documents_attach(*, user, conversation: Conversation, message, document_ids) -> list[Document]:
@@ -116,14 +117,15 @@ def document_fail(document: Document, error: ParleyError, *, attempt: int | None
     rows = Document.objects.filter(pk=document.pk)
     if attempt is not None:
         rows = rows.filter(attempt=attempt)
-    rows.update(
+    if rows.update(
         status=Document.Status.FAILED,
         error_code=error.code[:64],
         error_message=str(error.message)[:500],
-        data=b"",
         claimed_at=None,
         updated_at=timezone.now(),
-    )
+    ):
+        # A file that cannot be used takes no room: its stored original goes.
+        MediaFile.objects.filter(document__pk=document.pk).delete()
 
 
 def document_claim(document_id) -> Document | None:
@@ -232,7 +234,7 @@ def document_index(document_id, *, after_batch=None) -> str:
         return "skipped"
     user = document.owner
     try:
-        pages = extract(document.kind, bytes(document.data))
+        pages = extract(document.kind, _original(document))
         pieces = chunk_pages(pages, settings.PARLEY_DOCUMENT_CHUNK_TOKENS)
         _heartbeat(document, status=Document.Status.INDEXING, pages=sum(1 for p in pages if p.number) or 0)
         model = embedding_model(user)
@@ -266,16 +268,17 @@ def document_index(document_id, *, after_batch=None) -> str:
             )
             if held.conversation_id:
                 # A file attached again under the same name replaces the earlier one and its chunks.
-                Document.objects.filter(
+                replaced = Document.objects.filter(
                     owner_id=held.owner_id,
                     conversation_id=held.conversation_id,
                     name=held.name,
                     status=Document.Status.READY,
-                ).exclude(pk=held.pk).delete()
+                ).exclude(pk=held.pk)
+                MediaFile.objects.filter(document__in=replaced).delete()
+                replaced.delete()
             Document.objects.filter(pk=held.pk).update(
                 status=Document.Status.READY,
                 tokens=sum(p.tokens for p in pieces),
-                data=b"",
                 claimed_at=None,
                 error_code="",
                 error_message="",
@@ -287,6 +290,14 @@ def document_index(document_id, *, after_batch=None) -> str:
     except ParleyError as exc:
         document_fail(document, exc, attempt=document.attempt)
         return Document.Status.FAILED
+
+
+def _original(document: Document) -> bytes:
+    media = MediaFile.objects.filter(pk=document.file_id).first() if document.file_id else None
+    if media is None:
+        raise DocumentRefused(_("The file is damaged and cannot be read."), code="document_corrupt")
+    with stored_open(media.storage_name) as stream:
+        return stream.read(settings.PARLEY_DOCUMENT_MAX_BYTES + 1)
 
 
 def documents_resume() -> list:

@@ -10,6 +10,8 @@ FTS5 with bm25). On PostgreSQL both rankings and the fusion are one SQL statemen
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 
 import numpy as np
 from django.db import connection
@@ -60,23 +62,54 @@ _SCOPE = (
 )
 
 
+# The numpy scan's matrices, per (owner, conversation), rebuilt when the passages change: reading
+# 100,000 vectors from SQLite takes most of a second, multiplying them a few milliseconds. A
+# cache, rebuilt on demand (docs/architecture.md, "Process-wide state").
+_MATRICES: OrderedDict[tuple, tuple[tuple, np.ndarray, np.ndarray]] = OrderedDict()
+_MATRICES_KEPT = 8
+_MATRICES_LOCK = threading.Lock()
+
+
 def _vector_sqlite(owner_id, conversation_id, vector, limit) -> list[int]:
     if vector is None:
         return []
+    scope = [owner_id, owner_id, _uuid_hex(conversation_id)]
     with connection.cursor() as cursor:
+        # The passages' version: any re-index or deletion changes their count or newest id.
         cursor.execute(
-            f"SELECT c.id, c.embedding {_SCOPE} AND c.embedding IS NOT NULL",  # noqa: S608 - no user text
-            [owner_id, owner_id, _uuid_hex(conversation_id)],
+            "SELECT count(*), max(c.id) FROM chat_chunk c WHERE c.owner_id = %s AND c.document_id IN "
+            "(SELECT d.id FROM chat_document d WHERE d.owner_id = %s AND d.conversation_id = %s"
+            " AND d.status = 'ready')",
+            scope,
         )
-        rows = cursor.fetchall()
-    if not rows:
+        version = tuple(cursor.fetchone())
+    if not version[0]:
         return []
-    ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-    matrix = np.frombuffer(b"".join(bytes(row[1]) for row in rows), dtype="<f4").reshape(len(rows), -1)
+    key = (owner_id, str(conversation_id))
+    with _MATRICES_LOCK:
+        cached = _MATRICES.get(key)
+        if cached is not None:
+            _MATRICES.move_to_end(key)
+    if cached is None or cached[0] != version:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT c.id, c.embedding {_SCOPE} AND c.embedding IS NOT NULL", scope)  # noqa: S608
+            rows = cursor.fetchall()
+        ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        matrix = np.frombuffer(b"".join(bytes(row[1]) for row in rows), dtype="<f4").reshape(len(rows), -1)
+        norms = np.linalg.norm(matrix, axis=1)
+        matrix = matrix / np.where(norms == 0, 1.0, norms)[:, None]
+        cached = (version, ids, matrix)
+        with _MATRICES_LOCK:
+            _MATRICES[key] = cached
+            while len(_MATRICES) > _MATRICES_KEPT:
+                _MATRICES.popitem(last=False)
+    _, ids, matrix = cached
     query = np.asarray(vector, dtype="<f4")
-    norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
-    scores = (matrix @ query) / np.where(norms == 0, 1.0, norms)
-    top = np.argsort(-scores, kind="stable")[:limit]
+    scores = matrix @ (query / (np.linalg.norm(query) or 1.0))
+    top = (
+        np.argpartition(-scores, min(limit, len(scores) - 1))[:limit] if len(scores) > limit else np.arange(len(scores))
+    )
+    top = top[np.argsort(-scores[top], kind="stable")]
     return [int(ids[i]) for i in top]
 
 

@@ -48,6 +48,8 @@ def document_create(request):
 def document_detail(request, document_id):
     document = selectors.document_for_user(user=request.user, document_id=document_id)
     if request.method == "DELETE":
+        if document.file_id:
+            document.file.delete()  # the stored original (chat/media/signals.py)
         document.delete()  # its chunks and vectors go with it
         return JsonResponse({}, status=204)
     return JsonResponse({"document": document_to_dict(document)})

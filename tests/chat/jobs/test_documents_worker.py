@@ -19,7 +19,7 @@ from django.db import connection
 from chat.jobs.documents import document_enqueue, documents_requeue
 from chat.models import Chunk, Document, Reservation
 from chat.services.documents import document_upload
-from tests.documents_support import long_pdf, make_embedding_model
+from tests.documents_support import long_pdf, make_embedding_model, media_in_folder
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
@@ -32,8 +32,11 @@ def database_url() -> str:
     return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+MEDIA = {}
+
+
 def worker(*args: str, **env: str) -> subprocess.Popen:
-    environment = {**os.environ, "DATABASE_URL": database_url(), "PARLEY_LOG_LEVEL": "WARNING", **env}
+    environment = {**os.environ, "DATABASE_URL": database_url(), "PARLEY_LOG_LEVEL": "WARNING", **MEDIA, **env}
     environment.pop("REDIS_URL", None)
     return subprocess.Popen(
         [sys.executable, str(django_settings.BASE_DIR / "manage.py"), "db_worker", "--no-startup-delay", *args],
@@ -51,6 +54,14 @@ def wait_for(predicate, what: str, limit: float = 60.0):
             return value
         time.sleep(0.1)
     raise AssertionError(f"never happened: {what}")
+
+
+@pytest.fixture(autouse=True)
+def _media_folder(settings, tmp_path):
+    """The media store in a folder this test and its worker processes share."""
+    media_in_folder(settings, tmp_path / "media")
+    MEDIA["PARLEY_MEDIA_BACKEND"] = "filesystem"
+    MEDIA["PARLEY_MEDIA_ROOT"] = str(tmp_path / "media")
 
 
 @pytest.fixture
@@ -84,7 +95,7 @@ def test_a_worker_killed_mid_file_loses_nothing_and_the_file_is_indexed_once_by_
     document.refresh_from_db()
     assert (document.status, document.attempt) == (Document.Status.INDEXING, 1)
     assert not Chunk.objects.exists()
-    assert document.data  # the original is still there to start again from
+    assert document.file is not None  # the original is still there to start again from
 
     fake_upstream.always(endpoint="embeddings")  # the provider answers again
     settings.PARLEY_DOCUMENT_LEASE_SECONDS = 0  # the dead worker's lease is over

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from chat.errors import DocumentRefused, NotFound
-from chat.models import Chunk, Document, Reservation, UsageRecord
+from chat.errors import DocumentRefused, NotFound, ParleyError
+from chat.models import Chunk, Document, MediaFile, Reservation, UsageRecord
 from chat.services.documents import document_claim, document_index, document_upload, documents_resume
 from chat.services.retrieval import chunks_by_ids, passages_search
 from tests.documents_support import (
@@ -18,10 +18,17 @@ from tests.documents_support import (
     docx_zip_bomb,
     long_pdf,
     make_embedding_model,
+    media_in_folder,
     pdf_with_pages,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _media_folder(settings, tmp_path):
+    media_in_folder(settings, tmp_path / "media")
+
 
 FACT = "The launch code of project Heron is BLUE-FALCON-7, kept in the north vault."
 
@@ -46,7 +53,7 @@ def test_a_pdf_is_read_page_by_page_and_its_passages_remember_their_page(alice, 
 
     assert document.status == Document.Status.READY
     assert document.pages == 60
-    assert document.data == b""  # the original is not kept once indexed
+    assert document.file.original_name == "report.pdf"  # the original stays, in the media store
     fact = Chunk.objects.get(document=document, text__contains="BLUE-FALCON-7")
     assert fact.page == 41
     assert fact.owner == alice
@@ -110,10 +117,11 @@ def test_a_name_with_a_path_or_control_characters_is_refused(alice, name):
         ("memo.docx", b"plain text pretending", "document_type_mismatch"),
         ("binary.txt", b"\x00\x01\x02 binary", "document_type_mismatch"),
         ("empty.txt", b"", "document_empty"),
+        ("fake.docx", b"PK\x03\x04 not really a zip at all", "media_type_unsupported"),
     ],
 )
 def test_a_file_whose_content_does_not_match_its_name_is_refused(alice, name, data, code):
-    with pytest.raises(DocumentRefused) as refused:
+    with pytest.raises(ParleyError) as refused:
         document_upload(user=alice, name=name, data=data)
     assert refused.value.code == code
     assert refused.value.message
@@ -129,12 +137,13 @@ def test_a_file_over_the_size_limit_is_refused(alice, settings):
 
 
 def test_a_member_over_their_storage_is_refused_and_bob_is_not_counted(alice, bob, settings):
-    settings.PARLEY_DOCUMENT_STORAGE_PER_MEMBER = 2500
+    settings.PARLEY_MEDIA_QUOTA_BYTES = 2500  # documents count against the member's file storage
     document_upload(user=bob, name="bob.txt", data=b"b" * 2000)
     document_upload(user=alice, name="one.txt", data=b"a" * 2000)
-    with pytest.raises(DocumentRefused) as refused:
+    with pytest.raises(ParleyError) as refused:
         document_upload(user=alice, name="two.txt", data=b"a" * 501)
-    assert refused.value.code == "document_storage_full"
+    assert refused.value.code == "media_quota_exceeded"
+    assert Document.objects.filter(owner=alice).count() == 1
 
 
 def test_more_files_than_a_message_may_carry_are_refused(alice, settings):
@@ -164,7 +173,6 @@ def test_bob_cannot_upload_into_alices_conversation(alice, bob, upstream_model):
         ("broken.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog >> garbage \xff\xfe trailer", "document_corrupt"),
         ("truncated.pdf", long_pdf(3, {})[:400], "document_corrupt"),
         ("bomb.docx", docx_zip_bomb(), "document_zip_bomb"),
-        ("fake.docx", b"PK\x03\x04 not really a zip at all", "document_corrupt"),
         ("blank.pdf", pdf_with_pages([""]), "document_empty"),
     ],
 )
@@ -176,7 +184,7 @@ def test_a_file_that_cannot_be_read_fails_with_its_reason_and_leaves_no_chunk(
     assert document.status == Document.Status.FAILED
     assert document.error_code == code
     assert document.error_message
-    assert document.data == b""
+    assert document.file is None and not MediaFile.objects.exists()  # its stored original is gone
     assert not Chunk.objects.exists()
     assert not [r for r in fake_upstream.requests if r.path.endswith("/embeddings")]
 
@@ -245,6 +253,7 @@ def test_attaching_a_changed_file_again_replaces_its_chunks(alice, embedding, fa
     second = upload_and_index(alice, "policy.md", b"Holidays: 25 days a year.", conversation_id=conversation.pk)
 
     assert not Document.objects.filter(pk=first.pk).exists()
+    assert list(MediaFile.objects.values_list("pk", flat=True)) == [second.file_id]  # the old original went too
     texts = list(Chunk.objects.filter(owner=alice).values_list("text", flat=True))
     assert texts == ["Holidays: 25 days a year."]
     assert second.status == Document.Status.READY

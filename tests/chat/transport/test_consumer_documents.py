@@ -8,9 +8,15 @@ from channels.db import database_sync_to_async
 from chat.models import Citation, Document, Message
 from chat.services.documents import document_index, document_upload
 from tests.chat.wsclient import Tab
-from tests.documents_support import FILLER, long_pdf, make_embedding_model
+from tests.documents_support import FILLER, long_pdf, make_embedding_model, media_in_folder
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _media_folder(settings, tmp_path):
+    media_in_folder(settings, tmp_path / "media")
+
 
 FACT = "The launch code of project Heron is BLUE-FALCON-7, kept in the north vault."
 

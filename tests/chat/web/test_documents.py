@@ -6,11 +6,16 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from chat.models import Chunk, Citation, Conversation, Document, Message
+from chat.models import Chunk, Citation, Conversation, Document, MediaFile, Message
 from chat.services.documents import document_index, document_upload
-from tests.documents_support import long_pdf, make_embedding_model
+from tests.documents_support import long_pdf, make_embedding_model, media_in_folder
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _media_folder(settings, tmp_path):
+    media_in_folder(settings, tmp_path / "media")
 
 
 @pytest.fixture
@@ -85,6 +90,7 @@ def test_deleting_a_file_deletes_its_chunks_and_vectors(alice, embedding, fake_u
     assert client_of(alice).delete(f"/api/documents/{document.id}/").status_code == 204
 
     assert not Chunk.objects.exists()
+    assert not MediaFile.objects.exists()
 
 
 def test_deleting_the_conversation_deletes_its_files_and_chunks(alice, embedding, fake_upstream, upstream_model):
@@ -95,6 +101,7 @@ def test_deleting_the_conversation_deletes_its_files_and_chunks(alice, embedding
     conversation.delete()
 
     assert not Document.objects.exists()
+    assert not MediaFile.objects.exists()
     assert not Chunk.objects.exists()
 
 
