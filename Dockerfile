@@ -16,6 +16,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
+# PyICU has no wheels: it compiles against Debian's ICU. The name of ICU's run-time package
+# (libicu72 on bookworm) is kept for the final stage, which installs only that.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++ pkg-config libicu-dev \
+    && rm -rf /var/lib/apt/lists/* \
+    && dpkg-query -W -f='${Depends}' libicu-dev | grep -o 'libicu[0-9][0-9]*' | head -n 1 > /opt/venv/icu-package
 COPY requirements.txt /tmp/requirements.txt
 RUN /opt/venv/bin/pip install -r /tmp/requirements.txt
 
@@ -75,6 +81,9 @@ RUN groupadd --system --gid 10001 parley \
     && mkdir -p /data/media /srv/parley/static \
     && chown parley:parley /data /data/media /srv/parley/static
 COPY --from=deps /opt/venv /opt/venv
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends "$(cat /opt/venv/icu-package)" \
+    && rm -rf /var/lib/apt/lists/*
 # The code belongs to root and is read-only for the user that runs it.
 COPY --from=build /app /app
 WORKDIR /app

@@ -33,6 +33,13 @@ $(VENV)/.installed-local: requirements.txt requirements-local.txt | $(PY)
 	$(PY) -m chat.local.install --wheels $(LOCAL_WHEELS)
 	@touch $@
 
+# The OpenID Connect provider the sign-in tests start (npm's oidc-provider under node, pinned by
+# its package-lock.json): tests/accounts/idp.py.
+TEST_IDP := tests/accounts/oidc_provider
+$(TEST_IDP)/node_modules/.installed: $(TEST_IDP)/package.json $(TEST_IDP)/package-lock.json
+	cd $(TEST_IDP) && npm ci --no-audit --no-fund --silent
+	@touch $@
+
 messages: $(VENV)/.installed-run ## compile the translations (locale/*/LC_MESSAGES/*.mo)
 	$(PY) manage.py compilemessages --ignore=.venv --ignore=node_modules -v 0
 
@@ -56,6 +63,7 @@ run: setup ## set up everything and serve Parley at http://$(HOST):$(PORT)
 
 lint: $(VENV)/.installed-dev ## ruff: lint and format check
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(VENV)/.installed-dev ## mypy (with django-stubs) over the upstream, core and services layers
 	$(BIN)/mypy
@@ -64,8 +72,9 @@ typecheck: $(VENV)/.installed-dev ## mypy (with django-stubs) over the upstream,
 # PostgreSQL and Redis when those servers answer (they do on this project's machines and CI).
 # The multiprocess tests (tests/deploy) run once, in the first run: they always use
 # PostgreSQL and Redis, in a database and a Redis index of their own.
-test: $(VENV)/.installed-dev $(VENV)/.installed-local messages ## linters, the type check and the whole suite (SQLite, then PostgreSQL and Redis)
+test: $(VENV)/.installed-dev $(VENV)/.installed-local $(TEST_IDP)/node_modules/.installed messages ## linters, the type check and the whole suite (SQLite, then PostgreSQL and Redis)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(BIN)/pytest
@@ -75,7 +84,7 @@ test: $(VENV)/.installed-dev $(VENV)/.installed-local messages ## linters, the t
 			$(BIN)/pytest -m "not browser and not local_model and not multiprocess"; \
 	else echo "PostgreSQL or Redis not reachable: skipped the team-deployment run"; fi
 
-test-fast: $(VENV)/.installed-dev ## the suite on SQLite without browser, local-model and multiprocess tests
+test-fast: $(VENV)/.installed-dev $(TEST_IDP)/node_modules/.installed ## the suite on SQLite without browser, local-model and multiprocess tests
 	$(BIN)/pytest -x -q -m "not browser and not local_model and not multiprocess"
 
 # Benchmarks start their own servers on temporary data folders and databases (bench/harness.py),

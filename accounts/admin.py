@@ -20,10 +20,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.html import format_html, format_html_join
-from django.utils.translation import gettext
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Invite, User
+from accounts.models import Invite, OIDCIdentity, User
 from chat.admin.privacy import PrivateDeletionSummaryMixin
 from chat.models import UsageMonth, UsageRecord
 
@@ -155,6 +156,39 @@ class RoleFilter(admin.SimpleListFilter):
         return queryset
 
 
+@admin.action(description=_("Unlink single sign-on identities (next sign-in links again by verified email)"))
+def unlink_identities(modeladmin, request, queryset):
+    deleted, _counts = OIDCIdentity.objects.filter(user__in=queryset).delete()
+    modeladmin.message_user(
+        request,
+        ngettext("%(n)d identity unlinked.", "%(n)d identities unlinked.", deleted) % {"n": deleted},
+    )
+
+
+@admin.action(description=_("Turn off two-factor sign-in (for a member who lost their phone and codes)"))
+def reset_two_factor(modeladmin, request, queryset):
+    from django_otp.plugins.otp_static.models import StaticDevice
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    TOTPDevice.objects.filter(user__in=queryset).delete()
+    StaticDevice.objects.filter(user__in=queryset).delete()
+    modeladmin.message_user(request, gettext("Two-factor sign-in is off for the selected members."))
+
+
+@admin.action(description=_("Sign out everywhere (ends every session and open chat)"))
+def sign_out_everywhere(modeladmin, request, queryset):
+    from accounts.sessions import sessions_end_all
+
+    members = list(queryset)
+    for member in members:
+        sessions_end_all(user=member, keep_request=request if member.pk == request.user.pk else None)
+    modeladmin.message_user(
+        request,
+        ngettext("%(n)d member signed out everywhere.", "%(n)d members signed out everywhere.", len(members))
+        % {"n": len(members)},
+    )
+
+
 @admin.register(User)
 class MemberAdmin(PrivateDeletionSummaryMixin, DjangoUserAdmin):
     form = MemberChangeForm
@@ -171,7 +205,7 @@ class MemberAdmin(PrivateDeletionSummaryMixin, DjangoUserAdmin):
         "last_login",
     )
     list_filter = (RoleFilter, "is_active", "groups")
-    readonly_fields = ("usage_this_month", "remaining", "invite", "last_login", "date_joined")
+    readonly_fields = ("usage_this_month", "remaining", "invite", "last_login", "date_joined", "sign_in_identities")
     fieldsets = (
         (None, {"fields": ("username", "password")}),
         (_("Personal info"), {"fields": ("first_name", "last_name", "email")}),
@@ -183,7 +217,7 @@ class MemberAdmin(PrivateDeletionSummaryMixin, DjangoUserAdmin):
                 "description": _("Leave a budget blank for unlimited. Budgets reset on the 1st of each month (UTC)."),
             },
         ),
-        (_("History"), {"fields": ("invite", "last_login", "date_joined")}),
+        (_("History"), {"fields": ("invite", "last_login", "date_joined", "sign_in_identities")}),
     )
     add_fieldsets = (
         (
@@ -202,6 +236,7 @@ class MemberAdmin(PrivateDeletionSummaryMixin, DjangoUserAdmin):
         ),
     )
     filter_horizontal = ("groups",)
+    actions = [sign_out_everywhere, reset_two_factor, unlink_identities]
 
     def get_deleted_objects(self, objs, request):
         to_delete, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
@@ -257,6 +292,17 @@ class MemberAdmin(PrivateDeletionSummaryMixin, DjangoUserAdmin):
             left = max(obj.monthly_cost_budget - obj._cost_used - obj._cost_reserved, Decimal(0))
             parts.append(_money(left))
         return ", ".join(parts) if parts else gettext("unlimited")
+
+    @admin.display(description=_("single sign-on identities"))
+    def sign_in_identities(self, obj: User):
+        identities = list(obj.oidc_identities.order_by("created_at")) if obj.pk else []
+        if not identities:
+            return gettext("none")
+        return format_html_join(
+            mark_safe("<br>"),  # noqa: S308 - a constant
+            "{} · {} · {}",
+            ((i.provider_slug, i.issuer, i.subject) for i in identities),
+        )
 
     @admin.display(description=_("usage this month"))
     def usage_this_month(self, obj: User) -> str:
@@ -369,3 +415,7 @@ class InviteAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+
+# Single sign-on providers and the sign-in policy (importing registers their pages).
+from accounts import admin_signin  # noqa: E402, F401

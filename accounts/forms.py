@@ -33,3 +33,12 @@ class SignupForm(forms.Form):
         if first and second and first != second:
             self.add_error("password2", _("The two passwords are different."))
         return cleaned
+
+
+class TwoFactorForm(forms.Form):
+    code = forms.CharField(
+        label=_("Code"),
+        max_length=32,
+        help_text=_("The 6-digit code from your authenticator app, or one of your recovery codes."),
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autofocus": True, "inputmode": "text"}),
+    )

@@ -16,7 +16,7 @@ def signup_mode() -> str:
     Failing closed means a typo in PARLEY_SIGNUP_MODE never opens the doors; the system check
     in accounts/checks.py reports the typo at start-up.
     """
-    mode = str(getattr(settings, "PARLEY_SIGNUP_MODE", "closed")).strip().lower()
+    mode = str(settings.PARLEY_SIGNUP_MODE).strip().lower()
     return mode if mode in SIGNUP_MODES else "closed"
 
 
@@ -33,3 +33,10 @@ def invite_usable(*, code: str | None) -> Invite:
     if invite.is_used_up:
         raise InviteUsedUp()
     return invite
+
+
+def sign_in_policy():
+    """The admin's sign-in policy (defaults when never saved: passwords on, 2FA optional)."""
+    from accounts.models import SignInPolicy
+
+    return SignInPolicy.objects.filter(pk=1).first() or SignInPolicy(pk=1)

@@ -15,9 +15,9 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.errors import InviteRequired, InviteUsedUp, SignupClosed, SignupRateLimited
+from accounts.errors import InviteRequired, InviteUsedUp, SignupClosed, SignupPasswordOff, SignupRateLimited
 from accounts.models import Invite, SignupCount, User
-from accounts.selectors import invite_usable, signup_mode
+from accounts.selectors import invite_usable, sign_in_policy, signup_mode
 
 
 def default_budgets() -> dict:
@@ -104,6 +104,9 @@ def user_signup(*, username: str, password: str, invite_code: str | None = None,
     mode = signup_mode()
     if mode == "closed":
         raise SignupClosed()
+    if not sign_in_policy().password_for_members:
+        # A password account nobody may sign in with would still be signed in right here.
+        raise SignupPasswordOff()
     if mode == "invite" and not invite_code:
         raise InviteRequired()
     username = User.normalize_username(username or "").strip()

@@ -128,10 +128,11 @@ class Tab:
 
 
 class Direct:
-    """One keep-alive HTTP/1.1 connection to the upstream's /v1/chat/completions, streaming."""
+    """One keep-alive HTTP/1.1 connection to an OpenAI-compatible /v1/chat/completions, streaming:
+    the upstream's (with its bench key), or Parley's member API (with a member's token)."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1"):
-        self.host, self.port = host, port
+    def __init__(self, port: int, host: str = "127.0.0.1", key: str = "sk-bench-0123456789abcdef"):
+        self.host, self.port, self.key = host, port, key
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -158,7 +159,7 @@ class Direct:
         ).encode()
         head = (
             f"POST /v1/chat/completions HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            "Authorization: Bearer sk-bench-0123456789abcdef\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {self.key}\r\nContent-Type: application/json\r\n"
             f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         return head.encode() + body

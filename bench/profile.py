@@ -3,6 +3,7 @@
     python -m bench.profile single [--replies 50]        # 200-token replies one after another
     python -m bench.profile long [--replies 3]           # 5,000-token replies, no delay
     python -m bench.profile concurrent [--replies 100]   # N replies at once, 20 ms between tokens
+    python -m bench.profile api [--replies 100]          # N member API streams at once, 20 ms apart
 
 Samples daphne (all its threads, active time only) at 250 Hz with py-spy, writes the
 collapsed stacks to ``--out`` (default /tmp/parley-profile.txt; load it in speedscope or
@@ -24,9 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-from bench.clients import Tab, prompt
+from bench.clients import Direct, Tab, prompt
 from bench.concurrency import _gather_in_batches
-from bench.harness import FakeUpstream, Parley
+from bench.harness import FakeUpstream, Parley, _manage
 
 PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
 
@@ -55,6 +56,17 @@ async def _concurrent(parley: Parley, replies: int, tag: str) -> None:
         await asyncio.gather(*(t.close() for t in tabs), return_exceptions=True)
 
 
+async def _api(parley: Parley, key: str, replies: int, tag: str) -> None:
+    clients = await _gather_in_batches([Direct(parley.port, key=key).open for _ in range(replies)])
+    try:
+        results = await asyncio.gather(*(c.ask(prompt(200, 0.02, f"{tag}-{i}")) for i, c in enumerate(clients)))
+        failed = [r.error for r in results if not r.ok]
+        if failed:
+            print(f"{len(failed)} requests failed, e.g. {failed[0]}", file=sys.stderr)
+    finally:
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+
+
 def summarize(path: Path, top: int) -> str:
     inclusive: collections.Counter = collections.Counter()
     own: collections.Counter = collections.Counter()
@@ -80,16 +92,17 @@ def summarize(path: Path, top: int) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("load", choices=["single", "long", "concurrent"])
+    parser.add_argument("load", choices=["single", "long", "concurrent", "api"])
     parser.add_argument("--replies", type=int)
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--out", default="/tmp/parley-profile.txt")
     parser.add_argument("--top", type=int, default=60)
     args = parser.parse_args(argv)
-    replies = args.replies or {"single": 50, "long": 3, "concurrent": 100}[args.load]
+    replies = args.replies or {"single": 50, "long": 3, "concurrent": 100, "api": 100}[args.load]
     members = replies if args.load == "concurrent" else 1
     out = Path(args.out)
     with FakeUpstream() as upstream, Parley(upstream, database=args.database, members=members) as parley:
+        key = _manage(parley.env, "api_token", "create", "bench-0000", "--name", "profile").strip()
         parley.start()
         asyncio.run(_sequential(parley, 3, 200, "warm"))
         spy = subprocess.Popen(
@@ -102,6 +115,8 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         if args.load == "concurrent":
             asyncio.run(_concurrent(parley, replies, "prof"))
+        elif args.load == "api":
+            asyncio.run(_api(parley, key, replies, "prof"))
         else:
             asyncio.run(_sequential(parley, replies, 5000 if args.load == "long" else 200, "prof"))
         elapsed = time.perf_counter() - started

@@ -35,6 +35,7 @@ SCENARIOS = {
     "queries-postgres": ("bench.queries", ["--database", "postgres"], ["--database", "postgres", "--runs", "10"]),
     "footprint": ("bench.footprint", ["--starts", "3"], ["--starts", "2"]),
     "page": ("bench.page_weight", [], []),
+    "api": ("bench.api", [], ["--replies", "10", "--long-runs", "1", "--at-once", "50"]),
     "retrieval-sqlite": ("bench.retrieval", ["--database", "sqlite"], ["--database", "sqlite", "--chunks", "10000"]),
     "retrieval-postgres": (
         "bench.retrieval",

@@ -56,6 +56,11 @@ class RateLimited(ParleyError):
     default_message = _("Too many requests. Please wait a moment and try again.")
 
 
+class TextRateLimited(ParleyError):
+    code = "text_rate_limited"
+    default_message = _("You sent too much text in the last minute. Please wait a moment and try again.")
+
+
 class QuotaExceeded(ParleyError):
     code = "quota_exceeded"
     default_message = _("Your monthly budget is used up.")

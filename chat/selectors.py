@@ -10,7 +10,7 @@ import uuid
 from django.db.models import Q, QuerySet
 
 from chat.errors import NotFound
-from chat.models import Citation, Conversation, Document, Message
+from chat.models import ApiToken, Citation, Conversation, Document, Message
 
 
 def _as_uuid(value) -> uuid.UUID:
@@ -25,6 +25,18 @@ def conversation_for_user(*, user, conversation_id) -> Conversation:
     try:
         return Conversation.objects.select_related("model__provider").get(id=cid, owner=user)
     except Conversation.DoesNotExist:
+        raise NotFound() from None
+
+
+def api_tokens_for_user(*, user) -> QuerySet[ApiToken]:
+    """The member's own API tokens, newest first, with their model lists."""
+    return ApiToken.objects.filter(user=user).prefetch_related("allowed_models").order_by("-created_at")
+
+
+def api_token_for_user(*, user, token_id) -> ApiToken:
+    try:
+        return ApiToken.objects.get(pk=int(token_id), user=user)
+    except (ApiToken.DoesNotExist, TypeError, ValueError):
         raise NotFound() from None
 
 
@@ -67,7 +79,7 @@ def usage_for_month(*, user, since, recent: int = 20) -> dict:
     )
     for row in by_model:
         row["other_units"] = usage_units_text(row)
-    latest = list(qs.select_related("conversation").order_by("-created_at")[:recent])
+    latest = list(qs.select_related("conversation", "api_token").order_by("-created_at")[:recent])
     return {"by_model": by_model, "latest": latest}
 
 

@@ -136,3 +136,62 @@ def count_tokens(text: str, encoding_name: str) -> int:
     if len(text) <= _PIECE_CHARS:
         return encoding.count(text)
     return sum(encoding.count(piece) for piece in _pieces(text))
+
+
+def truncate(text: str, limit: int, encoding_name: str) -> str:
+    """The longest prefix of ``text`` of at most ``limit`` tokens (whole characters only)."""
+    encoding = _encoding(encoding_name)
+    ids = encoding.encode(_plain(text))
+    if len(ids) <= limit:
+        return text
+    for end in range(max(limit, 0), max(limit - 4, -1), -1):
+        # A UTF-8 character spans at most 4 byte-level tokens: a cut inside one decodes after
+        # at most 3 steps back.
+        try:
+            return encoding.decode(ids[:end])
+        except ValueError:
+            continue
+    return ""
+
+
+class ReplyCap:
+    """Ends a streamed reply at ``limit`` tokens, however long the upstream goes on (issue 20).
+
+    Counting at every delta would tokenize the reply once per token. A byte-level BPE token
+    covers at least one byte, so text of no more bytes than the tokens still allowed cannot
+    have reached the limit: only text past that bound is counted, in the pieces that came
+    since the last count, and the whole text only when the pieces' sum says the limit is
+    reached (cutting text into pieces costs, in practice, a token more at a cut, never
+    fewer). So a reply is tokenized about once, whatever its length.
+    """
+
+    def __init__(self, limit: int, encoding_name: str):
+        self.limit = max(int(limit), 0)
+        self.encoding_name = encoding_name
+        self.reached = False
+        self._kept: list[str] = []  # the text let through so far
+        self._mark = 0  # _kept[:_mark] is the text counted so far...
+        self._counted = 0  # ...in this many tokens (an upper bound)
+        self._pending_bytes = 0  # UTF-8 bytes of _kept[_mark:]
+
+    def take(self, delta: str) -> str:
+        """The part of ``delta`` that fits; once the limit is reached, ``reached`` is True."""
+        if self.reached:
+            return ""
+        self._pending_bytes += len(delta.encode("utf-8", "surrogatepass"))
+        if self._pending_bytes <= self.limit - self._counted:
+            self._kept.append(delta)
+            return delta
+        counted = self._counted + count_tokens("".join(self._kept[self._mark :]) + delta, self.encoding_name)
+        if counted > self.limit:
+            # The pieces' sum says the limit is reached: count the whole text to be sure.
+            before = "".join(self._kept)
+            self._kept = [before]
+            counted = count_tokens(before + delta, self.encoding_name)
+            if counted > self.limit:
+                self.reached = True
+                fits = truncate(before + delta, self.limit, self.encoding_name)
+                delta = fits[len(before) :] if len(fits) > len(before) else ""
+        self._kept.append(delta)
+        self._mark, self._counted, self._pending_bytes = len(self._kept), counted, 0
+        return delta

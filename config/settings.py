@@ -73,6 +73,9 @@ INSTALLED_APPS = [
     "channels",
     "csp",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "accounts",
     "chat",
     "django_tasks",
@@ -81,13 +84,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.middleware.WhiteNoiseMiddleware",  # whitenoise's, usable in async mode
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "accounts.middleware.SessionSeenMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "config.middleware.PrivateCacheMiddleware",
@@ -201,6 +205,28 @@ AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_ip_address"
 # refused too; counted from axes' records by accounts.throttle.SignInHandler. 0: no such limit.
 PARLEY_LOGIN_ADDRESS_FAILURE_LIMIT = env.int("PARLEY_LOGIN_ADDRESS_FAILURE_LIMIT", default=20)
 AXES_HANDLER = "accounts.throttle.SignInHandler"
+
+# Two-factor sign-in (django-otp, TOTP and one-time recovery codes). Wrong codes count as
+# failed sign-ins in axes above, so django-otp's own back-off is off.
+OTP_TOTP_ISSUER = "Parley"
+OTP_TOTP_THROTTLE_FACTOR = 0
+OTP_STATIC_THROTTLE_FACTOR = 0
+
+# Single sign-on: one OpenID Connect provider from the environment (more in the admin).
+# The redirect URI to register with it is shown on the sign-in page: /accounts/oidc/sso/callback/.
+PARLEY_OIDC_ISSUER = env.str("PARLEY_OIDC_ISSUER", default="")
+PARLEY_OIDC_CLIENT_ID = env.str("PARLEY_OIDC_CLIENT_ID", default="")
+PARLEY_OIDC_CLIENT_SECRET = env.str("PARLEY_OIDC_CLIENT_SECRET", default="")
+PARLEY_OIDC_NAME = env.str("PARLEY_OIDC_NAME", default="single sign-on")  # the button says "Sign in with …"
+PARLEY_OIDC_SCOPES = env.str("PARLEY_OIDC_SCOPES", default="openid email profile")
+PARLEY_OIDC_GROUPS_CLAIM = env.str("PARLEY_OIDC_GROUPS_CLAIM", default="")  # e.g. groups; empty: no mapping
+PARLEY_OIDC_ALLOWED_DOMAINS = env.list("PARLEY_OIDC_ALLOWED_DOMAINS", default=[])  # empty: any domain
+PARLEY_OIDC_CREATE_MEMBERS = env.bool("PARLEY_OIDC_CREATE_MEMBERS", default=True)
+PARLEY_OIDC_ADMIN_VALUES = env.list("PARLEY_OIDC_ADMIN_VALUES", default=[])
+# Whether a claim value may make someone an admin at all (any provider); off, nobody becomes
+# an admin by signing in.
+PARLEY_OIDC_ALLOW_ADMIN_MAPPING = env.bool("PARLEY_OIDC_ALLOW_ADMIN_MAPPING", default=False)
+PARLEY_OIDC_TIMEOUT = env.float("PARLEY_OIDC_TIMEOUT", default=10.0)  # seconds per call to the provider
 
 # --- I18N -----------------------------------------------------------------------------------
 LANGUAGE_CODE = "en"
@@ -359,6 +385,8 @@ PARLEY_MODERATION_FAIL_OPEN = env.bool("PARLEY_MODERATION_FAIL_OPEN", default=Fa
 PARLEY_MAX_MESSAGE_CHARS = env.int("PARLEY_MAX_MESSAGE_CHARS", default=100_000)
 PARLEY_MAX_CONCURRENT_REPLIES = env.int("PARLEY_MAX_CONCURRENT_REPLIES", default=3)
 PARLEY_RATE_LIMIT_PER_MINUTE = env.int("PARLEY_RATE_LIMIT_PER_MINUTE", default=20)
+# Bytes (UTF-8) of message text one member may add to the database a minute; 0 turns it off.
+PARLEY_MESSAGE_BYTES_PER_MINUTE = env.int("PARLEY_MESSAGE_BYTES_PER_MINUTE", default=2_000_000)
 PARLEY_SAVE_INTERVAL = env.float("PARLEY_SAVE_INTERVAL", default=1.0)
 PARLEY_DELTA_COALESCE_MS = env.float("PARLEY_DELTA_COALESCE_MS", default=30.0)
 PARLEY_DELTA_FRAMES_PER_SECOND = env.float("PARLEY_DELTA_FRAMES_PER_SECOND", default=1000.0)
@@ -390,6 +418,12 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["d
 
 # After the first reply the model writes a short title (one small extra completion call).
 PARLEY_AUTO_TITLE = env.bool("PARLEY_AUTO_TITLE", default=True)
+
+# The member API under /v1/ (docs/api.md): off turns it off for everyone, whatever the admin's policy.
+PARLEY_API_ENABLED = env.bool("PARLEY_API_ENABLED", default=True)
+PARLEY_API_MAX_BODY_BYTES = env.int("PARLEY_API_MAX_BODY_BYTES", default=1_048_576)
+PARLEY_API_AUTH_FAILURE_LIMIT = env.int("PARLEY_API_AUTH_FAILURE_LIMIT", default=20)  # per address a minute; 0: off
+PARLEY_API_TOKENS_PER_MEMBER = env.int("PARLEY_API_TOKENS_PER_MEMBER", default=20)
 
 LOGGING = {
     "version": 1,

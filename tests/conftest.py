@@ -99,6 +99,17 @@ def _empty_cache():
 
 
 @pytest.fixture(autouse=True)
+def _english_after_each_test():
+    # LocaleMiddleware leaves the language of a test client's request active in the thread, and
+    # async tests inherit it through asgiref's context: after a Chinese page, the next test's
+    # error messages were Chinese. Each test starts in the default language.
+    yield
+    from django.utils import translation
+
+    translation.activate(django_settings.LANGUAGE_CODE)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_channel_layer():
     # Channels keeps one layer object per process. The Redis layer's locks belong to the event
     # loop that first used them, and each async test runs on a loop of its own: in `make test`'s

@@ -33,6 +33,7 @@ LAYERS = {
     "chat.admin": 5,
     "chat.jobs": 5,
     "chat.management": 5,
+    "chat.v1": 5,
     "chat.templatetags": 5,
     "accounts": 5,
     "wiring": 6,  # config, chat.apps: put the layers together

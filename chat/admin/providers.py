@@ -22,7 +22,7 @@ from chat import crypto
 from chat.catalog.providers import provider_sync_models
 from chat.errors import ParleyError
 from chat.models import ChatModel, Provider
-from chat.upstream import client, wire
+from chat.upstream import client, redact, wire
 
 logger = logging.getLogger(__name__)
 
@@ -48,21 +48,13 @@ def validate_api_key(key: str) -> None:
         raise ValidationError(_("The API key contains spaces or characters an API key cannot have.")) from None
 
 
-def redact_key(text: str, provider: Provider) -> str:
-    """Replace the provider's key in ``text`` (an upstream error may echo it) with its mask."""
+def _secrets(provider: Provider) -> list[str]:
+    # The upstream text in an error was redacted where it was read (chat.upstream.wire); this
+    # is the same rule again at the page, for errors raised on paths that had no endpoint.
     try:
-        key = provider.api_key
+        return [provider.api_key]
     except crypto.KeyDecryptionError:
-        return text
-    if not key:
-        return text
-    masked = crypto.mask(key)
-    text = text.replace(key, masked)
-    # An upstream may echo the key with its prefix or suffix cut off; its distinctive middle
-    # must not survive either.
-    if len(key) >= 16:
-        text = text.replace(key[3:-4], "…")
-    return text
+        return []
 
 
 class ProviderForm(forms.ModelForm):
@@ -190,7 +182,7 @@ class ProviderAdmin(admin.ModelAdmin):
                 request, _("%(name)s: the saved key cannot be decrypted.") % {"name": provider.name}, messages.ERROR
             )
         except ParleyError as exc:
-            detail = redact_key(exc.message, provider)
+            detail = redact.clean(exc.message, _secrets(provider), limit=1000)
             self.message_user(
                 request,
                 failed % {"name": provider.name, "error": detail, "code": exc.code},

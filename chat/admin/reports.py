@@ -58,8 +58,15 @@ def dashboard(*, days: int = 30, top: int = 10, other_label: str = "other", now=
     recent = UsageRecord.objects.filter(created_at__gte=start).order_by()
     per_day = (
         recent.annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
-        .values("day", "model_name")
-        .annotate(tokens=Sum(F("prompt_tokens") + F("completion_tokens")), cost=Sum("cost"))
+        .values("day", "model_name", "kind")
+        .annotate(
+            tokens=Sum(F("prompt_tokens") + F("completion_tokens")),
+            cost=Sum("cost"),
+            calls=Count("id"),
+            images=Sum("images"),
+            audio_seconds=Sum("audio_seconds"),
+            characters=Sum("characters"),
+        )
     )
     wanted = set(day_list)
     rows = [r for r in per_day if r["day"] in wanted]
@@ -92,18 +99,16 @@ def dashboard(*, days: int = 30, top: int = 10, other_label: str = "other", now=
         )
         .order_by("-cost", "-tokens", "user__username")[:top]
     )
-    by_kind = list(
-        recent.values("kind")
-        .annotate(
-            calls=Count("id"),
-            tokens=Sum(F("prompt_tokens") + F("completion_tokens")),
-            images=Sum("images"),
-            audio_seconds=Sum("audio_seconds"),
-            characters=Sum("characters"),
-            cost=Sum("cost"),
+    # Totals per kind of call from the same rows: no query of their own.
+    kinds: dict[str, dict] = {}
+    for r in rows:
+        total = kinds.setdefault(
+            r["kind"],
+            {"kind": r["kind"], "calls": 0, "tokens": 0, "images": 0, "audio_seconds": 0, "characters": 0, "cost": 0},
         )
-        .order_by("-cost", "kind")
-    )
+        for field in ("calls", "tokens", "images", "audio_seconds", "characters", "cost"):
+            total[field] += r[field] or 0
+    by_kind = sorted(kinds.values(), key=lambda k: (-Decimal(str(k["cost"])), k["kind"]))
     return Dashboard(
         days=day_list,
         series=series,

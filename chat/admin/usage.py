@@ -109,6 +109,7 @@ CSV_HEADER = (
     "images",
     "audio_seconds",
     "characters",
+    "api_token",
 )
 
 
@@ -128,10 +129,11 @@ def usage_csv_rows(queryset):
         "images",
         "audio_seconds",
         "characters",
+        "api_token__name",
     )
     for row in rows.iterator(chunk_size=2000):
         created, member, conversation, model, prompt, completion, cost, estimated, *units = row
-        kind, purpose, images, audio_seconds, characters = units
+        kind, purpose, images, audio_seconds, characters, token_name = units
         yield (
             created.isoformat(),
             csv_cell(member),
@@ -147,6 +149,7 @@ def usage_csv_rows(queryset):
             images,
             f"{audio_seconds:.3f}",
             characters,
+            csv_cell(token_name or ""),
         )
 
 
@@ -188,6 +191,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "units",
         "cost",
         "estimated",
+        "api_token",
     )
     list_filter = (
         DateRangeFilter,
@@ -196,8 +200,9 @@ class UsageRecordAdmin(admin.ModelAdmin):
         ("user", admin.RelatedOnlyFieldListFilter),
         "model_name",
         "estimated",
+        ("api_token", admin.RelatedOnlyFieldListFilter),
     )
-    list_select_related = ("user",)
+    list_select_related = ("user", "api_token")
     search_fields = ("user__username", "model_name")
     date_hierarchy = "created_at"
     # ``message`` is left out: its string form carries the message text.
@@ -216,6 +221,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "characters",
         "cost",
         "estimated",
+        "api_token",
     )
     readonly_fields = fields
     actions = ["export_selected"]

@@ -77,6 +77,15 @@ _NOT_CHAT = (
 )
 _NOT_CHAT_PREFIXES = ("o1-pro", "o3-pro", "text-", "omni-", "gpt-image", "tts-")
 
+# Families whose /chat/completions refuses ``max_tokens`` and takes ``max_completion_tokens``
+# (OpenAI's reasoning models; the limit there also covers the hidden reasoning tokens).
+# Every other model, OpenAI's older ones and every compatible server (llama.cpp, vLLM,
+# Ollama), takes ``max_tokens``.
+_COMPLETION_LIMIT_FAMILIES = frozenset(
+    ("gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-5-chat-latest")
+    + ("o1", "o1-preview", "o1-mini", "o3", "o3-mini", "o4-mini")
+)
+
 # Which model becomes the default when none is: cheap and capable first.
 DEFAULT_PREFERENCE = ("gpt-4o-mini", "gpt-4.1-mini", "gpt-5-mini", "gpt-4o", "gpt-4.1", "gpt-5", "gpt-3.5-turbo")
 
@@ -148,3 +157,11 @@ def display_name(model_id: str) -> str:
     prefix, family = found
     rest = model_id[len(prefix) :].lstrip("-")
     return f"{family.label} ({rest})" if rest else family.label
+
+
+def output_limit_field(model_id: str) -> str:
+    """The request field that limits a reply's length for ``model_id``."""
+    found = family_of(model_id)
+    if found is not None and found[0] in _COMPLETION_LIMIT_FAMILIES:
+        return "max_completion_tokens"
+    return "max_tokens"

@@ -125,6 +125,7 @@ def call_admit(
     conversation_id=None,
     message: Message | None = None,
     endpoint: client.Endpoint | None = None,
+    api_token_id: int | None = None,
 ) -> Admission:
     """Admit one model call for ``user`` or raise a ParleyError that says why not.
 
@@ -136,9 +137,16 @@ def call_admit(
 
     Moderation is Parley's own gate, not a model the member picks: it is admitted with the
     checking provider's ``endpoint`` and no catalog model, is never refused, and is recorded.
+    ``api_token_id``: the member's API token the call comes through; its usage is tagged with it.
     """
     if kind == UsageKind.MODERATION and model is None:
-        return _admit_moderation(user=user, estimate=estimate, endpoint=endpoint, conversation_id=conversation_id)
+        return _admit_moderation(
+            user=user,
+            endpoint=endpoint,
+            purpose=purpose,
+            conversation_id=conversation_id,
+            api_token_id=api_token_id,
+        )
     if model is None or not granted:
         wanted = model_id if model is None else model.pk
         model = model_granted(user=user, model_id=wanted, kind=_model_kind(kind))
@@ -162,6 +170,7 @@ def call_admit(
             month=held.month,
             tokens=held.tokens,
             cost=held.cost,
+            api_token_id=api_token_id,
         )
     return Admission(
         reservation_id=reservation.pk,
@@ -175,7 +184,9 @@ def call_admit(
     )
 
 
-def _admit_moderation(*, user, estimate: Units, endpoint: client.Endpoint | None, conversation_id) -> Admission:
+def _admit_moderation(
+    *, user, endpoint: client.Endpoint | None, purpose: str, conversation_id, api_token_id=None
+) -> Admission:
     if endpoint is None:
         raise ValueError("a moderation call needs the endpoint that checks")
     held = budget.Reservation(tokens=0, cost=Decimal(0), month=budget.month_start())
@@ -183,16 +194,17 @@ def _admit_moderation(*, user, estimate: Units, endpoint: client.Endpoint | None
         user_id=user.pk,
         model_name="moderation",
         kind=UsageKind.MODERATION,
-        purpose="moderation",
+        purpose=purpose,
         conversation_id=conversation_id,
         month=held.month,
+        api_token_id=api_token_id,
     )
     return Admission(
         reservation_id=reservation.pk,
         user_id=user.pk,
         model=None,
         kind=UsageKind.MODERATION,
-        purpose="moderation",
+        purpose=purpose,
         held=held,
         pseudonym=caller_pseudonym(user.pk),
         endpoint=endpoint,
@@ -270,6 +282,7 @@ def _settle(
         characters=units.characters,
         cost=cost,
         estimated=estimated,
+        api_token_id=reservation.api_token_id,
     )
     if message_id is not None:
         changes = {
@@ -338,6 +351,14 @@ async def model_call(*, user, kind: str, estimate: Units, purpose: str, **admit)
     fails or is cancelled (a client that hung up), whatever usage it had set is still billed.
     """
     admission = await sync_to_async(call_admit)(user=user, kind=kind, estimate=estimate, purpose=purpose, **admit)
+    async with call_running(admission) as call:
+        yield call
+
+
+@contextlib.asynccontextmanager
+async def call_running(admission: Admission) -> AsyncIterator[Call]:
+    """The block of a call already admitted by :func:`call_admit` (a caller that admits on the
+    database thread together with other work, saving a trip there): settled whatever happens."""
     call = Call(admission)
     try:
         yield call

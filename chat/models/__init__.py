@@ -1,5 +1,6 @@
 """Parley's chat data, one module per subject; every model is importable from ``chat.models``."""
 
+from chat.models.api import TOKEN_PREFIX, ApiPolicy, ApiToken, token_hash
 from chat.models.catalog import ChatModel, ModelKind, Provider
 from chat.models.conversations import Conversation, Message
 from chat.models.documents import Chunk, Citation, Document
@@ -8,6 +9,9 @@ from chat.models.moderation import BlocklistEntry, ModerationEvent
 from chat.models.usage import Reservation, UsageKind, UsageMonth, UsageRecord
 
 __all__ = [
+    "TOKEN_PREFIX",
+    "ApiPolicy",
+    "ApiToken",
     "BlocklistEntry",
     "ChatModel",
     "Chunk",
@@ -23,4 +27,5 @@ __all__ = [
     "UsageKind",
     "UsageMonth",
     "UsageRecord",
+    "token_hash",
 ]

@@ -9,20 +9,16 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from chat.models.catalog import ChatModel
+from chat.models.api import ApiToken
+from chat.models.catalog import ChatModel, ModelKind
 from chat.models.conversations import Conversation, Message
 
-
-class UsageKind(models.TextChoices):
-    """The kind of a model call, for usage records: the model kinds, and training."""
-
-    CHAT = "chat", _("chat")
-    EMBEDDING = "embedding", _("embedding")
-    IMAGE = "image", _("image")
-    TRANSCRIPTION = "transcription", _("transcription")
-    SPEECH = "speech", _("speech")
-    MODERATION = "moderation", _("moderation")
-    TRAINING = "training", _("training")
+# The kind of a model call, for usage records: the model kinds, and training (a fine-tuning job
+# trains on a chat model).
+UsageKind = models.TextChoices(
+    "UsageKind",
+    [(kind.name, (kind.value, kind.label)) for kind in ModelKind] + [("TRAINING", ("training", _("training")))],
+)
 
 
 class UsageRecord(models.Model):
@@ -43,6 +39,10 @@ class UsageRecord(models.Model):
     characters = models.PositiveBigIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
     estimated = models.BooleanField(default=False)
+    # The member's API token the call was made with (None: the chat app, or a deleted token).
+    api_token = models.ForeignKey(
+        ApiToken, verbose_name=_("API token"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
@@ -99,6 +99,7 @@ class Reservation(models.Model):
     month = models.DateField()  # the UsageMonth the amounts were added to
     tokens = models.PositiveBigIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    api_token = models.ForeignKey(ApiToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:

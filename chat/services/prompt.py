@@ -22,6 +22,7 @@ from django.db.models import CharField
 from django.db.models.functions import Cast
 
 from chat import tokens
+from chat.catalog import families
 from chat.core.calls import caller_pseudonym
 from chat.errors import NoProvider
 from chat.models import Conversation, Message
@@ -74,7 +75,7 @@ def _system_tokens(text: str, encoding_name: str) -> int:
 
 
 def _reply_reservation(conversation: Conversation, window: int) -> tuple[int, bool]:
-    """Tokens the trimming keeps free for the reply, and whether max_tokens is sent upstream."""
+    """Tokens the trimming keeps free for the reply, and whether the member chose that limit."""
     assert conversation.model is not None  # reply_begin gives every replied conversation a model
     max_output = conversation.model.max_output_tokens or window
     if conversation.max_tokens:
@@ -156,7 +157,7 @@ def prompt_build(*, conversation: Conversation, newest: Message, query_vector=No
         raise NoProvider()
     encoding = tokens.encoding_name_for_model(model.model_id)
     window = model.context_window
-    reserved, send_max_tokens = _reply_reservation(conversation, window)
+    reserved, chosen = _reply_reservation(conversation, window)
 
     system = None
     if conversation.system_prompt:
@@ -198,11 +199,11 @@ def prompt_build(*, conversation: Conversation, newest: Message, query_vector=No
     history.save_counts()
     messages, omitted, prompt_tokens = trimmed.messages, trimmed.omitted, trimmed.prompt_tokens
 
-    if send_max_tokens:
+    if chosen:
         reply_tokens = reserved
     else:
-        # Without max_tokens the upstream may write up to its maximum output or the end of
-        # the window, whichever comes first: that is the worst case the budget must hold.
+        # No limit chosen: the reply may be as long as the model's maximum output or the rest
+        # of the window, whichever is less.
         reply_tokens = min(model.max_output_tokens or window, window - prompt_tokens)
 
     payload: dict = {
@@ -213,8 +214,10 @@ def prompt_build(*, conversation: Conversation, newest: Message, query_vector=No
         value = getattr(conversation, name)
         if value is not None:
             payload[name] = value
-    if send_max_tokens:
-        payload["max_tokens"] = reserved
+    # The reply's reservation is always sent as its limit (issue 20): a server that is not
+    # told one (llama.cpp, vLLM) writes until the context is full, past the member's budget.
+    # The reply task also stops a stream that goes on past it (chat.tokens.ReplyCap).
+    payload[families.output_limit_field(model.model_id)] = reply_tokens
     stop = [sequence for sequence in conversation.stop or [] if sequence][:4]
     if stop:
         payload["stop"] = stop

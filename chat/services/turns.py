@@ -1,7 +1,9 @@
-"""Starting a turn: save the member's message first, then check every rule, then begin a reply.
+"""Starting a turn: admit the member's message, save it, then check every rule, then begin a reply.
 
-The member's message is committed before any rule can refuse the reply, so nothing the member
-typed is ever lost; a refused reply leaves the message saved and says why. The rules that
+A message is first admitted against the member's rates (requests, and bytes of text a minute):
+one refused there is not saved, so no flood of messages can grow the database without bound.
+An admitted message is committed before any other rule can refuse the reply, so nothing the
+member typed is lost; a refused reply leaves the message saved and says why. The rules that
 must hold across concurrent requests (one reply per conversation, concurrent replies per
 member, the budget reservation) run in one transaction that locks the conversation row.
 """
@@ -20,6 +22,7 @@ from chat import tokens
 from chat.core.calls import Admission, Units, call_admit
 from chat.core.grants import model_granted
 from chat.core.moderation import GateInput, gate_blocklist
+from chat.core.rate import message_admit
 from chat.errors import BadRequest, Busy, NoProvider, ParleyError, TooManyReplies
 from chat.models import Citation, Conversation, Message, ModelKind
 from chat.selectors import conversation_for_user
@@ -75,6 +78,11 @@ def _validate_content(content) -> str:
     return content
 
 
+def _validate_client_id(client_id) -> None:
+    if not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX:
+        raise BadRequest(_("Every message needs a client id."), code="bad_frame")
+
+
 def _encoding_for(conversation: Conversation) -> str:
     return tokens.encoding_name_for_model(conversation.model.model_id if conversation.model else "")
 
@@ -94,8 +102,7 @@ def message_save(
     its chat defaults need not be read again.
     """
     content = _validate_content(content)
-    if not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX:
-        raise BadRequest(_("Every message needs a client id."), code="bad_frame")
+    _validate_client_id(client_id)
     if conversation_id is None:
         title = title_fallback(content)
         with transaction.atomic():
@@ -147,9 +154,21 @@ def turn_start(
     """Save the member's message, then begin its reply: one call, so one trip to the database
     thread before the upstream request (docs/performance.md). ``user`` must be freshly read.
 
-    Errors about the message itself (empty, too long, not found) raise before anything is
-    saved; a refused reply (budget, rate, busy...) is returned, with the message saved.
+    Errors about the message itself (empty, too long, not found) and a message over the
+    member's rates raise before anything is saved; a reply refused by a later rule (budget,
+    busy...) is returned, with the message saved.
     """
+    content = _validate_content(content)
+    _validate_client_id(client_id)
+    try:
+        message_admit(user=user, size=len(content.encode()))
+    except ParleyError:
+        # A resend of a message saved before (a reconnect) is no new message: it is answered
+        # as the duplicate it is, however busy the member has been since.
+        resent = _saved_already(user=user, conversation_id=conversation_id, client_id=client_id)
+        if resent is None:
+            raise
+        return TurnStart(resent, None, None)
     saved = message_save(
         user=user,
         conversation_id=conversation_id,
@@ -167,12 +186,27 @@ def turn_start(
     try:
         vector = documents_query_vector(user=user, conversation=saved.conversation, question=saved.message.content)
         plan = reply_begin(
-            conversation=saved.conversation, question=saved.message, user=user, model=checked, query_vector=vector
+            conversation=saved.conversation,
+            question=saved.message,
+            user=user,
+            model=checked,
+            admitted=True,
+            query_vector=vector,
         )
     except ParleyError as exc:
         exc.detail.setdefault("message_id", str(saved.message.id))
         return TurnStart(saved, None, exc)
     return TurnStart(saved, plan, None)
+
+
+def _saved_already(*, user, conversation_id, client_id) -> SavedTurn | None:
+    if conversation_id is None:
+        return None
+    conversation = conversation_for_user(user=user, conversation_id=conversation_id)
+    message = conversation.messages.filter(client_id=client_id).first()
+    if message is None:
+        return None
+    return SavedTurn(conversation, message, created_conversation=False, duplicate=True)
 
 
 def title_fallback(content: str) -> str:
@@ -182,12 +216,19 @@ def title_fallback(content: str) -> str:
 
 
 def reply_begin(
-    *, conversation: Conversation, question: Message, user=None, model=None, query_vector=None
+    *,
+    conversation: Conversation,
+    question: Message,
+    user=None,
+    model=None,
+    admitted: bool = False,
+    query_vector=None,
 ) -> ReplyPlan:
     """Check the rules and create the streaming assistant message that will hold the reply.
 
     ``user`` is the conversation's owner when the caller has it loaded; ``model`` the
-    conversation's model when the caller checked it for this member in the same call.
+    conversation's model when the caller checked it for this member in the same call;
+    ``admitted``: the request was counted against the member's rate already (turn_start).
     """
     if user is None:
         user = conversation.owner
@@ -240,6 +281,8 @@ def reply_begin(
             purpose="reply",
             model=model,
             granted=True,
+            # A new message was counted against the rate before it was saved (turn_start).
+            rate=not admitted,
             conversation_id=conversation.pk,
             message=reply,
         )

@@ -8,11 +8,13 @@ a reply inside ``receive`` would make "stop" wait behind it (T40). Replies run a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from importlib import import_module
 from types import SimpleNamespace
 
+from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -36,10 +38,16 @@ CLOSE_SESSION_ENDED = 4401
 STATE_MESSAGES = 500
 SNAPSHOT_WAIT = 3.0  # seconds to wait for a live snapshot before giving up on it
 SESSION_RECHECK = 30.0  # seconds between session checks on an idle socket (T23)
+CLOSE_INTERNAL_ERROR = 1011
+# What a send raises once the browser has closed the socket and before the server has told the
+# consumer (websocket.disconnect comes next): daphne raises autobahn's Disconnected ("Attempt to
+# send on a closed protocol"); the ASGI spec asks other servers for a subclass of OSError.
+SOCKET_CLOSED_ERRORS = (Disconnected, OSError)
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
     conversation_id = None
+    socket_gone = False  # the browser is gone, or a send failed: nothing more is sent
 
     async def connect(self):
         user = self.scope.get("user")
@@ -78,6 +86,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def send_json(self, content: dict) -> None:
         await self.send(text_data=json.dumps(content, separators=(",", ":")))
+
+    async def send(self, text_data=None, bytes_data=None, close=False):
+        """Every frame out goes through here. A tab that closes while events for it are in
+        flight (deltas of a reply, another tab's updates) makes the server refuse the sends
+        that follow: expected, and silent. Any other failure is logged once, with its
+        traceback, and ends the socket; the frames after it are dropped, not logged again.
+        """
+        if self.socket_gone:
+            return
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except SOCKET_CLOSED_ERRORS:
+            self.socket_gone = True
+        except Exception:  # noqa: BLE001 - the outermost boundary of a send: log once, end the socket
+            self.socket_gone = True
+            logger.exception("sending a frame failed; the socket is closed")
+            with contextlib.suppress(Exception):
+                await self.close(code=CLOSE_INTERNAL_ERROR)
 
     async def dispatch(self, message):
         # Channels' own dispatch first hops to the database thread to close stale connections,

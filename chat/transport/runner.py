@@ -20,6 +20,7 @@ import weakref
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from chat import runtime, tokens
 from chat.core.moderation import moderation_gate
@@ -68,6 +69,9 @@ class ReplyRunner:
         self._stream_task: asyncio.Task | None = None
         self.control: str | None = None
         self._first_written = asyncio.Event()
+        # The reply's reservation is sent upstream as its limit; this ends a stream that goes
+        # on past it anyway, so the member's usage stays within what was reserved.
+        self.cap = tokens.ReplyCap(plan.prompt.reply_tokens, plan.prompt.encoding)
 
     # --- the text -------------------------------------------------------------------------
     @property
@@ -110,9 +114,7 @@ class ReplyRunner:
         offset = self.sent
         self.sent = self.length
         self._last_flush = asyncio.get_running_loop().time()
-        self._outbox.put_nowait(
-            (self.group, events.reply_delta(message_id=self.reply_id, offset=offset, text=chunk))
-        )
+        self._outbox.put_nowait((self.group, events.reply_delta(message_id=self.reply_id, offset=offset, text=chunk)))
 
     async def _sender(self) -> None:
         # One sender keeps group messages in order (Redis group_send awaits the network).
@@ -161,7 +163,13 @@ class ReplyRunner:
         async with contextlib.aclosing(client.stream_chat(self.endpoint, self.plan.prompt.payload)) as stream:
             async for event in stream:
                 if event.delta:
-                    self._on_delta(event.delta)
+                    delta = self.cap.take(event.delta)
+                    if delta:
+                        self._on_delta(delta)
+                    if self.cap.reached:
+                        # Leaving the loop closes the upstream request (aclosing).
+                        self.finish_reason = "length"
+                        return
                 if event.finish_reason:
                     self.finish_reason = event.finish_reason
                 if event.usage:
@@ -284,12 +292,23 @@ class ReplyRunner:
             encoding = tokens.encoding_name_for_model(self.model_id)
             prompt_tokens = self.plan.prompt.prompt_tokens
             completion_tokens = await asyncio.to_thread(tokens.count_tokens, text, encoding)
+            if self.cap.reached:
+                completion_tokens = min(completion_tokens, self.cap.limit)
             estimated = True
         else:
             prompt_tokens = completion_tokens = 0
             estimated = False
         if status == Message.Status.COMPLETE and self.finish_reason == "":
             self.finish_reason = "stop"
+        if status == Message.Status.COMPLETE and self.cap.reached:
+            error = ParleyError(
+                _(
+                    "Parley ended this reply at %(limit)s tokens, the length reserved for it: "
+                    "the model provider kept writing past the limit it was sent."
+                )
+                % {"limit": self.cap.limit},
+                code="reply_limit_reached",
+            )
         message = await database_sync_to_async(reply_finish)(
             reply_id=self.reply_id,
             content=text,

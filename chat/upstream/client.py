@@ -32,30 +32,35 @@ import functools
 import json
 import logging
 import typing
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import httpx  # noqa: TID251 - this is the one module allowed to talk HTTP to upstreams
 from django.conf import settings
 from django.utils.translation import gettext as _
 
 from chat.errors import UpstreamError
-from chat.upstream import sse
+from chat.upstream import redact, sse
 from chat.upstream.wire import (
     Embeddings,
     Endpoint,
     InvalidEndpoint,
     ModerationResult,
+    RawChunk,
     StreamEvent,
     Usage,
     backoff_seconds,
     chunk_event,
-    clean_upstream_text,
+    completion_as_chunk,
+    completion_body,
     completion_events,
+    embeddings_body,
     embeddings_result,
     error_fields,
     model_ids,
     moderation_result,
     moderation_results,
+    moderations_body,
+    raw_chunk,
     retry_after_seconds,
     retryable,
     status_error,
@@ -67,17 +72,25 @@ __all__ = [
     "Endpoint",
     "InvalidEndpoint",
     "ModerationResult",
+    "RawChunk",
     "StreamEvent",
     "Usage",
     "UpstreamError",
+    "chat_completion",
     "close_clients",
+    "completion",
+    "edit",
+    "embeddings",
     "list_models",
     "moderate",
+    "moderations",
     "stream_chat",
+    "stream_chunks",
     "validate_base_url",
 ]
 
 logger = logging.getLogger(__name__)
+_Item = typing.TypeVar("_Item")
 
 USER_AGENT = "Parley/0.1"
 MAX_ERROR_BODY = 64 * 1024
@@ -236,7 +249,7 @@ async def _read_capped(response: httpx.Response, cap: int) -> bytes:
 
 def _transport_error(exc: httpx.HTTPError, endpoint: Endpoint) -> UpstreamError:
     # httpx messages name hosts and socket errors, never header values; still scrubbed.
-    logger.warning("upstream %s: %s %s", endpoint.base_url, type(exc).__name__, clean_upstream_text(exc, endpoint))
+    logger.warning("upstream %s: %s %s", endpoint.base_url, type(exc).__name__, redact.clean(exc, [endpoint.api_key]))
     if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
         return UpstreamError(_("Parley could not connect to the model provider."), code="upstream_unavailable")
     if isinstance(exc, httpx.TimeoutException):
@@ -307,7 +320,22 @@ def _body_chunks(response: httpx.Response) -> AsyncGenerator[bytes, None]:
     return typing.cast(AsyncGenerator[bytes, None], response.aiter_bytes())
 
 
-async def _stream_events(response: httpx.Response, endpoint: Endpoint) -> AsyncGenerator[StreamEvent, None]:
+def _stream_events(response: httpx.Response, endpoint: Endpoint) -> AsyncGenerator[StreamEvent, None]:
+    """The chat completion's events, as Parley reads them (wire.chunk_event)."""
+    return _sse_items(response, endpoint, chunk_event, lambda event: event.finish_reason is not None)
+
+
+async def _sse_items(
+    response: httpx.Response,
+    endpoint: Endpoint,
+    parse: Callable[[sse.Message, Endpoint], _Item | None],
+    finishes: Callable[[_Item], bool],
+) -> AsyncGenerator[_Item, None]:
+    """The items ``parse`` makes of a server-sent event stream, until ``[DONE]`` or its end.
+
+    A stream that ends before an item that ``finishes`` the reply is an error; one that breaks
+    after it only lost its trailing usage chunk or ``[DONE]`` and is taken as complete.
+    """
     decoder = sse.Decoder()
     finished = False
     rest = b""
@@ -319,10 +347,10 @@ async def _stream_events(response: httpx.Response, endpoint: Endpoint) -> AsyncG
                     if message.data == "[DONE]":
                         await _drain(chunks)
                         return
-                    event = chunk_event(message, endpoint)
-                    if event is not None:
-                        finished = finished or event.finish_reason is not None
-                        yield event
+                    item = parse(message, endpoint)
+                    if item is not None:
+                        finished = finished or finishes(item)
+                        yield item
         if rest:
             # The body ended without a final line break: its last line still counts (a field
             # line, never a blank one, so the flush below dispatches it).
@@ -330,10 +358,10 @@ async def _stream_events(response: httpx.Response, endpoint: Endpoint) -> AsyncG
         tail = decoder.flush()
         if tail is not None and tail.data == "[DONE]":
             return
-        event = chunk_event(tail, endpoint) if tail is not None else None
-        if event is not None:
-            finished = finished or event.finish_reason is not None
-            yield event
+        item = parse(tail, endpoint) if tail is not None else None
+        if item is not None:
+            finished = finished or finishes(item)
+            yield item
     except httpx.HTTPError as exc:
         if finished and not isinstance(exc, httpx.TimeoutException):
             # The reply was complete; only the trailing usage chunk or [DONE] was lost.
@@ -386,8 +414,10 @@ async def _call_json(endpoint: Endpoint, method: str, path: str, body=None, max_
     return data
 
 
-async def moderate(endpoint: Endpoint, text: str, *, max_retries: int | None = None) -> ModerationResult:
-    """``POST /moderations`` for one text: whether it is flagged, and the flagged categories."""
+async def moderate(endpoint: Endpoint, text: str | list[str], *, max_retries: int | None = None) -> ModerationResult:
+    """``POST /moderations`` for one text or several: flagged if any is, with the flagged categories."""
+    if isinstance(text, list) and len(text) == 1:
+        text = text[0]  # the plain form every compatible server understands
     return moderation_result(await _call_json(endpoint, "POST", "moderations", {"input": text}, max_retries))
 
 
@@ -422,3 +452,79 @@ async def embed(
 async def list_models(endpoint: Endpoint, *, max_retries: int | None = None) -> list[str]:
     """The model ids ``GET /models`` lists, in the provider's order, without duplicates."""
     return model_ids(await _call_json(endpoint, "GET", "models", max_retries=max_retries))
+
+
+# --- the member API: the provider's answers in OpenAI's shapes, passed through ----------------
+async def chat_completion(endpoint: Endpoint, body: dict, *, max_retries: int | None = None) -> dict:
+    """``POST /chat/completions`` without streaming: the provider's ``chat.completion`` object."""
+    payload = {**body, "stream": False}
+    payload.pop("stream_options", None)
+    return completion_body(await _call_json(endpoint, "POST", "chat/completions", payload, max_retries))
+
+
+async def completion(endpoint: Endpoint, body: dict, *, max_retries: int | None = None) -> dict:
+    """``POST /completions`` (legacy prompt completions) without streaming."""
+    payload = {**body, "stream": False}
+    payload.pop("stream_options", None)
+    return completion_body(await _call_json(endpoint, "POST", "completions", payload, max_retries))
+
+
+async def edit(endpoint: Endpoint, body: dict, *, max_retries: int | None = None) -> dict:
+    """``POST /edits``, for the providers that still serve it (OpenAI's own answers 404)."""
+    return completion_body(await _call_json(endpoint, "POST", "edits", body, max_retries), "edit")
+
+
+async def embeddings(endpoint: Endpoint, body: dict, *, max_retries: int | None = None) -> dict:
+    """``POST /embeddings`` passed through (any ``encoding_format``): the provider's list object."""
+    return embeddings_body(await _call_json(endpoint, "POST", "embeddings", body, max_retries))
+
+
+async def moderations(endpoint: Endpoint, body: dict, *, max_retries: int | None = None) -> dict:
+    """``POST /moderations`` passed through: the provider's moderation object."""
+    return moderations_body(await _call_json(endpoint, "POST", "moderations", body, max_retries))
+
+
+async def stream_chunks(
+    endpoint: Endpoint, path: str, body: dict, *, max_retries: int | None = None
+) -> AsyncGenerator[RawChunk, None]:
+    """Stream ``POST /chat/completions`` or ``/completions`` chunk by chunk, as the provider
+    sent them (every choice, tool calls, logprobs), always asking for the usage chunk so the
+    call can be billed.
+
+    The same rules as :func:`stream_chat`: retried only before the first byte, closed at once
+    when closed or cancelled, a stream cut before its end raises :class:`UpstreamError` after
+    the chunks that came.
+    """
+    payload = {**body, "stream": True}
+    payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    with _lease() as client:
+        request = client.build_request(
+            "POST",
+            endpoint.url(path),
+            json=payload,
+            headers=_headers(endpoint, "text/event-stream"),
+            timeout=_timeout(endpoint),
+        )
+        response = await _send(client, endpoint, request, max_retries)
+        try:
+            if "json" in response.headers.get("content-type", ""):
+                # A provider that ignores "stream" answers with the whole completion.
+                data = await _read_json(response, endpoint)
+                if isinstance(data, dict) and data.get("error"):
+                    raise stream_error(error_fields(data), endpoint)
+                whole = completion_body(data)
+                as_chunk = completion_as_chunk(whole) if path == "chat/completions" else whole
+                only = raw_chunk(sse.Message(json.dumps(as_chunk)), endpoint)
+                if only is not None:
+                    yield only
+                return
+            async with contextlib.aclosing(_raw_chunks(response, endpoint)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            await response.aclose()
+
+
+def _raw_chunks(response: httpx.Response, endpoint: Endpoint) -> AsyncGenerator[RawChunk, None]:
+    """Chat or legacy completion chunks to relay as they are (wire.raw_chunk)."""
+    return _sse_items(response, endpoint, raw_chunk, lambda chunk: chunk.finished)

@@ -3,7 +3,7 @@
 chat/upstream/client.py does the HTTP; this module holds the parts that are pure functions of what was
 received, so they are tested on their own: endpoint validation (T25c), the retry arithmetic of
 the official client (T35), reading error bodies into stable codes with the provider's text
-cleaned of keys and markup-free (T27), and reading stream chunks, of which only content
+cleaned of keys by chat.upstream.redact (T27), and reading stream chunks, of which only content
 deltas of choice 0, finish_reason and usage pass on (T15, T38).
 """
 
@@ -28,7 +28,7 @@ from django.utils.translation import gettext as _
 
 from chat import crypto
 from chat.errors import UpstreamError
-from chat.upstream import sse
+from chat.upstream import redact, sse
 
 logger = logging.getLogger(__name__)
 
@@ -201,20 +201,6 @@ def retryable(status: int, error: dict) -> bool:
 
 
 # --- errors -------------------------------------------------------------------------------
-_KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*]{8,}")
-_BEARER = re.compile(r"\bBearer\s+\S+", re.I)
-
-
-def clean_upstream_text(text, endpoint: Endpoint | None = None, limit: int = 300) -> str:
-    """Upstream error text made safe to keep: plain, one line, short, and with no key in it."""
-    text = str(text or "")
-    if endpoint is not None and len(endpoint.api_key) >= 6:
-        text = text.replace(endpoint.api_key, crypto.mask(endpoint.api_key))
-    text = "".join(c if c.isprintable() else " " for c in text)
-    text = " ".join(_BEARER.sub("Bearer …", _KEY_LIKE.sub("sk-…", text)).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def error_fields(raw: bytes | str | dict) -> dict:
     """``{"message", "type", "code"}`` from the many shapes of error bodies (OpenAI and not)."""
     data = raw
@@ -240,7 +226,7 @@ def error_fields(raw: bytes | str | dict) -> dict:
 
 
 def _error(code: str, text: str, error: dict, endpoint: Endpoint, status=None, retry_after=None) -> UpstreamError:
-    said = clean_upstream_text(error.get("message"), endpoint)
+    said = redact.clean(error.get("message"), [endpoint.api_key])
     message = text if not said else _("%(message)s (The provider said: %(said)s)") % {"message": text, "said": said}
     detail = {"upstream_message": said} if said else {}
     return UpstreamError(message, code=code, status=status, retry_after=retry_after, **detail)
@@ -290,6 +276,12 @@ _json_decode = json.JSONDecoder().decode  # json.loads without its per-call argu
 
 def chunk_event(message: sse.Message, endpoint: Endpoint) -> StreamEvent | None:
     """The meaningful part of one chunk; unknown events, non-JSON and other fields are dropped (T15, T38)."""
+    data = _chunk_data(message, endpoint)
+    return _choice_event(data, "delta") if data is not None else None
+
+
+def _chunk_data(message: sse.Message, endpoint: Endpoint) -> dict | None:
+    """A chunk's JSON object; None for unknown events and non-JSON; an error chunk raises."""
     if message.event not in (None, "message", "error"):
         return None
     try:
@@ -301,7 +293,7 @@ def chunk_event(message: sse.Message, endpoint: Endpoint) -> StreamEvent | None:
         return None
     if data.get("error") or message.event == "error":
         raise stream_error(error_fields(data), endpoint)
-    return _choice_event(data, "delta")
+    return data
 
 
 def _choice_event(data: dict, key: str) -> StreamEvent | None:
@@ -414,3 +406,85 @@ def model_ids(data) -> list[str]:
         raise bad_shape("model list")
     ids = [item.get("id") if isinstance(item, dict) else item for item in items]
     return list(dict.fromkeys(i for i in ids if isinstance(i, str) and i and len(i) <= 200))
+
+
+# --- the member API: OpenAI's own shapes, passed through ------------------------------------
+class RawChunk(NamedTuple):
+    """One chunk of a streamed completion as the provider sent it: its JSON text (relayed as
+    is), the parsed object, the text it adds (every choice, for billing an interrupted
+    stream), whether a choice finished in it, and its usage if it reports one."""
+
+    data: str
+    body: dict
+    text: str
+    finished: bool
+    usage: Usage | None
+
+
+def raw_chunk(message: sse.Message, endpoint: Endpoint) -> RawChunk | None:
+    """A chat or legacy completion chunk to relay; unknown events and non-JSON are dropped (T15)."""
+    data = _chunk_data(message, endpoint)
+    if data is None:
+        return None
+    text, finished = _choices_text(data, "delta")
+    raw_usage = data.get("usage")
+    return RawChunk(message.data, data, text, finished, _usage(raw_usage) if raw_usage is not None else None)
+
+
+def _choices_text(data: dict, key: str) -> tuple[str, bool]:
+    text, finished = "", False
+    choices = data.get("choices")
+    for choice in choices if type(choices) is list else ():
+        if type(choice) is not dict:
+            continue
+        part = choice.get(key)
+        if type(part) is dict and type(part.get("content")) is str:
+            text += part["content"]
+        elif type(choice.get("text")) is str:  # legacy completions
+            text += choice["text"]
+        finished = finished or type(choice.get("finish_reason")) is str
+    return text, finished
+
+
+def completion_body(data, what: str = "completion") -> dict:
+    """A non-streamed ``/chat/completions`` or ``/completions`` answer, checked for its shape."""
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise bad_shape(what)
+    return data
+
+
+def completion_usage(data: dict) -> Usage | None:
+    return _usage(data.get("usage"))
+
+
+def completion_text(data: dict) -> str:
+    """The text of every choice of a non-streamed answer (for an estimate when usage is missing)."""
+    return _choices_text(data, "message")[0]
+
+
+def completion_as_chunk(data: dict) -> dict:
+    """A non-streamed chat completion as the single chunk a stream would have carried
+    (for a provider that ignores ``stream``)."""
+    choices = [
+        {
+            "index": choice.get("index", 0),
+            "delta": choice.get("message") or {},
+            "finish_reason": choice.get("finish_reason"),
+        }
+        for choice in data.get("choices") or []
+        if isinstance(choice, dict)
+    ]
+    chunk = {key: data[key] for key in ("id", "created", "model", "system_fingerprint") if key in data}
+    return {**chunk, "object": "chat.completion.chunk", "choices": choices, "usage": data.get("usage")}
+
+
+def embeddings_body(data) -> dict:
+    """A ``/embeddings`` answer passed through, checked for its shape (vectors as floats or base64)."""
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise bad_shape("embeddings")
+    return data
+
+
+def moderations_body(data) -> dict:
+    moderation_result(data)  # raises on a shape Parley cannot read
+    return data

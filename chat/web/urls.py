@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.web import api, documents, media, views
+from chat.web import api, api_keys, documents, media, views
 
 app_name = "chat"
 
@@ -9,6 +9,8 @@ urlpatterns = [
     path("new/", views.new_chat, name="new"),
     path("c/<uuid:conversation_id>/", views.conversation, name="conversation"),
     path("usage/", views.usage, name="usage"),
+    path("api-keys/", api_keys.api_keys, name="api_keys"),
+    path("api-keys/<int:token_id>/revoke/", api_keys.api_key_revoke, name="api_key_revoke"),
     path("media/<uuid:media_id>/", media.media_file, name="media"),
     path("api/conversations/", api.conversation_list, name="api_conversations"),
     path("api/conversations/<uuid:conversation_id>/", api.conversation_detail, name="api_conversation"),

@@ -293,7 +293,8 @@ export class Thread {
           return h(
             "div",
             { class: "note note-warning", role: "note" },
-            h("span", { text: t("The reply was cut off at the maximum reply length.") }),
+            // Parley's own note when it ended a stream the provider did not end at the limit.
+            h("span", { text: error.message || t("The reply was cut off at the maximum reply length.") }),
             action(t("Change settings"), () => this.actions.openSettings()),
           );
         }

@@ -172,6 +172,32 @@ def test_test_connection_explains_a_failure_in_words_without_the_key(admin_clien
     assert SECRET_KEY not in caplog.text
 
 
+@pytest.mark.parametrize(
+    "echo",
+    [
+        SECRET_KEY[3:],  # without its first characters
+        SECRET_KEY[:-6],  # cut short
+        "…" + SECRET_MIDDLE[2:12] + "…",  # ten characters of its middle
+    ],
+)
+@pytest.mark.parametrize("action", ["test_connection", "sync_models"])
+def test_connection_test_and_sync_hide_every_part_of_the_key_an_upstream_echoes(
+    action, echo, admin_client, provider, upstream, caplog
+):
+    upstream.script(endpoint="models", status=401, error_message=f"Incorrect API key provided: {echo}")
+    with caplog.at_level(logging.DEBUG):
+        response = admin_client.post(
+            reverse("admin:chat_provider_changelist"),
+            {"action": action, "_selected_action": [provider.pk]},
+            follow=True,
+        )
+    body = response.content.decode()
+    assert "Incorrect API key provided" in body
+    for start in range(len(SECRET_KEY) - 7):
+        part = SECRET_KEY[start : start + 8]
+        assert part not in body and part not in caplog.text
+
+
 def test_test_connection_reports_an_unreachable_provider(admin_client, provider, upstream):
     upstream.stop()
     response = admin_client.post(reverse("admin:chat_provider_test_connection", args=[provider.pk]), follow=True)

@@ -227,6 +227,25 @@ def test_a_reply_cut_at_the_token_limit_says_so(alice_page, live, watch):
     watch.assert_clean()
 
 
+def test_a_reply_parley_ended_at_its_reserved_length_says_why(alice_page, live, watch):
+    # Issue 20 item 8: the fake upstream ignores max_tokens and writes on; Parley ends the reply.
+    page = alice_page
+    open_new_chat(page)
+    send(page, 'Short first [[fake reply="Ok." tokens=1]]')
+    wait_reply_done(page)
+    page.get_by_role("button", name="Chat settings").click()
+    dialog = page.get_by_role("dialog", name="Chat settings")
+    dialog.get_by_label("Maximum reply tokens").fill("20")
+    dialog.get_by_role("button", name="Save", exact=True).click()
+    expect(dialog).to_be_hidden()
+    send(page, "Write for ever [[fake tokens=400 token_delay=0.005]]")
+    wait_reply_done(page)
+    note = last_reply(page).get_by_role("note")
+    expect(note).to_contain_text("Parley ended this reply at 20 tokens")
+    expect(note.get_by_role("button", name="Change settings")).to_be_visible()
+    watch.assert_clean()
+
+
 # --- the sidebar -----------------------------------------------------------------------------------
 def test_rename_search_pin_and_delete_from_the_sidebar(alice_page, live, watch):
     page = alice_page

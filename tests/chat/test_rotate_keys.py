@@ -78,3 +78,20 @@ def test_a_key_no_configured_key_opens_is_reported_and_left_alone(settings):
     with pytest.raises(CommandError, match="decrypts the stored key of: Lost"):
         rotate()
     assert stored(lost) == before
+
+
+def test_single_sign_on_client_secrets_are_rotated_too(settings):
+    from accounts.models import OIDCProvider
+
+    old_key = Fernet.generate_key().decode()
+    settings.PARLEY_ENCRYPTION_KEYS = [old_key]
+    sso = OIDCProvider(slug="acme", label="Acme SSO", issuer="https://login.acme.test", client_id="parley")
+    sso.client_secret = "idp-secret-0123456789"
+    sso.save()
+    new_key = Fernet.generate_key().decode()
+    settings.PARLEY_ENCRYPTION_KEYS = [new_key, old_key]
+    with pytest.raises(CommandError, match="Acme SSO"):
+        rotate("--check")
+    rotate()
+    settings.PARLEY_ENCRYPTION_KEYS = [new_key]
+    assert OIDCProvider.objects.get().client_secret == "idp-secret-0123456789"

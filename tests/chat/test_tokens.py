@@ -177,3 +177,48 @@ def test_counting_does_not_load_the_packages_python_layer():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+# --- The reply cap (issue 20 item 8) ---------------------------------------------------------
+def _stream_through(cap, deltas):
+    kept = []
+    for delta in deltas:
+        kept.append(cap.take(delta))
+        if cap.reached:
+            break
+    return "".join(kept)
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        [" word"] * 5_000,  # one token a delta, as most servers stream
+        ["漢字🦜"] * 3_000,  # characters of several tokens each
+        [" supercalifragilistic", "expialidocious", "!"] * 1_000,  # words cut across deltas
+    ],
+)
+def test_a_reply_is_cut_at_exactly_its_limit_of_tokens(words):
+    cap = tokens.ReplyCap(1_000, O200K)
+    kept = _stream_through(cap, words)
+    assert cap.reached
+    assert count_tokens(kept, O200K) <= 1_000
+    assert count_tokens(kept, O200K) >= 995  # cut at the limit, not far before it
+    assert "".join(words).startswith(kept)
+
+
+def test_a_reply_within_its_limit_passes_whole():
+    cap = tokens.ReplyCap(1_000, O200K)
+    deltas = [" word"] * 999
+    assert _stream_through(cap, deltas) == "".join(deltas)
+    assert not cap.reached
+
+
+def test_the_cap_counts_a_few_times_per_reply_not_once_per_delta(monkeypatch):
+    calls = []
+    real = tokens.count_tokens
+    monkeypatch.setattr(tokens, "count_tokens", lambda text, name: calls.append(len(text)) or real(text, name))
+    cap = tokens.ReplyCap(4_096, O200K)
+    _stream_through(cap, [" word"] * 10_000)
+    assert cap.reached
+    assert len(calls) < 100
+    assert sum(calls) < 3 * len(" word") * 4_096  # about one pass over the text it let through

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
+from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
@@ -35,8 +37,10 @@ class Tab:
         self.gaps = 0
 
     @classmethod
-    async def open(cls, user=None, *, origin: str | None = ORIGIN, cookie: str | None = None) -> Tab:
-        from config.asgi import application
+    async def open(cls, user=None, *, origin: str | None = ORIGIN, cookie: str | None = None, application=None) -> Tab:
+        """``application``: the ASGI app to connect to; ``config.asgi.application`` by default."""
+        if application is None:
+            from config.asgi import application
 
         headers = [(b"host", HOST.encode())]
         if user is not None or cookie is not None:
@@ -103,3 +107,36 @@ async def settle(timeout: float = 10) -> None:
     if pending:
         await asyncio.wait(pending, timeout=timeout)
     await asyncio.sleep(0)
+
+
+class DaphneRules:
+    """The application as daphne serves it, where WebsocketCommunicator is more forgiving.
+
+    Between the browser's close frame and the ``websocket.disconnect`` daphne then delivers,
+    every ``websocket.send`` raises autobahn's ``Disconnected`` ("Attempt to send on a closed
+    protocol"); set ``closing`` to open that window. ``failing``: an exception every send
+    raises instead (a real failure). An exception that escapes the application is logged as
+    daphne's server logs it, traceback included.
+    """
+
+    def __init__(self, application=None):
+        if application is None:
+            from config.asgi import application
+        self.application = application
+        self.closing = False
+        self.failing: Exception | None = None
+
+    async def __call__(self, scope, receive, send):
+        async def guarded(message):
+            if message["type"] == "websocket.send":
+                if self.failing is not None:
+                    raise self.failing
+                if self.closing:
+                    raise Disconnected("Attempt to send on a closed protocol")
+            await send(message)
+
+        try:
+            await self.application(scope, receive, guarded)
+        except Exception as exc:
+            logging.getLogger("daphne.server").error("Exception inside application: %s", exc, exc_info=exc)
+            raise

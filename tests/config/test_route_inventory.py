@@ -29,6 +29,20 @@ ROUTES = {
     "logout": PUBLIC,  # signing out when not signed in changes nothing
     "signup": PUBLIC,
     "join": PUBLIC,
+    # Single sign-on: starting one and the provider's answer are how anonymous people get in.
+    "oidc_start": PUBLIC,
+    "oidc_callback": PUBLIC,
+    # The second factor and its required set-up serve someone half-way through signing in
+    # (a pending sign-in in their session) or a member; anybody else goes to sign-in.
+    "two_factor_verify": MEMBER,
+    "two_factor_setup": MEMBER,
+    "two_factor": MEMBER,
+    "two_factor_off": MEMBER,
+    "recovery_codes_new": MEMBER,
+    "member_sessions": MEMBER,
+    "member_session_end": MEMBER,
+    "member_sessions_end_others": MEMBER,
+    "admin_login": PUBLIC,  # the admin's sign-in page, with the sign-in policy and second factor
     "password_change": MEMBER,
     "password_change_done": MEMBER,
     "chat:home": MEMBER,
@@ -45,6 +59,18 @@ ROUTES = {
     "chat:api_documents": MEMBER,
     "chat:api_document": MEMBER,
     "chat:passage": MEMBER,
+    "chat:api_keys": MEMBER,
+    "chat:api_key_revoke": MEMBER,
+    # The member API: a member's token in the Authorization header, never a session (T46).
+    "v1:models": MEMBER,
+    "v1:model": MEMBER,
+    "v1:chat_completions": MEMBER,
+    "v1:completions": MEMBER,
+    "v1:edits": MEMBER,
+    "v1:embeddings": MEMBER,
+    "v1:moderations": MEMBER,
+    "v1:root": MEMBER,
+    "v1:unknown": MEMBER,
     "chat:media": MEMBER,
     "admin:login": PUBLIC,
     "admin:logout": PUBLIC,  # admin_view sends anyone who is not staff back to the admin index

@@ -1,9 +1,11 @@
 """A fake OpenAI-compatible upstream: a real HTTP/1.1 server on 127.0.0.1 that can fail on purpose.
 
 It speaks just enough of the OpenAI API for Parley: ``POST /v1/chat/completions`` (streaming SSE in
-the exact chunk format, or a plain ``chat.completion``), ``POST /v1/moderations`` and
-``GET /v1/models``. It runs on asyncio with keep-alive, so one instance serves hundreds of
-concurrent streams (the benchmarks open 500 at once).
+the exact chunk format, or a plain ``chat.completion``), ``POST /v1/completions`` (legacy
+``text_completion``, whole or streamed; knobs ``reply``, ``tokens``, ``token_delay``,
+``finish_reason``, ``status`` with ``endpoint="completions"``), ``POST /v1/embeddings``,
+``POST /v1/moderations`` and ``GET /v1/models``; any other path answers OpenAI's 404. It runs on
+asyncio with keep-alive, so one instance serves hundreds of concurrent streams (the benchmarks open 500 at once).
 
 Two ways to run it
 ------------------

@@ -270,6 +270,8 @@ class FakeUpstream(ChatStream):
         path, method = record.path, record.method
         if method == "POST" and path.endswith("/chat/completions"):
             endpoint = "chat"
+        elif method == "POST" and path.endswith("/completions"):
+            endpoint = "completions"  # legacy prompt completions
         elif method == "POST" and path.endswith("/moderations"):
             endpoint = "moderations"
         elif method == "POST" and path.endswith("/embeddings"):
@@ -329,6 +331,8 @@ class FakeUpstream(ChatStream):
         if endpoint == "embeddings":
             status, body = embeddings.answer(record.body)
             return await self._json(conn, record, status, body, b.headers)
+        if endpoint == "completions":
+            return await self._legacy(conn, record, b)
         return await self._chat(conn, record, b)
 
     def _moderation(self, body: Any) -> dict:

@@ -243,3 +243,55 @@ class ChatStream:
         await conn.writer.drain()
         conn.writer.close()
         return False
+
+    async def _legacy(self, conn: Conn, record: RequestRecord, b: Behaviour) -> bool:
+        """``POST /v1/completions``: a ``text_completion``, whole or streamed, for the prompt."""
+        body = record.body if isinstance(record.body, dict) else {}
+        model = body.get("model") or "gpt-3.5-turbo-instruct"
+        prompt = body.get("prompt")
+        prompt_text = prompt if isinstance(prompt, str) else " ".join(p for p in prompt or [] if isinstance(p, str))
+        if b.reply is not None:
+            deltas = split_reply(b.reply, b.tokens)
+        else:
+            deltas = default_reply(prompt_text, DEFAULT_TOKENS if b.tokens is None else b.tokens)
+        prompt_tokens = max(1, len(prompt_text) // 4)
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(deltas),
+            "total_tokens": prompt_tokens + len(deltas),
+        }
+        cmpl_id = f"cmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+
+        def result(choices: list, **extra) -> dict:
+            return {
+                "id": cmpl_id,
+                "object": "text_completion",
+                "created": created,
+                "model": model,
+                "choices": choices,
+                **extra,
+            }
+
+        if not body.get("stream"):
+            choice = {"text": "".join(deltas), "index": 0, "logprobs": None, "finish_reason": b.finish_reason}
+            return await self._json(conn, record, 200, result([choice], usage=usage), b.headers)
+        opts = body.get("stream_options")
+        include_usage = bool(isinstance(opts, dict) and opts.get("include_usage"))
+        head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        record.status = 200
+        await conn.write(head.encode())
+        started = time.monotonic()
+        for n, text in enumerate(deltas):
+            if n and b.token_delay:
+                await conn.pause(started + n * b.token_delay - time.monotonic())
+            data = result([{"text": text, "index": 0, "logprobs": None, "finish_reason": None}])
+            await conn.write(frame(f"data: {json.dumps(data)}\n\n".encode(), True))
+            record.deltas_sent += 1
+        final = result([{"text": "", "index": 0, "logprobs": None, "finish_reason": b.finish_reason}])
+        await conn.write(frame(f"data: {json.dumps(final)}\n\n".encode(), True))
+        if include_usage:
+            await conn.write(frame(f"data: {json.dumps(result([], usage=usage))}\n\n".encode(), True))
+        await conn.write(frame(b"data: [DONE]\n\n", True))
+        await conn.write(b"0\r\n\r\n")
+        return True

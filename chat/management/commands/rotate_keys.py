@@ -1,4 +1,5 @@
-"""Re-encrypt every stored provider API key under the newest PARLEY_ENCRYPTION_KEYS key.
+"""Re-encrypt every stored provider API key (and single sign-on client secret) under the
+newest PARLEY_ENCRYPTION_KEYS key.
 
 Rotation (docs/deployment.md): prepend a new key to PARLEY_ENCRYPTION_KEYS and restart, so
 new keys are written under it while old ones still decrypt; run this; then remove the old key.
@@ -8,8 +9,12 @@ new keys are written under it while old ones still decrypt; run this; then remov
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from accounts.models import OIDCProvider
 from chat import crypto
 from chat.models import Provider
+
+# Every encrypted column: (model, field, the attribute that names a row to the admin).
+ENCRYPTED = [(Provider, "api_key_encrypted", "name"), (OIDCProvider, "client_secret_encrypted", "label")]
 
 
 class Command(BaseCommand):
@@ -22,26 +27,25 @@ class Command(BaseCommand):
 
     def handle(self, *args, check=False, **options):
         rotated, current, unreadable = [], 0, []
-        for provider in Provider.objects.exclude(api_key_encrypted="").order_by("pk"):
-            old = provider.api_key_encrypted
-            if crypto.is_current(old):
-                current += 1
-                continue
-            try:
-                plaintext = crypto.decrypt(old)
-            except crypto.KeyDecryptionError:
-                unreadable.append(provider.name)
-                continue
-            if check:
-                rotated.append(provider.name)
-                continue
-            with transaction.atomic():
-                # Compare and swap: a key an admin saved meanwhile is already under the
-                # newest key and must not be overwritten with the old one.
-                Provider.objects.filter(pk=provider.pk, api_key_encrypted=old).update(
-                    api_key_encrypted=crypto.encrypt(plaintext)
-                )
-            rotated.append(provider.name)
+        for model, field, label in ENCRYPTED:
+            for row in model.objects.exclude(**{field: ""}).order_by("pk"):
+                old = getattr(row, field)
+                if crypto.is_current(old):
+                    current += 1
+                    continue
+                try:
+                    plaintext = crypto.decrypt(old)
+                except crypto.KeyDecryptionError:
+                    unreadable.append(getattr(row, label))
+                    continue
+                if check:
+                    rotated.append(getattr(row, label))
+                    continue
+                with transaction.atomic():
+                    # Compare and swap: a key an admin saved meanwhile is already under the
+                    # newest key and must not be overwritten with the old one.
+                    model.objects.filter(pk=row.pk, **{field: old}).update(**{field: crypto.encrypt(plaintext)})
+                rotated.append(getattr(row, label))
 
         if check:
             self.stdout.write(f"{current} provider keys under the newest key, {len(rotated)} under an older one.")

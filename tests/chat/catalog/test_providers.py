@@ -355,3 +355,19 @@ def test_every_base_url_from_the_environment_is_used_or_a_configuration_error(ur
             assert str(refused).startswith("OPENAI_BASE_URL: ")
             return
     assert client.Endpoint(Provider.objects.get(pk=provider.pk).base_url)
+
+
+def test_a_failed_periodic_sync_logs_no_part_of_the_key_a_hostile_upstream_echoes(fake_upstream, no_sleep, caplog):
+    key = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"  # a hex key, no sk- prefix
+    provider = fake_provider(fake_upstream, "Hex")
+    provider.api_key = key
+    provider.save()
+    fake_upstream.script(
+        endpoint="models", status=401, error_message=f"key …{key[5:40]}… is not valid for this organization"
+    )
+    with caplog.at_level("DEBUG"):
+        results = provider_sync_due()
+    assert results == {"Hex": "upstream_auth_failed"}
+    assert "model sync failed" in caplog.text
+    for start in range(len(key) - 7):
+        assert key[start : start + 8] not in caplog.text

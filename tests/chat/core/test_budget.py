@@ -379,8 +379,6 @@ def test_the_remaining_budget_never_shows_below_zero(alice, at):
     assert status["tokens_remaining"] == 0 and status["cost_remaining"] == "0.000000"
 
 
-
-
 # --- Concurrency on the real database (T34c) ------------------------------------------------
 
 

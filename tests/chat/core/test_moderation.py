@@ -74,6 +74,59 @@ def test_unicode_tricks_do_not_hide_a_word():
     assert blocklist_match("STRASSE") == ["street"]  # case folding
 
 
+# Issue 20 item 5: each class of trick that once reached the model.
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("well d\u0430rn it", id="cyrillic-a"),
+        pytest.param("\u0501\u0430rn", id="cyrillic-d-and-a"),
+        pytest.param("\ua4d3ARN", id="lisu-D"),
+        pytest.param("k\u0456ll", id="cyrillic-i"),
+        pytest.param("\u039a\u0399LL", id="greek-capitals"),
+        pytest.param("\u041aILL", id="cyrillic-capital-K"),
+        pytest.param("d\u0301a\u0308r\u0303n", id="combining-marks"),
+        pytest.param("\u0111arn", id="d-with-stroke"),
+        pytest.param("d\ufe0fa\ufe0er\U000e0100n", id="variation-selectors"),
+        pytest.param("da\u034frn", id="combining-grapheme-joiner"),
+        pytest.param("d\u3164arn", id="hangul-filler"),
+        pytest.param("d\u115fa\u1160rn", id="hangul-choseong-and-jungseong-fillers"),
+        pytest.param("d\uffa0arn", id="halfwidth-hangul-filler"),
+        pytest.param("d\u2060a\u200dr\u180en", id="joiners-and-separators"),
+        pytest.param("oh d a r n it", id="spaced-out"),
+        pytest.param("D  A  R  N", id="spaced-out-wide"),
+        pytest.param("d\na\nr\nn", id="one-letter-a-line"),
+        pytest.param("d.a.r.n", id="dotted"),
+        pytest.param("D. A. R. N.", id="dotted-and-spaced"),
+        pytest.param("d-a-r-n d_a_r_n", id="dashed-and-underscored"),
+        pytest.param("d\u00b7a\u00b7r\u00b7n", id="middle-dots"),
+        pytest.param("da.rn", id="a-dot-inside"),
+        pytest.param("d*a*r*n", id="starred"),
+        pytest.param("k \u0456 l l", id="spaced-out-homoglyph"),
+    ],
+)
+def test_no_unicode_trick_hides_a_blocked_word(text):
+    block("darn")
+    block("kill")
+    assert blocklist_match(text) == ["blocklist"]
+
+
+def test_a_blocked_phrase_is_found_spelled_out_letter_by_letter():
+    block("kill you", "violence")
+    assert blocklist_match("i will k i l l y o u") == ["violence"]
+
+
+def test_ordinary_text_is_not_blocked_by_the_looser_matching():
+    for word in ("hell", "anal", "ass", "sex", "lol", "cum", "tit", "darn", "kill", "rape", "cop"):
+        block(word)
+    ordinary = (
+        "He'll be there at 5 p.m.; we'll see. An alarm went off in the U.S.A., e.g. at 10:01. "
+        "Skill-building for an Essex-based class: analysis of 101 items, x-ray and t-shirts, cumulative "
+        "titles, therapist.com, grape juice, scope creep. Choose a, b or c. I'm at the B&B. "
+        "Café naïve résumé, ﬁsh. Привет, как дела? Сорок сороков. Γειά σου κόσμε. 食べる。너는 바보야. 👍🏽 ❤️"
+    )
+    assert blocklist_match(ordinary) == []
+
+
 def test_a_phrase_and_a_word_with_punctuation_match():
     block("rm -rf /", "danger")
     block("c++", "language")
@@ -167,6 +220,25 @@ async def test_a_message_the_provider_flags_is_blocked_with_its_categories(messa
     assert request.body == {"input": ["I will FLAGME and HATEME"]}
     assert request.authorization == f"Bearer {KEY}"
     assert fake_upstream.completion_requests == []
+
+
+async def test_the_provider_gets_the_text_as_written_and_as_a_reader_sees_it(message, provider, fake_upstream):
+    # The fake provider flags "FLAGME"; here its A is Cyrillic, and its letters spaced out.
+    message.content = "I will FL\u0410GME and H A T E M E"
+    await sync_to_async(message.save)()
+    with pytest.raises(MessageBlocked) as caught:
+        await gate(message, provider)
+    assert caught.value.detail == {"categories": ["hate", "violence"], "where": "message"}
+    [request] = fake_upstream.requests
+    assert request.body == {"input": ["I will FL\u0410GME and H A T E M E", "I will FLAGME and HATEME"]}
+
+
+async def test_text_in_one_script_reaches_the_provider_once_as_written(message, provider, fake_upstream):
+    message.content = "Привет, как дела? Hello there."
+    await sync_to_async(message.save)()
+    await gate(message, provider)
+    [request] = fake_upstream.requests
+    assert request.body == {"input": ["Привет, как дела? Hello there."]}
 
 
 async def test_a_clean_message_passes_after_one_moderation_call(message, provider, fake_upstream):

@@ -7,7 +7,7 @@ from django.test import override_settings
 
 from chat.core import rate
 from chat.core.rate import rate_limit_hit
-from chat.errors import RateLimited
+from chat.errors import RateLimited, TextRateLimited
 
 # --- Request rate -------------------------------------------------------------------------
 
@@ -115,3 +115,30 @@ def test_the_count_lives_in_redis_where_every_worker_sees_it(alice, clock):
         assert other_worker.get(f"parley:rate:{alice.pk}:{window}") == 20
         with pytest.raises(RateLimited):
             rate_limit_hit(user=alice)
+
+
+# --- Bytes of text a minute (issue 20 item 6) ------------------------------------------------
+@override_settings(PARLEY_RATE_LIMIT_PER_MINUTE=20, PARLEY_MESSAGE_BYTES_PER_MINUTE=1_000)
+def test_text_past_the_bytes_a_minute_is_refused_and_counted_in_neither_limit(alice, bob, clock):
+    for _ in range(4):
+        rate.message_admit(user=alice, size=250)
+    with pytest.raises(TextRateLimited) as raised:
+        rate.message_admit(user=alice, size=1)
+    assert raised.value.code == "text_rate_limited"
+    assert raised.value.retry_after > 0
+    assert "1000\xa0bytes of text a minute" in raised.value.message
+    rate.message_admit(user=bob, size=1_000)  # per member
+    # The refused message took none of the request rate: 16 more requests fit.
+    for _ in range(16):
+        rate_limit_hit(user=alice)
+    with pytest.raises(RateLimited):
+        rate_limit_hit(user=alice)
+
+
+@override_settings(PARLEY_MESSAGE_BYTES_PER_MINUTE=1_000)
+def test_a_message_larger_than_the_bytes_a_minute_fits_an_empty_minute(alice, clock):
+    rate.message_admit(user=alice, size=5_000)
+    with pytest.raises(TextRateLimited) as raised:
+        rate.message_admit(user=alice, size=5_000)
+    clock[0] += raised.value.retry_after
+    rate.message_admit(user=alice, size=5_000)

@@ -99,7 +99,8 @@ def test_the_prompt_is_system_then_history_in_order_then_the_new_message(alice, 
 def test_only_the_sampling_parameters_the_conversation_sets_are_sent(alice, gpt4o):
     plain = Chat(alice, gpt4o)
     prompt = prompt_build(conversation=plain.conversation, newest=plain.ask("hi"))
-    assert set(prompt.payload) == {"model", "messages", "user"}
+    # The reply's limit is always sent (issue 20); sampling parameters only when set.
+    assert set(prompt.payload) == {"model", "messages", "user", "max_tokens"}
 
     tuned = Chat(
         alice,
@@ -226,13 +227,33 @@ def test_the_reply_reservation_is_what_the_upstream_could_write(alice, provider)
     model = make_model(provider, model_id="gpt-4", context_window=8192, max_output_tokens=8192)
     chat = Chat(alice, model)
     prompt = prompt_build(conversation=chat.conversation, newest=chat.ask("hello"))
-    # No max_tokens sent: the upstream may write to the end of the window.
-    assert "max_tokens" not in prompt.payload
+    # No limit chosen: the reply may run to the end of the window, and that is the limit sent
+    # (issue 20: a server told no limit writes until its context is full).
     assert prompt.reply_tokens == 8192 - prompt.prompt_tokens
+    assert prompt.payload["max_tokens"] == prompt.reply_tokens
 
     roomy = make_model(provider, model_id="gpt-4o", context_window=128_000, max_output_tokens=16_384)
     chat = Chat(alice, roomy)
     assert prompt_build(conversation=chat.conversation, newest=chat.ask("hello")).reply_tokens == 16_384
+
+
+@pytest.mark.parametrize(
+    ("model_id", "field"),
+    [
+        ("gpt-4o-mini", "max_tokens"),
+        ("llama-3.1-8b-instruct", "max_tokens"),  # a compatible server's model
+        ("o3-mini", "max_completion_tokens"),  # reasoning models refuse max_tokens
+        ("gpt-5-mini-2025-08-07", "max_completion_tokens"),
+    ],
+)
+def test_the_reply_reservation_is_always_sent_as_the_limit_in_the_field_the_model_takes(
+    model_id, field, alice, provider
+):
+    model = make_model(provider, model_id=model_id, context_window=128_000, max_output_tokens=4_096)
+    chat = Chat(alice, model)
+    prompt = prompt_build(conversation=chat.conversation, newest=chat.ask("hello"))
+    assert prompt.payload[field] == prompt.reply_tokens == 4_096
+    assert {"max_tokens", "max_completion_tokens"} & set(prompt.payload) == {field}
 
 
 def test_a_max_tokens_above_the_models_maximum_output_is_capped(alice, provider):

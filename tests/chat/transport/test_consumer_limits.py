@@ -4,6 +4,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 
+from chat import tokens
 from chat.models import Conversation, Message, UsageMonth, UsageRecord
 from tests.chat.wsclient import Tab, settle
 from tests.fakeupstream import Behaviour
@@ -138,4 +139,91 @@ async def test_a_full_channel_layer_drops_frames_but_never_saved_text(
     assert row.status == "complete"
     assert len(row.content.split()) == 300
     assert final["content"] == row.content
+    await tab.close()
+
+
+# --- issue 20 item 6: a refused message takes no room ---------------------------------------
+@pytest.mark.parametrize(
+    ("bytes_per_minute", "stored", "code"),
+    [
+        (2_000_000, 20, "rate_limited"),  # the defaults: the request rate binds first
+        (500_000, 5, "text_rate_limited"),  # a tighter byte cap binds first
+    ],
+)
+async def test_a_flood_of_long_messages_from_one_socket_stores_only_what_the_limits_allow(
+    bytes_per_minute, stored, code, alice, upstream_model, fake_upstream, settings
+):
+    settings.PARLEY_AUTO_TITLE = False
+    settings.PARLEY_RATE_LIMIT_PER_MINUTE = 20
+    settings.PARLEY_MESSAGE_BYTES_PER_MINUTE = bytes_per_minute
+    settings.PARLEY_MAX_MESSAGE_CHARS = 100_000
+    tab = await Tab.open(alice)
+    await tab.send_message("x" * 100_000, client_id="m0")
+    conversation_id = (await tab.until_type("conversation.created"))["conversation"]["id"]
+    for n in range(1, 150):
+        await tab.send_message("x" * 100_000, conversation_id=conversation_id, client_id=f"m{n}")
+    answered: dict[str, list[str]] = {}
+    while len(answered) < 150:  # a saved message is announced first, a refused one only refused
+        frame = await tab.next(timeout=20)
+        if frame.get("client_id") and frame["type"] in ("message.created", "error"):
+            answered.setdefault(frame["client_id"], []).append(frame.get("code") or frame["type"])
+    refused = [c for c, kinds in answered.items() if "message.created" not in kinds]
+    assert len(refused) == 150 - stored
+    assert {answered[c][0] for c in refused} == {code}
+    messages = await database_sync_to_async(list)(Message.objects.filter(role="user").values_list("content", flat=True))
+    assert len(messages) == stored
+    assert sum(len(m.encode()) for m in messages) <= bytes_per_minute
+    await settle()
+    await tab.close()
+
+
+async def test_a_resend_of_a_saved_message_is_recognised_even_over_the_rate(alice, upstream_model, settings):
+    settings.PARLEY_AUTO_TITLE = False
+    settings.PARLEY_RATE_LIMIT_PER_MINUTE = 1
+    tab = await Tab.open(alice)
+    await tab.send_message("hello", client_id="once")
+    conversation_id = (await tab.until_type("conversation.created"))["conversation"]["id"]
+    await tab.reply()
+    # A reconnect resends the same frame: it is the same message, not a refused new one.
+    await tab.send_message("hello", conversation_id=conversation_id, client_id="once")
+    state = await tab.until_type("conversation.state")
+    assert [m["content"] for m in state["messages"] if m["role"] == "user"] == ["hello"]
+    await tab.send_message("new", conversation_id=conversation_id, client_id="twice")
+    assert (await tab.until_type("error"))["code"] == "rate_limited"
+    await tab.close()
+
+
+# --- issue 20 item 8: an upstream that does not stop cannot overspend --------------------------
+async def test_an_upstream_streaming_far_past_the_limit_is_stopped_at_the_reservation(
+    alice, upstream_model, fake_upstream, settings
+):
+    settings.PARLEY_AUTO_TITLE = False
+    await database_sync_to_async(type(upstream_model).objects.filter(pk=upstream_model.pk).update)(
+        max_output_tokens=100
+    )
+    # Like llama.cpp or vLLM told nothing, this server ignores the limit and writes on.
+    fake_upstream.always(tokens=3_000, token_delay=0.002)
+    tab = await Tab.open(alice)
+    await tab.send_message("write for ever")
+    final = await tab.reply(timeout=20)
+    await settle()
+
+    request = fake_upstream.completion_requests[0]
+    assert request.body["max_tokens"] == 100  # the reservation was sent as the limit
+    assert final["status"] == "complete"
+    assert final["finish_reason"] == "length"
+    assert final["error"]["code"] == "reply_limit_reached"
+    assert "100 tokens" in final["error"]["message"]
+    assert 0 < final["usage"]["completion_tokens"] <= 100
+    assert tokens.count_tokens(final["content"], tokens.O200K) <= 100
+    # Parley stopped reading and closed the request long before the upstream was done.
+    assert await fake_upstream.await_until(lambda: request.disconnected_at is not None)
+    assert request.deltas_sent < 3_000
+    # The member's month: what was used stays within what was reserved, and nothing stays held.
+    # (No usage chunk came, so the prompt is billed as counted when the reply was reserved.)
+    month = await database_sync_to_async(UsageMonth.objects.get)(user=alice)
+    assert final["usage"]["estimated"] is True
+    assert month.tokens_used == final["usage"]["prompt_tokens"] + final["usage"]["completion_tokens"]
+    assert month.tokens_used <= final["usage"]["prompt_tokens"] + 100
+    assert month.tokens_reserved == 0
     await tab.close()

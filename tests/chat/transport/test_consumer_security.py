@@ -232,3 +232,47 @@ async def test_a_member_of_the_granted_group_may_use_the_model(alice, upstream_m
     await tab.send_message("hi", model_id=upstream_model.pk)
     assert (await tab.reply())["status"] == "complete"
     await tab.close()
+
+
+# --- issue 20 item 1: no part of a provider key reaches a member, the database or the log ----
+HOSTILE_KEY = "gsk_4fTq9ZmW2xLp7RvN1sKc8DhJ3bYe6GaU"
+
+
+def assert_no_key_part(text: str) -> None:
+    for start in range(len(HOSTILE_KEY) - 7):
+        part = HOSTILE_KEY[start : start + 8].lower()
+        assert part not in text.lower(), f"a part of the provider key leaked: {text!r}"
+
+
+@database_sync_to_async
+def set_provider_key(model, key):
+    provider = model.provider
+    provider.api_key = key
+    provider.use_moderation = False
+    provider.save()
+
+
+@pytest.mark.parametrize(
+    ("status", "echo"),
+    [
+        (401, f"Incorrect API key provided: {HOSTILE_KEY[4:]}."),  # without its prefix
+        (500, f"upstream auth header was Bearer-less {HOSTILE_KEY[:-6]}"),  # cut short
+        (429, f"quota of key {HOSTILE_KEY.lower()[9:31]} used up"),  # a lowercased middle
+    ],
+)
+async def test_a_hostile_upstream_echoing_part_of_the_key_leaks_nothing_to_the_member(
+    status, echo, alice, upstream_model, fake_upstream, caplog, no_sleep
+):
+    await set_provider_key(upstream_model, HOSTILE_KEY)
+    fake_upstream.always(status=status, error_message=echo)
+    tab = await Tab.open(alice)
+    await tab.send_message("hi")
+    final = await tab.reply()
+    assert final["status"] == "error"
+    assert "The provider said" in final["error"]["message"]
+    row = await database_sync_to_async(Message.objects.get)(id=final["id"])
+    assert row.error_text == final["error"]["message"]
+    assert_no_key_part(json.dumps(tab.frames))
+    assert_no_key_part(row.error_text)
+    assert_no_key_part(caplog.text)
+    await tab.close()

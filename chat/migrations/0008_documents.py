@@ -51,7 +51,7 @@ SQLITE_FTS = [
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0006_message_unchecked_status'),
+        ('chat', '0007_member_api'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
