@@ -46,6 +46,12 @@ SCENARIOS = {
     "footprint": ("bench.footprint", ["--starts", "3"], ["--starts", "2"]),
     "page": ("bench.page_weight", [], []),
     "api": ("bench.api", [], ["--replies", "10", "--long-runs", "1", "--at-once", "50"]),
+    "retrieval-sqlite": ("bench.retrieval", ["--database", "sqlite"], ["--database", "sqlite", "--chunks", "10000"]),
+    "retrieval-postgres": (
+        "bench.retrieval",
+        ["--database", "postgres"],
+        ["--database", "postgres", "--chunks", "10000"],
+    ),
     "floor": ("bench.floor", [], ["--replies", "10", "--long-runs", "2", "--levels", "10", "--databases", "sqlite"]),
 }
 

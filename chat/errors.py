@@ -135,3 +135,10 @@ class MediaTypeUnsupported(ParleyError):
 class MediaEmpty(ParleyError):
     code = "media_empty"
     default_message = _("The file is empty.")
+
+
+class DocumentRefused(ParleyError):
+    """A file that cannot be attached or read; ``code`` says which rule (chat/services/extract.py)."""
+
+    code = "document_refused"
+    default_message = _("This file cannot be used.")

@@ -13,7 +13,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
 from chat.errors import NotFound
-from chat.models import ApiToken, Conversation, Message
+from chat.models import ApiToken, Citation, Conversation, Document, Message
 
 
 def _as_uuid(value) -> uuid.UUID:
@@ -232,3 +232,37 @@ def usage_units_text(row) -> str:
             % {"n": number_format(characters, force_grouping=True)}
         )
     return ", ".join(parts)
+
+
+# --- documents (chat/services/documents.py) ---
+
+
+def document_for_user(*, user, document_id) -> Document:
+    try:
+        return Document.objects.get(id=_as_uuid(document_id), owner=user)
+    except Document.DoesNotExist:
+        raise NotFound() from None
+
+
+def documents_for_user(*, user, document_ids) -> list[Document]:
+    """The member's documents among ``document_ids`` (others' are simply not there)."""
+    ids = []
+    for value in document_ids:
+        try:
+            ids.append(_as_uuid(value))
+        except NotFound:
+            continue
+    return list(Document.objects.filter(id__in=ids, owner=user))
+
+
+def citation_for_user(*, user, message_id, number) -> Citation:
+    """Source ``number`` of a reply in one of the member's conversations (T48)."""
+    try:
+        return Citation.objects.select_related("chunk__document", "message").get(
+            message_id=_as_uuid(message_id),
+            message__conversation__owner=user,
+            chunk__owner=user,
+            number=number,
+        )
+    except Citation.DoesNotExist:
+        raise NotFound() from None

@@ -5,7 +5,7 @@ Only whitelisted fields leave the server (never keys, never another member's dat
 
 from __future__ import annotations
 
-from chat.models import Conversation, Message
+from chat.models import Conversation, Document, Message
 
 
 def conversation_to_dict(conversation: Conversation) -> dict:
@@ -71,7 +71,23 @@ def message_to_dict(message: Message) -> dict:
         "error": error,
         "usage": usage,
         "omitted_messages": message.omitted_messages,
+        "passages": message.passages,  # numbered document sources the reply could cite
+        "omitted_passages": message.omitted_passages,
         "moderation_categories": message.moderation_categories,
         "model": message.model_name,
         "created_at": message.created_at.isoformat(),
+    }
+
+
+def document_to_dict(document: Document) -> dict:
+    error = {"code": document.error_code, "message": document.error_message} if document.error_code else None
+    return {
+        "id": str(document.id),
+        "name": document.name,
+        "kind": document.kind,
+        "size": document.size,
+        "pages": document.pages,
+        "status": document.status,
+        "error": error,
+        "conversation_id": str(document.conversation_id) if document.conversation_id else None,
     }

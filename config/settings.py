@@ -78,6 +78,8 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "accounts",
     "chat",
+    "django_tasks",
+    "django_tasks_db",
 ]
 
 MIDDLEWARE = [
@@ -407,6 +409,20 @@ PARLEY_ADMIN_CAN_READ_CONVERSATIONS = env.bool("PARLEY_ADMIN_CAN_READ_CONVERSATI
 PARLEY_LOCAL_MODEL = env.str("PARLEY_LOCAL_MODEL", default="")
 PARLEY_LOCAL_PORT = env.int("PARLEY_LOCAL_PORT", default=8088)
 PARLEY_BACKGROUND_TASKS = env.bool("PARLEY_BACKGROUND_TASKS", default=True)
+# Documents (chat/services/documents.py): limits, chunking, the embedding model, the job lease.
+PARLEY_DOCUMENT_MAX_BYTES = env.int("PARLEY_DOCUMENT_MAX_BYTES", default=20 * 1024 * 1024)
+PARLEY_DOCUMENT_MAX_PAGES = env.int("PARLEY_DOCUMENT_MAX_PAGES", default=500)
+PARLEY_DOCUMENT_MAX_FILES_PER_MESSAGE = env.int("PARLEY_DOCUMENT_MAX_FILES_PER_MESSAGE", default=10)
+PARLEY_DOCUMENT_MAX_TEXT_CHARS = env.int("PARLEY_DOCUMENT_MAX_TEXT_CHARS", default=5_000_000)
+PARLEY_DOCUMENT_CHUNK_TOKENS = env.int("PARLEY_DOCUMENT_CHUNK_TOKENS", default=300)
+PARLEY_DOCUMENT_CONTEXT_TOKENS = env.int("PARLEY_DOCUMENT_CONTEXT_TOKENS", default=3000)
+PARLEY_DOCUMENT_LEASE_SECONDS = env.float("PARLEY_DOCUMENT_LEASE_SECONDS", default=300.0)
+PARLEY_EMBEDDING_MODEL = env.str("PARLEY_EMBEDDING_MODEL", default="")
+PARLEY_EMBEDDING_DIMENSIONS = env.int("PARLEY_EMBEDDING_DIMENSIONS", default=256)
+PARLEY_EMBEDDING_BATCH = env.int("PARLEY_EMBEDDING_BATCH", default=64)
+# Ingestion jobs: django-tasks with its database backend; the worker is `manage.py db_worker`.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+
 # After the first reply the model writes a short title (one small extra completion call).
 PARLEY_AUTO_TITLE = env.bool("PARLEY_AUTO_TITLE", default=True)
 

@@ -6,6 +6,7 @@
 #   setup         one-shot deploy step: migrate, the provider from OPENAI_API_KEY, collectstatic
 #                 into PARLEY_SETUP_STATIC_ROOT (the volume nginx serves), the first admin
 #   housekeeping  the sweep of replies whose worker died, and the model catalog refresh
+#   worker        the document ingestion jobs (django-tasks' db_worker)
 #   anything else is run as a command, e.g. `python manage.py createsuperuser`
 set -eu
 
@@ -40,6 +41,9 @@ setup)
     ;;
 housekeeping)
     exec python manage.py housekeeping
+    ;;
+worker)
+    exec python manage.py db_worker --no-startup-delay
     ;;
 *)
     exec "$@"

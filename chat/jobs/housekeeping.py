@@ -1,7 +1,8 @@
 """Periodic housekeeping run beside the web server by ``manage.py serve``.
 
 - the sweep of replies whose worker died (at start-up, then every PARLEY_SWEEP_INTERVAL), and of
-  other model calls' reservations left behind by a dead process (PARLEY_STALE_CALL_SECONDS);
+  other model calls' reservations left behind by a dead process (PARLEY_STALE_CALL_SECONDS), and
+  of documents whose indexing worker died (PARLEY_DOCUMENT_LEASE_SECONDS: enqueued again);
 - the model catalog refresh from each provider's /models (every PARLEY_MODEL_SYNC_INTERVAL),
   so no page ever waits on a provider (docs/architecture.md, promise 9);
 - stored media files that no row names, left by a process that died mid-save (hourly).
@@ -29,6 +30,9 @@ def _sweep() -> None:
 
     sweep_stale_replies()
     calls_sweep_orphans(older_than=timedelta(seconds=settings.PARLEY_STALE_CALL_SECONDS))
+    from chat.jobs.documents import documents_requeue
+
+    documents_requeue()  # documents whose indexing worker died
 
 
 def _sync_models() -> None:

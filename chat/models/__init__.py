@@ -3,6 +3,7 @@
 from chat.models.api import TOKEN_PREFIX, ApiPolicy, ApiToken, token_hash
 from chat.models.catalog import ChatModel, ModelKind, Provider
 from chat.models.conversations import Conversation, Message
+from chat.models.documents import Chunk, Citation, Document
 from chat.models.media import MediaFile
 from chat.models.moderation import BlocklistEntry, ModerationEvent
 from chat.models.usage import Reservation, UsageKind, UsageMonth, UsageRecord
@@ -13,7 +14,10 @@ __all__ = [
     "ApiToken",
     "BlocklistEntry",
     "ChatModel",
+    "Chunk",
+    "Citation",
     "Conversation",
+    "Document",
     "MediaFile",
     "Message",
     "ModelKind",

@@ -48,6 +48,8 @@ class Conversation(models.Model):
     # from the first): the thread shows the answers side by side.
     choosing = models.BooleanField(default=False)
     pinned = models.BooleanField(default=False)
+    # Set once a document is attached, so prompts of conversations without any never look for one.
+    has_documents = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -103,6 +105,8 @@ class Message(models.Model):
     cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     # How many earlier messages were left out of the prompt that produced this reply.
     omitted_messages = models.PositiveIntegerField(default=0)
+    passages = models.PositiveIntegerField(default=0)  # numbered document sources in the prompt
+    omitted_passages = models.PositiveIntegerField(default=0)  # document passages that did not fit
     moderation_categories = models.JSONField(default=list, blank=True)
     moderation_unchecked = models.BooleanField(default=False)
     error_code = models.CharField(max_length=64, blank=True, default="")

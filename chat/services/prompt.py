@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import CharField
 from django.db.models.functions import Cast
 
@@ -28,7 +29,8 @@ from chat.core.calls import caller_pseudonym
 from chat.errors import NoProvider
 from chat.models import Conversation, Message
 from chat.selectors import path_ids
-from chat.services.trimming import PromptMessage, trim_history
+from chat.services.sources import Sources, sources_pick
+from chat.services.trimming import PromptMessage, fixed_cost, trim_history
 
 # Sampling parameters copied into the request only when the conversation sets them, so the
 # provider's own defaults apply otherwise (and models that reject some of them still work).
@@ -48,6 +50,7 @@ class Prompt:
     reply_tokens: int  # the most the reply can cost: what budget_reserve must hold for it
     omitted: int  # history messages left out to fit the context window
     encoding: str = tokens.O200K  # the encoding counts were made in (for usage_estimate)
+    sources: Sources = Sources()  # passages of the conversation's documents, numbered from 1
 
 
 def message_token_count(message: Message, encoding_name: str) -> int:
@@ -148,7 +151,7 @@ class _History:
             Message.objects.bulk_update(self.recounted, ["token_count", "token_encoding"], batch_size=500)
 
 
-def prompt_build(*, conversation: Conversation, newest: Message) -> Prompt:
+def prompt_build(*, conversation: Conversation, newest: Message, query_vector=None) -> Prompt:
     """The request body for the reply to ``newest`` (a saved user message), trimmed to fit.
 
     Raises NoProvider when the conversation has no model, ContextTooLong when the system
@@ -173,6 +176,22 @@ def prompt_build(*, conversation: Conversation, newest: Message) -> Prompt:
         content=newest.content,
         tokens=message_token_count(newest, encoding) + tokens.ROLE_TOKENS,
     )
+    # --- documents (chat/services/sources.py): numbered passages after the system prompt ---
+    sources = Sources()
+    if conversation.has_documents:
+        room = window - reserved - fixed_cost(system=system, newest=latest, budget=window - reserved)
+        room = min(room - tokens.TOKENS_PER_MESSAGE, settings.PARLEY_DOCUMENT_CONTEXT_TOKENS)
+        sources = sources_pick(
+            conversation=conversation, question=newest.content, vector=query_vector, room=room, encoding=encoding
+        )
+        if sources.block:
+            content = (system.content + "\n\n" if system else "") + sources.block
+            system = PromptMessage(
+                role=Message.Role.SYSTEM,
+                content=content,
+                tokens=tokens.count_tokens(content, encoding) + tokens.ROLE_TOKENS,
+            )
+    # --- end documents ---
     history = _History(conversation, newest, encoding)
     trimmed = trim_history(
         system=system,
@@ -226,4 +245,5 @@ def prompt_build(*, conversation: Conversation, newest: Message) -> Prompt:
         reply_tokens=reply_tokens,
         omitted=omitted,
         encoding=encoding,
+        sources=sources,
     )

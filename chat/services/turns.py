@@ -24,9 +24,10 @@ from chat.core.grants import model_granted
 from chat.core.moderation import GateInput, gate_blocklist
 from chat.core.rate import message_admit
 from chat.errors import BadRequest, Busy, NoProvider, ParleyError, TooManyReplies
-from chat.models import Conversation, Message, ModelKind
+from chat.models import Citation, Conversation, Message, ModelKind
 from chat.selectors import conversation_for_user, message_for_user, path_ids
 from chat.services.conversations import conversation_create
+from chat.services.documents import documents_attach, documents_query_vector
 from chat.services.prompt import Prompt, prompt_build
 
 CLIENT_ID_MAX = 64
@@ -100,7 +101,7 @@ def _set_content(message: Message, content: str, encoding: str) -> None:
 
 
 def message_save(
-    *, user, conversation_id, client_id, content, model_id=None, chat_settings=None, fresh_user=False
+    *, user, conversation_id, client_id, content, model_id=None, chat_settings=None, fresh_user=False, document_ids=None
 ) -> SavedTurn:
     """Save the member's message (creating the conversation if ``conversation_id`` is None).
 
@@ -124,12 +125,14 @@ def message_save(
             message.save()
             Conversation.objects.filter(pk=conversation.pk).update(current_leaf=message)
             conversation.current_leaf = message
+            documents_attach(user=user, conversation=conversation, message=message, document_ids=document_ids)
         return SavedTurn(conversation, message, created_conversation=True, duplicate=False)
     conversation = conversation_for_user(user=user, conversation_id=conversation_id)
     message = _user_message(conversation, client_id, content)
     try:
         with transaction.atomic():
             _append(conversation, message)
+            documents_attach(user=user, conversation=conversation, message=message, document_ids=document_ids)
     except IntegrityError:
         # This client id was saved already (a resend after a reconnect, or the same frame
         # racing in from another socket): that message is the one, and nothing is added.
@@ -174,7 +177,9 @@ class TurnStart:
     refusal: ParleyError | None  # why the reply was refused; the message is saved regardless
 
 
-def turn_start(*, user, conversation_id, client_id, content, model_id=None, chat_settings=None) -> TurnStart:
+def turn_start(
+    *, user, conversation_id, client_id, content, model_id=None, chat_settings=None, document_ids=None
+) -> TurnStart:
     """Save the member's message, then begin its reply: one call, so one trip to the database
     thread before the upstream request (docs/performance.md). ``user`` must be freshly read.
 
@@ -201,12 +206,14 @@ def turn_start(*, user, conversation_id, client_id, content, model_id=None, chat
         model_id=model_id,
         chat_settings=chat_settings,
         fresh_user=True,
+        document_ids=document_ids,
     )
     if saved.duplicate:
         return TurnStart(saved, None, None)
     # A conversation created just now had its model checked for this member a moment ago.
     checked = saved.conversation.model if saved.created_conversation else None
     try:
+        vector = documents_query_vector(user=user, conversation=saved.conversation, question=saved.message.content)
         plan = reply_begin(
             conversation=saved.conversation,
             question=saved.message,
@@ -214,6 +221,7 @@ def turn_start(*, user, conversation_id, client_id, content, model_id=None, chat
             model=checked,
             admitted=True,
             first_turn=saved.created_conversation,
+            query_vector=vector,
         )
     except ParleyError as exc:
         exc.detail.setdefault("message_id", str(saved.message.id))
@@ -245,6 +253,7 @@ def reply_begin(
     model=None,
     admitted: bool = False,
     first_turn: bool = False,
+    query_vector=None,
 ) -> ReplyPlan:
     """Check the rules and create the streaming assistant message that will hold the reply.
 
@@ -279,7 +288,7 @@ def reply_begin(
                 % {"count": in_flight, "limit": settings.PARLEY_MAX_CONCURRENT_REPLIES}
             )
         conversation.model = model
-        prompt = prompt_build(conversation=conversation, newest=question)
+        prompt = prompt_build(conversation=conversation, newest=question, query_vector=query_vector)
         now = timezone.now()
         count = prompt.payload.get("n", 1)
         replies = [
@@ -292,6 +301,8 @@ def reply_begin(
                 model=model,
                 model_name=model.label,
                 omitted_messages=prompt.omitted,
+                passages=len(prompt.sources.chunks),
+                omitted_passages=prompt.sources.omitted,
                 # The prompt as built; the provider's own count replaces it when the reply ends.
                 prompt_tokens=prompt.prompt_tokens,
                 created_at=now,
@@ -317,6 +328,10 @@ def reply_begin(
             conversation_id=conversation.pk,
             message=reply,
         )
+        if prompt.sources.chunks:  # the numbers [1], [2] of the reply open these passages
+            Citation.objects.bulk_create(
+                [Citation(message=reply, number=n, chunk=c) for n, c in enumerate(prompt.sources.chunks, start=1)]
+            )
         # The first answer is the branch's leaf; with several, the member picks (``choosing``).
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=now, current_leaf=reply, choosing=count > 1)
         conversation.current_leaf_id = reply.pk

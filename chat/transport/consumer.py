@@ -28,6 +28,7 @@ from chat.selectors import conversation_choices, conversation_for_user, conversa
 from chat.serializers import conversation_to_dict, message_to_dict
 from chat.services import branches, turns
 from chat.transport import events
+from chat.transport.documents import documents_watch
 from chat.transport.events import control_group, conversation_group, user_group
 from chat.transport.runner import ReplyRunner
 
@@ -68,9 +69,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # Closing a tab never stops its replies: they belong to the conversation.
         runtime.socket_closed(self)
         self.awaiting_snapshot = {}
-        watch = getattr(self, "session_watch", None)
-        if watch is not None:
-            watch.cancel()
+        for name in ("session_watch", "document_watch"):
+            watch = getattr(self, name, None)
+            if watch is not None:
+                watch.cancel()
         for group in list(getattr(self, "groups_joined", ())):
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -284,6 +286,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             content=content,
             model_id=model_id,
             chat_settings=chat_settings,
+            document_ids=frame.get("document_ids") or None,  # files attached (chat/services/documents.py)
         )
         if start is None:
             await self._end_session()
@@ -310,6 +313,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # The member's message is saved; only the reply was refused. Say why.
             raise start.refusal
         await self._run_reply(start.plan)
+
+    async def do_watch_documents(self, frame):
+        """Progress of the member's files being indexed, as document.updated frames."""
+        ids = self._field(frame, "document_ids", list)
+        previous = getattr(self, "document_watch", None)
+        if previous is not None:
+            previous.cancel()
+        self.document_watch = asyncio.create_task(documents_watch(self.send_json, user=self.user, document_ids=ids))
 
     def _send_in_thread(self, **fields) -> turns.TurnStart | None:
         user = self._session_user()

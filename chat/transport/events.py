@@ -107,6 +107,7 @@ def conversation_deleted(*, conversation_id) -> dict:
 
 CONVERSATION_STATE = "conversation.state"
 CONVERSATION_CREATED = "conversation.created"
+DOCUMENT_UPDATED = "document.updated"
 ERROR = "error"
 PONG = "pong"
 
@@ -127,6 +128,11 @@ def conversation_state(
 
 def conversation_created(*, conversation: dict, client_id: str) -> dict:
     return {"type": CONVERSATION_CREATED, "conversation": conversation, "client_id": client_id}
+
+
+def document_updated(*, document: dict) -> dict:
+    """An attached file's progress (waiting, reading, indexing, ready, failed with its reason)."""
+    return {"type": DOCUMENT_UPDATED, "document": document}
 
 
 def error(*, code: str, message: str, **detail) -> dict:

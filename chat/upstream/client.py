@@ -524,9 +524,21 @@ async def moderate_each(
     return moderation_results(data, len(texts))
 
 
-async def embed(endpoint: Endpoint, model: str, inputs: list[str], *, user: str = "", max_retries=None) -> Embeddings:
-    """``POST /embeddings`` for a batch of texts: their vectors in input order and the tokens billed."""
+async def embed(
+    endpoint: Endpoint,
+    model: str,
+    inputs: list[str],
+    *,
+    user: str = "",
+    dimensions: int | None = None,
+    max_retries=None,
+) -> Embeddings:
+    """``POST /embeddings`` for a batch of texts: their vectors in input order and the tokens billed.
+
+    ``dimensions`` asks for shorter vectors (the text-embedding-3 models' parameter)."""
     body: dict = {"model": model, "input": list(inputs), "encoding_format": "float"}
+    if dimensions:
+        body["dimensions"] = int(dimensions)
     if user:
         body["user"] = user
     return embeddings_result(await _call_json(endpoint, "POST", "embeddings", body, max_retries), len(inputs))

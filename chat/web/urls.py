@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.web import api, api_keys, media, views
+from chat.web import api, api_keys, documents, media, views
 
 app_name = "chat"
 
@@ -30,4 +30,7 @@ urlpatterns = [
     path("api/models/", api.model_list, name="api_models"),
     path("api/defaults/", api.chat_defaults, name="api_defaults"),
     path("api/budget/", api.budget, name="api_budget"),
+    path("api/documents/", documents.document_create, name="api_documents"),
+    path("api/documents/<uuid:document_id>/", documents.document_detail, name="api_document"),
+    path("sources/<uuid:message_id>/<int:number>/", documents.passage, name="passage"),
 ]

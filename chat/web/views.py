@@ -62,6 +62,8 @@ def _app_context(request, *, conversation=None, sidebar=None) -> dict:
             "api_conversations": reverse("chat:api_conversations"),
             "api_defaults": reverse("chat:api_defaults"),
             "api_budget": reverse("chat:api_budget"),
+            "api_documents": reverse("chat:api_documents"),
+            "sources": reverse("chat:passage", args=["00000000-0000-0000-0000-000000000000", 1]),
             "usage": reverse("chat:usage"),
             "login": reverse("login"),
             "highlight": static("vendor/highlight.js/highlight.min.mjs"),

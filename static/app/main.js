@@ -4,6 +4,7 @@
 // page waits for its `conversation.state` (or, for a new chat, its `conversation.created`)
 // and ignores message frames until then, so a late frame of the previous conversation can
 // never land in the new one.
+import { Attachments } from "./attachments.js";
 import { ChatSocket, api } from "./net.js";
 import { Composer, SettingsPanel, setUpTheme, showBudget } from "./panels.js";
 import { Sidebar } from "./sidebar.js";
@@ -122,6 +123,7 @@ function openConversation(id, { push = true } = {}) {
   state.ready = false;
   thread.loading();
   composer.setConversation(id);
+  attachments.setConversation(id);
   showHeader();
   if (push) history.pushState({ id }, "", conversationUrl(id));
   socket.send({ type: "subscribe", conversation_id: id });
@@ -136,6 +138,7 @@ function newChat({ push = true } = {}) {
   state.newChatSettings = null;
   thread.clear();
   composer.setConversation(null);
+  attachments.setConversation(null);
   showHeader();
   if (push) history.pushState({ id: null }, "", config.urls.new);
   composer.focus();
@@ -160,6 +163,9 @@ function send(text) {
   const clientId = randomId();
   const conversationId = state.conversation ? state.conversation.id : null;
   const frame = { type: "send", conversation_id: conversationId, client_id: clientId, content: text };
+  const documentIds = attachments.forSending(); // null while a file is still being read
+  if (documentIds === null) return false;
+  if (documentIds.length) frame.document_ids = documentIds;
   if (!conversationId) {
     const chosen = state.newChatSettings || {};
     const modelId = chosen.model_id ?? config.defaults.model_id;
@@ -170,6 +176,7 @@ function send(text) {
     if (Object.keys(rest).length) frame.settings = rest;
   }
   const sent = socket.send(frame);
+  attachments.clear();
   state.pending.set(clientId, { frame, text, conversationId, sent, saved: false });
   if (!sent) notify(t("You are offline. Your message will be sent when Parley reconnects."));
   else notify(null);
@@ -203,6 +210,7 @@ function onFrame(frame) {
         state.ready = true;
         state.newChatSettings = null;
         composer.adopt(frame.conversation.id);
+        attachments.setConversation(frame.conversation.id);
         history.replaceState({ id: frame.conversation.id }, "", conversationUrl(frame.conversation.id));
         thread.clear();
         showHeader();
@@ -242,6 +250,9 @@ function onFrame(frame) {
       break;
     case "reply.delta":
       if (state.ready) thread.delta(frame.message_id, frame.offset, frame.text);
+      break;
+    case "document.updated":
+      attachments.update(frame.document);
       break;
     case "reply.done":
       if (state.ready) thread.done(frame.message);
@@ -286,6 +297,7 @@ socket.addEventListener("open", () => {
     socket.send({ type: "subscribe", conversation_id: state.conversation.id });
   }
   resendPending();
+  attachments.watch(); // files still being indexed: their progress again
 });
 socket.addEventListener("ended", () => {
   window.location.assign(`${config.urls.login}?next=${encodeURIComponent(window.location.pathname)}`);
@@ -319,6 +331,11 @@ const sidebar = new Sidebar({
       showHeader();
     }
   },
+  notify,
+});
+
+const attachments = new Attachments({
+  watch: (ids) => socket.send({ type: "watch_documents", document_ids: ids }),
   notify,
 });
 

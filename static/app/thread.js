@@ -5,7 +5,7 @@
 // JavaScript's UTF-16 units). Each change re-renders the whole accumulated text through the
 // sanitizing pipeline, at most once per animation frame.
 import { renderMarkdown, onLibraryLoaded } from "./render.js";
-import { confirmCopied, copyText, formatCost, formatNumber, h, iconButton, nt, t } from "./util.js";
+import { config, confirmCopied, copyText, formatCost, formatNumber, h, iconButton, nt, t } from "./util.js";
 
 const codePoints = (text) => {
   let count = 0;
@@ -265,6 +265,7 @@ export class Thread {
       return;
     }
     renderMarkdown(view.body, text);
+    if (message.passages > 0) linkCitations(view.body, message);
   }
 
   paintStatus(message) {
@@ -278,6 +279,13 @@ export class Thread {
           "%(count)s earlier messages were not sent: context limit",
           message.omitted_messages,
         )),
+      );
+    }
+    if (message.role === "assistant" && message.omitted_passages > 0) {
+      notes.push(
+        h("p", { class: "note context-note" }, t("%(count)s relevant passages of your documents did not fit and were left out.", {
+          count: message.omitted_passages,
+        })),
       );
     }
     const explain = this.explain(message);
@@ -467,5 +475,33 @@ export class Thread {
     view.footer.replaceChildren();
     area.focus();
     area.setSelectionRange(area.value.length, area.value.length);
+  }
+}
+
+// Citations: "[2]" in a reply that carried document passages opens passage 2 in Parley's own
+// passage view (docs/security.md T48). Only numbers the prompt carried become links, and only
+// in text, never inside code.
+const CITATION = /\[(\d{1,3})\]/g;
+function linkCitations(body, message) {
+  const walker = document.createTreeWalker(body, NodeFilter.SHOW_TEXT, {
+    acceptNode: (node) =>
+      node.parentElement.closest("code, pre, a") || !/\[\d{1,3}\]/.test(node.data) ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT,
+  });
+  const nodes = [];
+  while (walker.nextNode()) nodes.push(walker.currentNode);
+  for (const node of nodes) {
+    const parts = [];
+    let last = 0;
+    for (const match of node.data.matchAll(CITATION)) {
+      const number = Number(match[1]);
+      if (number < 1 || number > message.passages) continue;
+      parts.push(node.data.slice(last, match.index));
+      const href = config.urls.sources.replace("00000000-0000-0000-0000-000000000000", message.id).replace(/1\/$/, `${number}/`);
+      parts.push(h("a", { class: "citation", href, target: "_blank", rel: "noopener", "aria-label": t("Source %(number)s", { number }), text: match[0] }));
+      last = match.index + match[0].length;
+    }
+    if (!parts.length) continue;
+    parts.push(node.data.slice(last));
+    node.replaceWith(...parts);
   }
 }

@@ -57,6 +57,9 @@ ROUTES = {
     "chat:api_models": MEMBER,
     "chat:api_defaults": MEMBER,
     "chat:api_budget": MEMBER,
+    "chat:api_documents": MEMBER,
+    "chat:api_document": MEMBER,
+    "chat:passage": MEMBER,
     "chat:api_keys": MEMBER,
     "chat:api_key_revoke": MEMBER,
     # The member API: a member's token in the Authorization header, never a session (T46).

@@ -23,7 +23,7 @@ from tests.deploy import nginx as nginx_conf
 from tests.deploy.processes import BASE_DIR
 
 REQUIRED = ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "PARLEY_ENCRYPTION_KEYS", "POSTGRES_PASSWORD")
-PARLEY_SERVICES = ("migrate", "web1", "web2", "housekeeping")
+PARLEY_SERVICES = ("migrate", "web1", "web2", "housekeeping", "worker")
 WEB_SERVICES = ("web1", "web2")
 
 
@@ -54,14 +54,20 @@ def config():
 # --- structure ---------------------------------------------------------------------------------
 
 
-def test_it_runs_postgres_16_redis_7_two_workers_housekeeping_and_nginx(config):
+def test_it_runs_postgres_16_with_pgvector_redis_7_two_workers_housekeeping_the_document_worker_and_nginx(config):
     services = config["services"]
-    assert services["postgres"]["image"].startswith("postgres:16")
+    assert services["postgres"]["image"] == "pgvector/pgvector:pg16"
     assert services["redis"]["image"].startswith("redis:7")
     assert services["nginx"]["image"].startswith("nginx:")
     for name in PARLEY_SERVICES:
         assert services[name]["build"] == {"context": ".", "target": "app"}
-    assert [services[name]["command"] for name in PARLEY_SERVICES] == [["setup"], ["web"], ["web"], ["housekeeping"]]
+    assert [services[name]["command"] for name in PARLEY_SERVICES] == [
+        ["setup"],
+        ["web"],
+        ["web"],
+        ["housekeeping"],
+        ["worker"],
+    ]
     assert services["llm"]["profiles"] == ["local"]
     assert services["llm"]["build"]["target"] == "llm"
     # Only nginx is published: the workers trust X-Forwarded-For from whoever reaches them.
@@ -70,7 +76,7 @@ def test_it_runs_postgres_16_redis_7_two_workers_housekeeping_and_nginx(config):
 
 def test_workers_start_after_the_one_shot_setup_and_healthy_services(config):
     services = config["services"]
-    for name in (*WEB_SERVICES, "housekeeping"):
+    for name in (*WEB_SERVICES, "housekeeping", "worker"):
         assert services[name]["depends_on"] == {
             "migrate": {"condition": "service_completed_successfully"},
             "postgres": {"condition": "service_healthy"},
@@ -211,7 +217,17 @@ def test_docker_compose_parses_the_file_as_written(tmp_path):
     result = _compose_config(values, tmp_path, "--profile", "local")
     assert result.returncode == 0, result.stderr
     parsed = yaml.safe_load(result.stdout)
-    assert set(parsed["services"]) == {"postgres", "redis", "migrate", "web1", "web2", "housekeeping", "nginx", "llm"}
+    assert set(parsed["services"]) == {
+        "postgres",
+        "redis",
+        "migrate",
+        "web1",
+        "web2",
+        "housekeeping",
+        "worker",
+        "nginx",
+        "llm",
+    }
     web = compose.environment(parsed["services"]["web1"])
     assert web["DJANGO_SECRET_KEY"] == values["DJANGO_SECRET_KEY"]
     assert web["DATABASE_URL"] == f"postgres://parley:{values['POSTGRES_PASSWORD']}@postgres:5432/parley"

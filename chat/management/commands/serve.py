@@ -65,12 +65,19 @@ class Command(BaseCommand):
         self.supervise(argv, local)
 
     def start_housekeeping(self) -> subprocess.Popen | None:
-        """The sweep of dead replies and the model catalog refresh, as a child bound to daphne."""
+        """The sweep of dead replies and the model catalog refresh, and the document worker,
+        as children bound to daphne."""
         if not settings.PARLEY_BACKGROUND_TASKS:
             return None
         # Same PID as daphne after the exec below, so the kernel ends it with daphne.
+        manage = str(settings.BASE_DIR / "manage.py")
+        # The document ingestion worker (chat/jobs/documents.py), bound to daphne the same way.
+        subprocess.Popen(
+            [sys.executable, manage, "db_worker", "--no-startup-delay"],
+            preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - only async-signal-safe prctl
+        )
         return subprocess.Popen(
-            [sys.executable, str(settings.BASE_DIR / "manage.py"), "housekeeping"],
+            [sys.executable, manage, "housekeeping"],
             preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - only async-signal-safe prctl
         )
 

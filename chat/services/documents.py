@@ -1,0 +1,324 @@
+"""Documents: accepting a member's file, indexing it in a background job, attaching it to a turn.
+
+``document_upload`` checks what can be checked at once (name, kind, size, files waiting to be
+sent), stores the original in the private media store (chat/media/: the member's quota, the
+type sniffed from the bytes) and saves the document as ``queued``; the caller enqueues
+``document_index`` (chat/jobs/documents.py). The job claims the document with
+``select_for_update(skip_locked=True)`` and a numbered attempt, reads it, chunks it, embeds
+the passages in batches through the model-call core (billed to the uploader, kind
+``embedding``, purpose ``document``) and writes every chunk in one transaction, only if its
+attempt still holds the claim: a worker killed mid-file leaves no chunk behind, and the
+document is taken up again once its lease (``PARLEY_DOCUMENT_LEASE_SECONDS``) ran out
+without a heartbeat (``documents_resume``). Two workers never index one file twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from chat.core.calls import Units, model_call
+from chat.core.grants import models_granted
+from chat.errors import DocumentRefused, NoProvider, NotFound, ParleyError
+from chat.media.services import media_save
+from chat.media.storage import stored_open
+from chat.models import Chunk, Conversation, Document, MediaFile, ModelKind, UsageKind
+from chat.services.chunking import chunk_pages
+from chat.services.extract import extract, kind_of, name_check, sniff
+from chat.upstream import client
+
+logger = logging.getLogger(__name__)
+PREFERRED_EMBEDDING = "text-embedding-3-small"
+
+
+def document_upload(*, user, name, data: bytes, conversation_id=None) -> Document:
+    """Save a member's file for indexing, or raise a ParleyError saying why not (DocumentRefused,
+    or the media store's own: media_quota_exceeded, media_too_large, media_type_unsupported)."""
+    name = name_check(name)
+    kind = kind_of(name)
+    sniff(kind, data)
+    conversation = None
+    if conversation_id:
+        conversation = Conversation.objects.filter(pk=conversation_id, owner=user).first()
+        if conversation is None:
+            raise NotFound()
+    # Files waiting to be sent (the member's storage is the media store's quota, checked by media_save).
+    waiting = Document.objects.filter(owner=user, message__isnull=True).exclude(status=Document.Status.FAILED)
+    if conversation is not None:
+        waiting = waiting.filter(Q(conversation__isnull=True) | Q(conversation=conversation))
+    else:
+        waiting = waiting.filter(conversation__isnull=True)
+    if waiting.count() >= settings.PARLEY_DOCUMENT_MAX_FILES_PER_MESSAGE:
+        raise DocumentRefused(
+            _("A message can carry at most %(limit)s files.")
+            % {"limit": settings.PARLEY_DOCUMENT_MAX_FILES_PER_MESSAGE},
+            code="document_too_many_files",
+        )
+    # Stored first, outside any transaction (media_save's advice), within the member's quota.
+    media = media_save(owner=user, content=data, name=name, kind=MediaFile.Kind.DOCUMENT, conversation=conversation)
+    try:
+        with transaction.atomic():
+            if conversation is not None and not conversation.has_documents:
+                Conversation.objects.filter(pk=conversation.pk).update(has_documents=True)
+            return Document.objects.create(
+                owner=user,
+                conversation=conversation,
+                name=name,
+                kind=kind,
+                size=len(data),
+                sha256=media.sha256,
+                file=media,
+            )
+    except BaseException:
+        media.delete()
+        raise
+
+
+def documents_attach(*, user, conversation: Conversation, message, document_ids) -> list[Document]:
+    """Attach the member's uploaded documents to ``message`` (in ``conversation``)."""
+    if not document_ids:
+        return []
+    if not isinstance(document_ids, list) or len(document_ids) > settings.PARLEY_DOCUMENT_MAX_FILES_PER_MESSAGE:
+        raise DocumentRefused(
+            _("A message can carry at most %(limit)s files.")
+            % {"limit": settings.PARLEY_DOCUMENT_MAX_FILES_PER_MESSAGE},
+            code="document_too_many_files",
+        )
+    ids = [str(i) for i in document_ids]
+    try:
+        documents = list(Document.objects.filter(owner=user, pk__in=ids))
+    except Exception:  # noqa: BLE001 - a malformed id is a missing document
+        raise NotFound() from None
+    if len(documents) != len(set(ids)) or any(
+        d.conversation_id not in (None, conversation.pk) or d.message_id not in (None, message.pk) for d in documents
+    ):
+        raise NotFound()
+    waiting = [d for d in documents if d.status != Document.Status.READY]
+    if waiting:
+        raise DocumentRefused(
+            _("%(name)s is not ready yet: wait until it is indexed, or remove it.") % {"name": waiting[0].name},
+            code="document_not_ready",
+        )
+    Document.objects.filter(pk__in=[d.pk for d in documents]).update(conversation=conversation, message=message)
+    if not conversation.has_documents:
+        Conversation.objects.filter(pk=conversation.pk).update(has_documents=True)
+        conversation.has_documents = True
+    return documents
+
+
+def document_fail(document: Document, error: ParleyError, *, attempt: int | None = None) -> None:
+    rows = Document.objects.filter(pk=document.pk)
+    if attempt is not None:
+        rows = rows.filter(attempt=attempt)
+    if rows.update(
+        status=Document.Status.FAILED,
+        error_code=error.code[:64],
+        error_message=str(error.message)[:500],
+        claimed_at=None,
+        updated_at=timezone.now(),
+    ):
+        # A file that cannot be used takes no room: its stored original goes.
+        MediaFile.objects.filter(document__pk=document.pk).delete()
+
+
+def document_claim(document_id) -> Document | None:
+    """Take the document for this worker: queued, or unfinished with an expired lease. None if
+    another worker holds it (skip_locked: no waiting) or it is done."""
+    cutoff = timezone.now() - timedelta(seconds=settings.PARLEY_DOCUMENT_LEASE_SECONDS)
+    with transaction.atomic():
+        document = (
+            Document.objects.select_for_update(skip_locked=True)
+            .filter(pk=document_id)
+            .filter(
+                Q(status=Document.Status.QUEUED)
+                | Q(status__in=[Document.Status.READING, Document.Status.INDEXING], claimed_at__lt=cutoff)
+            )
+            .first()
+        )
+        if document is None:
+            return None
+        now = timezone.now()
+        # Conditional on the attempt read: on SQLite, where there are no row locks, the second
+        # of two racing workers updates nothing and walks away.
+        taken = Document.objects.filter(pk=document.pk, attempt=document.attempt).update(
+            status=Document.Status.READING, attempt=document.attempt + 1, claimed_at=now, updated_at=now
+        )
+        if not taken:
+            return None
+        document.attempt += 1
+        document.status = Document.Status.READING
+        document.claimed_at = now
+        return document
+
+
+def _heartbeat(document: Document, **changes) -> None:
+    """Show the claim is alive (and change the status); raise if another attempt took it."""
+    now = timezone.now()
+    if not Document.objects.filter(pk=document.pk, attempt=document.attempt).update(
+        claimed_at=now, updated_at=now, **changes
+    ):
+        raise _LostClaim()
+
+
+class _LostClaim(Exception):
+    pass
+
+
+def embedding_model(user):
+    """The embedding model the admin picked (PARLEY_EMBEDDING_MODEL), else the catalog's first."""
+    models = models_granted(user=user, kind=ModelKind.EMBEDDING)
+    if settings.PARLEY_EMBEDDING_MODEL:
+        models = models.filter(model_id=settings.PARLEY_EMBEDDING_MODEL)
+    model = models.filter(model_id=PREFERRED_EMBEDDING).first() or models.first()
+    if model is None:
+        raise NoProvider(_("No embedding model is available: an admin must enable one."), code="no_embedding_model")
+    return model
+
+
+async def embed_texts(*, user, model, texts: list[str], purpose: str) -> list:
+    """Vectors for ``texts``, one admitted and settled call per batch (billed to ``user``)."""
+    vectors: list = []
+    batch = max(settings.PARLEY_EMBEDDING_BATCH, 1)
+    for start in range(0, len(texts), batch):
+        part = texts[start : start + batch]
+        estimate = Units(input_tokens=sum(_estimate_tokens(t) for t in part))
+        async with model_call(
+            user=user,
+            kind=UsageKind.EMBEDDING,
+            estimate=estimate,
+            purpose=purpose,
+            model=model,
+            granted=True,
+            rate=False,
+        ) as call:
+            result = await client.embed(
+                call.endpoint,
+                model.model_id,
+                part,
+                user=call.admission.pseudonym,
+                dimensions=settings.PARLEY_EMBEDDING_DIMENSIONS,
+            )
+            call.usage = Units(input_tokens=result.prompt_tokens or estimate.input_tokens)
+            call.estimated = not result.prompt_tokens
+        for vector in result.vectors:
+            if len(vector) != settings.PARLEY_EMBEDDING_DIMENSIONS:
+                raise ParleyError(
+                    _("The embedding model answered vectors of %(got)s numbers; Parley is set up for %(want)s.")
+                    % {"got": len(vector), "want": settings.PARLEY_EMBEDDING_DIMENSIONS},
+                    code="embedding_dimensions",
+                )
+        vectors.extend(result.vectors)
+    return vectors
+
+
+def _estimate_tokens(text: str) -> int:
+    from chat import tokens
+
+    return tokens.count_tokens(text, tokens.O200K)
+
+
+def document_index(document_id, *, after_batch=None) -> str:
+    """Index one document (the job's body); returns its final status, or "skipped".
+
+    ``after_batch`` is called after each embedding batch (tests use it to stop mid-file).
+    """
+    document = document_claim(document_id)
+    if document is None:
+        return "skipped"
+    user = document.owner
+    try:
+        pages = extract(document.kind, _original(document))
+        pieces = chunk_pages(pages, settings.PARLEY_DOCUMENT_CHUNK_TOKENS)
+        _heartbeat(document, status=Document.Status.INDEXING, pages=sum(1 for p in pages if p.number) or 0)
+        model = embedding_model(user)
+        vectors: list = []
+        batch = max(settings.PARLEY_EMBEDDING_BATCH, 1)
+        for start in range(0, len(pieces), batch):
+            part = [p.text for p in pieces[start : start + batch]]
+            vectors.extend(async_to_sync(embed_texts)(user=user, model=model, texts=part, purpose="document"))
+            _heartbeat(document)
+            if after_batch is not None:
+                after_batch(start // batch)
+        with transaction.atomic():
+            held = Document.objects.select_for_update().filter(pk=document.pk, attempt=document.attempt).first()
+            if held is None:
+                raise _LostClaim()
+            Chunk.objects.filter(document=held).delete()
+            Chunk.objects.bulk_create(
+                [
+                    Chunk(
+                        document=held,
+                        owner_id=held.owner_id,
+                        ordinal=i,
+                        page=p.page,
+                        text=p.text,
+                        tokens=p.tokens,
+                        embedding=v,
+                    )
+                    for i, (p, v) in enumerate(zip(pieces, vectors, strict=True))
+                ],
+                batch_size=500,
+            )
+            if held.conversation_id:
+                # A file attached again under the same name replaces the earlier one and its chunks.
+                replaced = Document.objects.filter(
+                    owner_id=held.owner_id,
+                    conversation_id=held.conversation_id,
+                    name=held.name,
+                    status=Document.Status.READY,
+                ).exclude(pk=held.pk)
+                MediaFile.objects.filter(document__in=replaced).delete()
+                replaced.delete()
+            Document.objects.filter(pk=held.pk).update(
+                status=Document.Status.READY,
+                tokens=sum(p.tokens for p in pieces),
+                claimed_at=None,
+                error_code="",
+                error_message="",
+                updated_at=timezone.now(),
+            )
+        return Document.Status.READY
+    except _LostClaim:
+        return "skipped"
+    except ParleyError as exc:
+        document_fail(document, exc, attempt=document.attempt)
+        return Document.Status.FAILED
+
+
+def _original(document: Document) -> bytes:
+    media = MediaFile.objects.filter(pk=document.file_id).first() if document.file_id else None
+    if media is None:
+        raise DocumentRefused(_("The file is damaged and cannot be read."), code="document_corrupt")
+    with stored_open(media.storage_name) as stream:
+        return stream.read(settings.PARLEY_DOCUMENT_MAX_BYTES + 1)
+
+
+def documents_resume() -> list:
+    """Documents whose worker died (lease ran out) or whose job was lost: ids to enqueue again."""
+    cutoff = timezone.now() - timedelta(seconds=settings.PARLEY_DOCUMENT_LEASE_SECONDS)
+    stale = Document.objects.filter(
+        status__in=[Document.Status.READING, Document.Status.INDEXING], claimed_at__lt=cutoff
+    )
+    return list(stale.values_list("pk", flat=True)[:1000])
+
+
+def documents_query_vector(*, user, conversation: Conversation, question: str):
+    """The question's embedding when the conversation has indexed documents (None otherwise,
+    or when the embedding call is refused: retrieval then ranks by keywords alone)."""
+    if not conversation.has_documents:
+        return None
+    if not Document.objects.filter(conversation_id=conversation.pk, status=Document.Status.READY).exists():
+        return None
+    try:
+        model = embedding_model(user)
+        return async_to_sync(embed_texts)(user=user, model=model, texts=[question], purpose="retrieval")[0]
+    except ParleyError as exc:
+        logger.info("question not embedded (%s): keyword ranking only", exc.code)
+        return None
