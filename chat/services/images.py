@@ -80,6 +80,8 @@ class ImageTurn:
     admission: Admission | None
     refusal: ParleyError | None
     created_conversation: bool
+    # Set by the edge before it cancels the call because the member pressed Stop.
+    stopped: bool = False
 
 
 def image_models_offered(*, user) -> list[dict]:
@@ -450,13 +452,14 @@ async def image_reply_produce(turn: ImageTurn) -> Message:
     except ParleyError as exc:
         status, error = Message.Status.ERROR, exc
     except asyncio.CancelledError:
-        await asyncio.shield(
-            sync_to_async(_finish)(
-                reply_id,
-                status=Message.Status.INTERRUPTED,
-                error=ParleyError(_("The server stopped while this image was being made."), code="server_restart"),
-            )
-        )
+        # Stopped by the member (nothing came back, so nothing is billed), or the server is
+        # shutting down; either way the reply ends here, not at the sweep.
+        if turn.stopped:
+            # The cancellation was asked for (the edge cancels only this call): it ends here.
+            stopped = await asyncio.shield(sync_to_async(_finish)(reply_id, status=Message.Status.STOPPED))
+            return stopped or turn.reply
+        restart = ParleyError(_("The server stopped while this image was being made."), code="server_restart")
+        await asyncio.shield(sync_to_async(_finish)(reply_id, status=Message.Status.INTERRUPTED, error=restart))
         raise
     except Exception:  # the outermost boundary of an image reply: logged, and shown with a code
         logger.exception("image reply %s failed", reply_id)

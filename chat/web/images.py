@@ -21,7 +21,7 @@ from django.utils.translation import gettext as _
 from chat.errors import BadRequest, ImageRefused, ParleyError
 from chat.serializers import conversation_to_dict, message_to_dict
 from chat.services.images import image_models_offered, image_turn_start
-from chat.transport.images import image_reply_spawn, image_turn_announce
+from chat.transport.images import image_reply_spawn
 from chat.web.api import error_response
 
 
@@ -76,7 +76,6 @@ async def image_create(request):
         return error_response(exc)
     except ValueError:
         return error_response(BadRequest())
-    await image_turn_announce(turn)
     image_reply_spawn(turn)
     body = {
         "conversation": conversation_to_dict(turn.conversation),
