@@ -29,6 +29,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -68,6 +69,9 @@ class ImageRequest:
     options: ImageOptions
     source: Picture | None = field(default=None, repr=False)
     mask: Picture | None = field(default=None, repr=False)
+    # The images as received, until image_request_normalise has checked and replaced them.
+    raw_source: bytes | None = field(default=None, repr=False)
+    raw_mask: bytes | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -167,7 +171,8 @@ def image_request_check(
     source: bytes | None = None,
     mask: bytes | None = None,
 ) -> ImageRequest:
-    """Everything about an image request that can be refused before any provider call."""
+    """Everything about an image request that can be refused before any provider call, except
+    the pixels of its images (:func:`image_request_normalise`)."""
     if operation not in OPERATIONS:
         raise BadRequest(_("Unknown image operation."))
     model = model_granted(user=user, model_id=model_id, kind=ModelKind.IMAGE)
@@ -177,6 +182,8 @@ def image_request_check(
             _("%(model)s cannot do that; choose another image model.") % {"model": model.label},
             code="image_operation_unsupported",
         )
+    if quality and not options.qualities:
+        raise ImageRefused(_("This model has no quality setting."), code="image_option_invalid")
     request = ImageRequest(
         operation=operation,
         model=model,
@@ -186,8 +193,6 @@ def image_request_check(
         n=_count(n, options),
         options=options,
     )
-    if quality and not options.qualities:
-        raise ImageRefused(_("This model has no quality setting."), code="image_option_invalid")
     if operation == GENERATE:
         if source is not None or mask is not None:
             raise BadRequest(_("A new image starts from a prompt only."))
@@ -196,11 +201,36 @@ def image_request_check(
         raise BadRequest(_("Choose the image to edit or vary."))
     if mask is not None and operation != EDIT:
         raise BadRequest(_("Only an edit takes a mask."))
-    request.source, request.mask = image_normalise(source, square=options.square_inputs, mask=mask)
+    request.raw_source, request.raw_mask = source, mask
     return request
 
 
-def image_turn_start(
+def image_request_normalise(request: ImageRequest) -> ImageRequest:
+    """Check and normalise the request's images (Pillow; chat/media/images.py). CPU only, no
+    database: the web edge runs it on a worker thread, not on the process's database thread
+    (a phone's photo takes about a second)."""
+    if request.raw_source is not None:
+        request.source, request.mask = image_normalise(
+            request.raw_source, square=request.options.square_inputs, mask=request.raw_mask
+        )
+        request.raw_source = request.raw_mask = None
+    return request
+
+
+@dataclass
+class ImagePlan:
+    """A request checked against the database (model, options, conversation, source image),
+    its pixels not yet (:func:`image_request_normalise`)."""
+
+    user: Any
+    conversation: Conversation | None
+    request: ImageRequest
+    source_media: MediaFile | None = None
+    upload_name: str = ""
+    uploaded: bool = False
+
+
+def image_turn_prepare(
     *,
     user,
     conversation_id,
@@ -214,14 +244,8 @@ def image_turn_start(
     upload: bytes | None = None,
     upload_name: str = "",
     mask: bytes | None = None,
-) -> ImageTurn:
-    """Check the request, save the prompt and the waiting reply, and admit the call.
-
-    ``source_id`` (a stored image of the member's) or ``upload`` (the bytes of a new one) is
-    the image an edit or variation starts from. Raises ParleyError for a request that is
-    refused outright (nothing saved); a refusal of the call itself (budget, rate) is returned
-    as ``refusal``, with the reply already ended with its code.
-    """
+) -> ImagePlan:
+    """The checks that need the database; raises ParleyError (nothing is saved)."""
     existing = None
     if conversation_id is not None:
         existing = conversation_for_user(user=user, conversation_id=conversation_id)
@@ -242,21 +266,41 @@ def image_turn_start(
         source=source,
         mask=mask,
     )
-    created = existing is None
-    if existing is None:
+    return ImagePlan(user, existing, request, source_media, upload_name, uploaded=upload is not None)
+
+
+def image_turn_start(**fields) -> ImageTurn:
+    """Check the request, save the prompt and the waiting reply, and admit the call.
+
+    ``source_id`` (a stored image of the member's) or ``upload`` (the bytes of a new one) is
+    the image an edit or variation starts from. Raises ParleyError for a request that is
+    refused outright (nothing saved); a refusal of the call itself (budget, rate) is returned
+    as ``refusal``, with the reply already ended with its code. The three steps in one (the
+    web edge runs them on two threads).
+    """
+    plan = image_turn_prepare(**fields)
+    image_request_normalise(plan.request)
+    return image_turn_save(plan)
+
+
+def image_turn_save(plan: ImagePlan) -> ImageTurn:
+    """Save the prompt (and an uploaded image) and the waiting reply, and admit the call."""
+    user, request, source_media = plan.user, plan.request, plan.source_media
+    created = plan.conversation is None
+    if plan.conversation is None:
         title = request.prompt[:TITLE_CHARS] or _("Image variation")
         conversation = Conversation.objects.create(owner=user, title=title)
     else:
-        conversation = existing
+        conversation = plan.conversation
     stored = None
     try:
-        if upload is not None and request.source is not None:
+        if plan.uploaded and request.source is not None:
             # The normalised upload is what the model sees, so it is what the thread shows. Saved
             # before the messages (the store is not transactional); removed again if they fail.
             stored = media_save(
                 owner=user,
                 content=request.source.data,
-                name=upload_name or "image.png",
+                name=plan.upload_name or "image.png",
                 kind=MediaFile.Kind.IMAGE,
                 conversation=conversation,
             )
@@ -277,7 +321,7 @@ def image_turn_start(
                 user=user,
                 kind=UsageKind.IMAGE,
                 estimate=estimate,
-                purpose=PURPOSE[operation],
+                purpose=PURPOSE[request.operation],
                 model=request.model,
                 granted=True,
                 message=reply,

@@ -2,9 +2,9 @@
 
 It is the only module that imports httpx (docs/architecture.md; tests/test_architecture.py
 enforces it). It speaks the OpenAI API (``/chat/completions`` as server-sent events,
-``/embeddings``, ``/moderations``, ``/models``); what the bytes mean is read by the pure
-:mod:`chat.upstream.wire` and :mod:`chat.upstream.sse`. Every transport or protocol failure
-becomes :class:`chat.errors.UpstreamError` with a stable code.
+``/embeddings``, ``/moderations``, ``/models``, ``/images/*``); what the bytes mean is read by the
+pure :mod:`chat.upstream.wire`, :mod:`chat.upstream.imagewire` and :mod:`chat.upstream.sse`.
+Every transport or protocol failure becomes :class:`chat.errors.UpstreamError` with a stable code.
 
 Rules kept here, each with its docs/security.md row:
 

@@ -12,6 +12,8 @@ image or option is a 4xx with its stable code and nothing saved or called.
 
 from __future__ import annotations
 
+import asyncio
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import JsonResponse
@@ -20,7 +22,7 @@ from django.utils.translation import gettext as _
 
 from chat.errors import BadRequest, ImageRefused, ParleyError
 from chat.serializers import conversation_to_dict, message_to_dict
-from chat.services.images import image_models_offered, image_turn_start
+from chat.services.images import image_models_offered, image_request_normalise, image_turn_prepare, image_turn_save
 from chat.transport.images import image_reply_spawn
 from chat.web.api import error_response
 
@@ -38,11 +40,11 @@ def _file(request, name: str) -> tuple[bytes | None, str]:
     return upload.read(limit + 1), upload.name or ""
 
 
-def _start(request, user):
+def _prepare(request, user):
     data = request.POST
     image, image_name = _file(request, "image")
     mask, _mask_name = _file(request, "mask")
-    return image_turn_start(
+    return image_turn_prepare(
         user=user,
         conversation_id=data.get("conversation_id") or None,
         operation=data.get("operation") or "generate",
@@ -71,7 +73,11 @@ async def image_create(request):
         response["Allow"] = "POST"
         return response
     try:
-        turn = await sync_to_async(_start)(request, user)
+        plan = await sync_to_async(_prepare)(request, user)
+        # Decoding and re-encoding images is CPU work: on a worker thread of its own, never on
+        # the database thread every request of this process shares.
+        await asyncio.to_thread(image_request_normalise, plan.request)
+        turn = await sync_to_async(image_turn_save)(plan)
     except ParleyError as exc:
         return error_response(exc)
     except ValueError:

@@ -57,7 +57,7 @@ async function post(fields, files = {}) {
 
 // --- the composer's Image mode ---------------------------------------------------------------------
 export class ImageMode {
-  // callbacks: {conversationId(), started(data), notify(text)}
+  // callbacks: {conversationId(), started(data), notify(text), restore(text)}
   constructor(callbacks) {
     this.callbacks = callbacks;
     handlers.started = callbacks.started;
@@ -123,7 +123,10 @@ export class ImageMode {
       quality: model.qualities.length ? this.quality.value : "",
       n: this.count.value || 1,
     };
-    post(fields).then(handlers.started, (error) => handlers.notify(error.message));
+    post(fields).then(handlers.started, (error) => {
+      handlers.notify(error.message);
+      if (this.callbacks.restore) this.callbacks.restore(prompt); // the prompt is not lost
+    });
     return true;
   }
 }

@@ -364,6 +364,7 @@ const imageMode = new ImageMode({
     }
   },
   notify,
+  restore: (text) => composer.restore(text),
 });
 
 const settings = new SettingsPanel({

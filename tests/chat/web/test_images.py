@@ -174,3 +174,16 @@ async def test_every_socket_of_the_conversation_hears_the_prompt_the_reply_and_i
     assert all(e["type"] in PUBLIC for e in seen)
     assert seen[2]["message"]["attachments"][0]["revised_prompt"] == "A picture of a kite"
     assert await sync_to_async(MediaFile.objects.filter(conversation=conversation).count)() == 1
+
+
+def test_the_usage_page_counts_images_by_kind(alice_client, alice, dalle2, store):
+    from asgiref.sync import async_to_sync
+
+    from chat.services.images import image_reply_produce, image_turn_start
+
+    turn = image_turn_start(
+        user=alice, conversation_id=None, operation="generate", model_id=dalle2.pk, prompt="a kite", n=2
+    )
+    async_to_sync(image_reply_produce)(turn)
+    page = alice_client.get(reverse("chat:usage")).content.decode()
+    assert "2 images" in page
