@@ -286,7 +286,10 @@ function openEditor({ image = null, file = null }) {
     clearMask();
   };
   if (image) {
-    editor.picture.src = `${image.url}?inline=1`;
+    const url = new URL(`${image.url}?inline=1`, window.location.href).href;
+    // The same picture again: it is loaded already, and no second load event may come.
+    if (editor.picture.src === url && editor.picture.complete && editor.picture.naturalWidth) editor.picture.onload();
+    else editor.picture.src = url;
   } else {
     const reader = new FileReader();
     reader.onload = () => {
