@@ -142,3 +142,14 @@ class DocumentRefused(ParleyError):
 
     code = "document_refused"
     default_message = _("This file cannot be used.")
+
+
+class ImageRefused(ParleyError):
+    """An image request that cannot be made, or an image that cannot be used; ``code`` says
+    which rule (chat/media/images.py, chat/services/images.py): ``image_invalid`` (not an
+    image, or a truncated one), ``image_too_large``, ``image_bomb`` (too many pixels),
+    ``image_option_invalid``, ``image_operation_unsupported``, ``image_no_result``,
+    ``image_url_only`` (the provider sent a link instead of the image)."""
+
+    code = "image_refused"
+    default_message = _("This image request cannot be made.")

@@ -418,6 +418,14 @@ PARLEY_DOCUMENT_CHUNK_TOKENS = env.int("PARLEY_DOCUMENT_CHUNK_TOKENS", default=3
 PARLEY_DOCUMENT_CONTEXT_TOKENS = env.int("PARLEY_DOCUMENT_CONTEXT_TOKENS", default=3000)
 PARLEY_DOCUMENT_LEASE_SECONDS = env.float("PARLEY_DOCUMENT_LEASE_SECONDS", default=300.0)
 PARLEY_EMBEDDING_MODEL = env.str("PARLEY_EMBEDDING_MODEL", default="")
+# Images (chat/services/images.py): how many a call may ask for, what an uploaded image may be,
+# and the size of a provider's answer Parley reads (base64 images are large).
+PARLEY_IMAGE_MAX_N = env.int("PARLEY_IMAGE_MAX_N", default=4)
+PARLEY_IMAGE_PROMPT_MAX_CHARS = env.int("PARLEY_IMAGE_PROMPT_MAX_CHARS", default=4000)
+PARLEY_IMAGE_UPLOAD_MAX_BYTES = env.int("PARLEY_IMAGE_UPLOAD_MAX_BYTES", default=20 * 1024 * 1024)
+PARLEY_IMAGE_MAX_PIXELS = env.int("PARLEY_IMAGE_MAX_PIXELS", default=40_000_000)
+PARLEY_IMAGE_EDIT_MAX_SIDE = env.int("PARLEY_IMAGE_EDIT_MAX_SIDE", default=1024)
+PARLEY_IMAGE_MAX_RESPONSE_BYTES = env.int("PARLEY_IMAGE_MAX_RESPONSE_BYTES", default=64 * 1024 * 1024)
 PARLEY_EMBEDDING_DIMENSIONS = env.int("PARLEY_EMBEDDING_DIMENSIONS", default=256)
 PARLEY_EMBEDDING_BATCH = env.int("PARLEY_EMBEDDING_BATCH", default=64)
 # Ingestion jobs: django-tasks with its database backend; the worker is `manage.py db_worker`.

@@ -96,6 +96,21 @@ STRINGS = (
     gettext_noop("Your conversations will appear here."),
     gettext_noop("unknown error"),
     gettext_noop("“%(title)s” and all its messages will be deleted. This cannot be undone."),
+    # Images (static/app/images.js)
+    gettext_noop("Clear mask"),
+    gettext_noop("Describe the change"),
+    gettext_noop("Describe the change."),
+    gettext_noop("Describe the image"),
+    gettext_noop("Download"),
+    gettext_noop("Edit image"),
+    gettext_noop("Image %(number)s"),
+    gettext_noop("Image model"),
+    gettext_noop("Image"),
+    gettext_noop("More like this"),
+    gettext_noop("Open full size"),
+    gettext_noop("Paint over the part to change (optional), then say what to change."),
+    gettext_noop("Paint the area to change"),
+    gettext_noop("Revised prompt:"),
 )
 
 

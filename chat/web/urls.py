@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.web import api, api_keys, documents, media, views
+from chat.web import api, api_keys, documents, images, media, views
 
 app_name = "chat"
 
@@ -32,5 +32,7 @@ urlpatterns = [
     path("api/budget/", api.budget, name="api_budget"),
     path("api/documents/", documents.document_create, name="api_documents"),
     path("api/documents/<uuid:document_id>/", documents.document_detail, name="api_document"),
+    path("api/images/", images.image_create, name="api_images"),
+    path("api/images/models/", images.image_models, name="api_image_models"),
     path("sources/<uuid:message_id>/<int:number>/", documents.passage, name="passage"),
 ]

@@ -25,6 +25,7 @@ from chat.core import grants
 from chat.core.budget import budget_status, month_begins, month_start
 from chat.errors import NotFound
 from chat.serializers import conversation_to_dict
+from chat.services.images import image_models_offered
 from chat.web.api import conversation_page, model_to_dict
 from chat.web.ui_text import catalog
 
@@ -49,6 +50,7 @@ def _app_context(request, *, conversation=None, sidebar=None) -> dict:
         "conversation": conversation_to_dict(conversation) if conversation is not None else None,
         "sidebar": sidebar,
         "models": models,
+        "image_models": image_models_offered(user=user),
         "defaults": user.chat_defaults or {},
         "budget": budget_summary(user),
         "user": {"name": user.get_short_name() or user.get_username(), "is_staff": user.is_staff},
@@ -63,6 +65,7 @@ def _app_context(request, *, conversation=None, sidebar=None) -> dict:
             "api_defaults": reverse("chat:api_defaults"),
             "api_budget": reverse("chat:api_budget"),
             "api_documents": reverse("chat:api_documents"),
+            "api_images": reverse("chat:api_images"),
             "sources": reverse("chat:passage", args=["00000000-0000-0000-0000-000000000000", 1]),
             "usage": reverse("chat:usage"),
             "login": reverse("login"),

@@ -50,6 +50,8 @@ ROUTES = {
     "chat:conversation": MEMBER,
     "chat:usage": MEMBER,
     "chat:api_conversations": MEMBER,
+    "chat:api_images": MEMBER,
+    "chat:api_image_models": MEMBER,
     "chat:api_conversation": MEMBER,
     "chat:api_export_md": MEMBER,
     "chat:api_export_json": MEMBER,

@@ -24,6 +24,10 @@ class RequestRecord:
     deltas_sent: int = 0
     finished_at: float | None = None
     disconnected_at: float | None = None
+    # A multipart request's text fields and files (name, type, size); the files' bytes apart.
+    form: dict[str, str] = dataclasses.field(default_factory=dict)
+    files: dict[str, dict] = dataclasses.field(default_factory=dict)
+    file_bytes: dict[str, bytes] = dataclasses.field(default_factory=dict)
 
     @property
     def authorization(self) -> str | None:
@@ -32,6 +36,7 @@ class RequestRecord:
     def as_json(self) -> dict:
         data = dataclasses.asdict(self)
         data.pop("raw_body")
+        data.pop("file_bytes")
         return data
 
 

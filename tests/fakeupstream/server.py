@@ -12,7 +12,7 @@ import uuid
 from collections import deque
 from typing import Any
 
-from tests.fakeupstream import embeddings
+from tests.fakeupstream import embeddings, images
 from tests.fakeupstream.behaviour import (
     DEFAULT_MODELS,
     MODERATION_CATEGORIES,
@@ -41,6 +41,7 @@ class FakeUpstream(ChatStream):
         self.models = list(DEFAULT_MODELS)
         self.moderation_triggers = {"FLAGME": "violence", "HATEME": "hate"}
         self.require_key: str | None = None
+        self.image_answer = "b64"  # or "url", "not_png" (tests/fakeupstream/images.py)
         self._lock = threading.Lock()
         self._queue: deque[Behaviour] = deque()
         self._defaults: dict[str, Behaviour] = {}
@@ -92,6 +93,7 @@ class FakeUpstream(ChatStream):
             self.models = list(DEFAULT_MODELS)
             self.moderation_triggers = {"FLAGME": "violence", "HATEME": "hate"}
             self.require_key = None
+            self.image_answer = "b64"
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -278,6 +280,8 @@ class FakeUpstream(ChatStream):
             endpoint = "embeddings"
         elif method == "GET" and path.endswith("/models"):
             endpoint = "models"
+        elif method == "POST" and path.endswith(("/images/generations", "/images/edits", "/images/variations")):
+            endpoint = "images"
         else:
             return await self._json(
                 conn,
@@ -331,9 +335,24 @@ class FakeUpstream(ChatStream):
         if endpoint == "embeddings":
             status, body = embeddings.answer(record.body)
             return await self._json(conn, record, status, body, b.headers)
+        if endpoint == "images":
+            return await self._images(conn, record, b)
         if endpoint == "completions":
             return await self._legacy(conn, record, b)
         return await self._chat(conn, record, b)
+
+    async def _images(self, conn: Conn, record: RequestRecord, b: Behaviour) -> bool:
+        if record.path.endswith("/generations"):
+            fields = record.body if isinstance(record.body, dict) else {}
+        else:
+            content_type = record.headers.get("content-type", "")
+            record.form, record.files, record.file_bytes = images.parse_multipart(content_type, record.raw_body)
+            fields = record.form
+            if "image" not in record.files:
+                body = error_body("'image' is a required property", "invalid_request_error")
+                return await self._json(conn, record, 400, body, b.headers)
+        status, body = images.answer(fields, mode=self.image_answer)
+        return await self._json(conn, record, status, body, b.headers)
 
     def _moderation(self, body: Any) -> dict:
         inputs = body.get("input") if isinstance(body, dict) else ""
