@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.web import api, api_keys, documents, media, views
+from chat.web import api, api_keys, documents, media, views, voice
 
 app_name = "chat"
 
@@ -33,4 +33,7 @@ urlpatterns = [
     path("api/documents/", documents.document_create, name="api_documents"),
     path("api/documents/<uuid:document_id>/", documents.document_detail, name="api_document"),
     path("sources/<uuid:message_id>/<int:number>/", documents.passage, name="passage"),
+    path("api/voice/transcriptions/", voice.transcription_create, name="api_voice_transcriptions"),
+    path("api/voice/settings/", voice.voice_settings, name="api_voice_settings"),
+    path("api/messages/<uuid:message_id>/speech/", voice.message_speech, name="api_message_speech"),
 ]

@@ -24,6 +24,7 @@ class RequestRecord:
     deltas_sent: int = 0
     finished_at: float | None = None
     disconnected_at: float | None = None
+    form: dict | None = None  # a multipart/form-data body's fields (audio uploads)
 
     @property
     def authorization(self) -> str | None:
