@@ -90,6 +90,25 @@ class FakeUpstream(ChatStream):
                 self._defaults[name] = behaviour
         return self
 
+    def audio_knobs(
+        self, *, transcript=None, translation=None, speech_seconds=None, speech_pause=None, speech_chunk=None
+    ) -> None:
+        """What the audio endpoints answer (also over the control API, ``POST /_fake/audio``):
+        the texts heard, and speech as an MP3 tone of ``speech_seconds`` made here."""
+        with self._lock:
+            if transcript is not None:
+                self.transcript = str(transcript)
+            if translation is not None:
+                self.translation = str(translation)
+            if speech_pause is not None:
+                self.speech_pause = float(speech_pause)
+            if speech_chunk is not None:
+                self.speech_chunk = int(speech_chunk)
+        if speech_seconds is not None:
+            from tests.audio_support import mp3_bytes
+
+            self.speech_audio = mp3_bytes(float(speech_seconds))
+
     def reset(self) -> None:
         with self._lock:
             self._queue.clear()
@@ -425,6 +444,8 @@ class FakeUpstream(ChatStream):
                 self.always(**(body or {}))
             elif method == "POST" and path == "/_fake/reset":
                 self.reset()
+            elif method == "POST" and path == "/_fake/audio":
+                self.audio_knobs(**(body or {}))
             else:
                 status, answer = 404, {"error": "unknown control path"}
         except (TypeError, ValueError) as exc:
