@@ -45,7 +45,7 @@ def document_upload(*, user, name, data: bytes, conversation_id=None) -> Documen
     name = name_check(name)
     kind = kind_of(name)
     if kind == "audio":
-        audio_document_check(data)  # type, truncation and length, before any job or call
+        audio_document_check(data, user=user)  # a model, type, truncation, length: before any job
     else:
         sniff(kind, data)
     conversation = None

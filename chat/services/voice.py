@@ -99,12 +99,22 @@ class Transcript:
     seconds: Decimal
 
 
-async def transcribe_audio(*, user, data: bytes, info: AudioInfo, purpose: str, translate: bool = False) -> str:
-    """The text of checked audio (``audio_probe``), through the core: admitted for its length."""
+async def transcribe_audio(
+    *, user, data: bytes, info: AudioInfo, purpose: str, translate: bool = False, rate: bool = True
+) -> str:
+    """The text of checked audio (``audio_probe``), through the core: admitted for its length.
+
+    ``rate=False`` for an audio document, whose upload was the member's request."""
     model = await sync_to_async(voice_model)(user=user, kind=ModelKind.TRANSCRIPTION)
     units = Units(audio_seconds=info.seconds)
     async with model_call(
-        user=user, kind=UsageKind.TRANSCRIPTION, estimate=units, purpose=purpose, model=model, granted=True
+        user=user,
+        kind=UsageKind.TRANSCRIPTION,
+        estimate=units,
+        purpose=purpose,
+        model=model,
+        granted=True,
+        rate=rate,
     ) as call:
         text = await client.transcribe(
             call.endpoint,
@@ -132,8 +142,11 @@ async def dictation_transcribe(*, user, data: bytes, translate: bool = False) ->
     return Transcript(text=text, seconds=info.seconds)
 
 
-def audio_document_check(data: bytes) -> AudioInfo:
-    """An audio file attached as a document, checked at upload (before any job or call)."""
+def audio_document_check(data: bytes, *, user=None) -> AudioInfo:
+    """An audio file attached as a document, checked at upload (before any job or call): a
+    member with no transcription model is told so at once, not when the job fails."""
+    if user is not None:
+        voice_model(user=user, kind=ModelKind.TRANSCRIPTION)
     return audio_probe(
         data,
         max_seconds=settings.PARLEY_AUDIO_DOCUMENT_MAX_SECONDS,
@@ -146,7 +159,7 @@ def audio_transcript(*, user, data: bytes) -> str:
     from asgiref.sync import async_to_sync
 
     info = audio_document_check(data)
-    return async_to_sync(transcribe_audio)(user=user, data=data, info=info, purpose="document")
+    return async_to_sync(transcribe_audio)(user=user, data=data, info=info, purpose="document", rate=False)
 
 
 # --- read aloud ------------------------------------------------------------------------------

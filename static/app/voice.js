@@ -55,7 +55,8 @@ export class Voice {
     this.dictateLabel = $("dictate-label");
     this.status = $("voice-status");
     this.input = $("message-input");
-    if (this.settings.transcription && this.controls && window.MediaRecorder && navigator.mediaDevices) {
+    this.canRecord = Boolean(this.settings.transcription && this.controls && window.MediaRecorder && navigator.mediaDevices);
+    if (this.canRecord) {
       this.controls.hidden = false;
       this.dictateButton.addEventListener("click", () => this.toggle("transcribe"));
       $("translate-button").addEventListener("click", () => {
@@ -185,7 +186,7 @@ export class Voice {
     const panel = $("voice-speech-settings");
     if (!voiceSelect || !speedSelect || !panel) return;
     if (this.controls) this.controls.hidden = false;
-    if (!this.settings.transcription) {
+    if (!this.canRecord) {
       this.dictateButton.hidden = true;
       $("translate-button").hidden = true;
     }

@@ -332,3 +332,10 @@ def test_an_attached_recording_longer_than_the_limit_is_refused_at_upload(alice,
     with pytest.raises(AudioRefused) as refused:
         document_upload(user=alice, name="long.wav", data=wav_bytes(6.0))
     assert refused.value.code == "audio_too_long"
+
+
+def test_an_attached_recording_without_a_transcription_model_is_refused_at_upload(alice, upstream_model, fake_upstream):
+    with pytest.raises(NoProvider) as refused:
+        document_upload(user=alice, name="meeting.wav", data=wav_bytes(2.0))
+    assert refused.value.code == "voice_unavailable"
+    assert not Document.objects.exists() and not MediaFile.objects.exists()
