@@ -201,6 +201,22 @@ async def test_another_voice_or_speed_is_another_clip(alice, voice_models, fake_
     assert await SpeechClip.objects.filter(message=reply).acount() == 2
 
 
+async def test_the_first_bytes_are_relayed_before_the_provider_has_sent_the_whole_file(
+    alice, voice_models, fake_upstream
+):
+    reply = await sync_to_async(a_reply)(alice)
+    fake_upstream.speech_audio = mp3_bytes(4.0)
+    fake_upstream.speech_chunk = 500
+    audio = await speech_open(user=alice, message_id=reply.pk)
+    first = await anext(audio.chunks)
+
+    (request,) = fake_upstream.audio_requests("speech")
+    assert first and request.finished_at is None  # the provider is still sending
+    assert request.deltas_sent < len(fake_upstream.speech_audio) // 500
+    rest = b"".join([chunk async for chunk in audio.chunks])
+    assert first + rest == fake_upstream.speech_audio
+
+
 async def test_a_listener_who_leaves_early_is_billed_and_nothing_half_is_kept(alice, voice_models, fake_upstream):
     reply = await sync_to_async(a_reply)(alice)
     fake_upstream.speech_audio = mp3_bytes(4.0)
