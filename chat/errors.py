@@ -153,3 +153,19 @@ class ImageRefused(ParleyError):
 
     code = "image_refused"
     default_message = _("This image request cannot be made.")
+
+
+class AudioRefused(ParleyError):
+    """Audio Parley will not send to a provider; ``code`` says why (chat/media/audio.py):
+    ``audio_type_unsupported``, ``audio_unreadable``, ``audio_too_long``, ``audio_too_large``,
+    ``audio_empty``."""
+
+    code = "audio_refused"
+    default_message = _("This audio cannot be used.")
+
+
+class SpeechRefused(ParleyError):
+    """A reply that cannot be read aloud: ``speech_unavailable``, ``speech_too_long``, ``speech_empty``."""
+
+    code = "speech_refused"
+    default_message = _("This reply cannot be read aloud.")

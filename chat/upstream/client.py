@@ -65,8 +65,11 @@ from chat.upstream.wire import (
     raw_chunk,
     retry_after_seconds,
     retryable,
+    speech_body,
     status_error,
     stream_error,
+    transcription_fields,
+    transcription_text,
     validate_base_url,
 )
 
@@ -90,6 +93,8 @@ __all__ = [
     "moderations",
     "stream_chat",
     "stream_chunks",
+    "speech",
+    "transcribe",
     "validate_base_url",
 ]
 
@@ -608,6 +613,77 @@ async def images_from_image(
         cap=settings.PARLEY_IMAGE_MAX_RESPONSE_BYTES,
     )
     return images_result(data, most=int(fields.get("n") or 1))
+
+
+# --- audio ----------------------------------------------------------------------------------
+async def transcribe(
+    endpoint: Endpoint,
+    *,
+    model: str,
+    audio: bytes,
+    filename: str,
+    content_type: str,
+    translate: bool = False,
+    language: str = "",
+    max_retries: int | None = None,
+) -> str:
+    """``POST /audio/transcriptions`` (or ``/audio/translations``, into English) as a multipart
+    form: the text the provider heard."""
+    path = "audio/translations" if translate else "audio/transcriptions"
+    fields = transcription_fields(model=model, language="" if translate else language)
+    with _lease() as client:
+        request = client.build_request(
+            "POST",
+            endpoint.url(path),
+            data=fields,
+            files={"file": (filename, audio, content_type)},
+            headers=_headers(endpoint, "application/json"),
+            timeout=_timeout(endpoint),
+        )
+        response = await _send(client, endpoint, request, max_retries)
+        try:
+            data = await _read_json(response, endpoint)
+        finally:
+            await response.aclose()
+    if isinstance(data, dict) and data.get("error"):
+        raise stream_error(error_fields(data), endpoint)
+    return transcription_text(data)
+
+
+async def speech(
+    endpoint: Endpoint, *, model: str, text: str, voice: str, speed, max_retries: int | None = None
+) -> AsyncGenerator[bytes, None]:
+    """``POST /audio/speech``: the MP3 bytes as they arrive, to relay before the file is whole.
+
+    Retried only before the answer starts; close the generator (or cancel its consumer) to
+    close the request at once, like a chat stream.
+    """
+    body = speech_body(model=model, text=text, voice=voice, speed=speed)
+    with _lease() as client:
+        request = client.build_request(
+            "POST",
+            endpoint.url("audio/speech"),
+            json=body,
+            headers=_headers(endpoint, "audio/mpeg"),
+            timeout=_timeout(endpoint),
+        )
+        response = await _send(client, endpoint, request, max_retries)
+        try:
+            if "json" in response.headers.get("content-type", ""):
+                data = await _read_json(response, endpoint)  # an error reported with a 200
+                raise stream_error(error_fields(data), endpoint) if isinstance(data, dict) else bad_audio()
+            try:
+                async for chunk in response.aiter_bytes():
+                    if chunk:
+                        yield chunk
+            except httpx.HTTPError as exc:
+                raise _transport_error(exc, endpoint) from None
+        finally:
+            await response.aclose()
+
+
+def bad_audio() -> UpstreamError:
+    return UpstreamError(_("The model provider sent a response Parley could not read."), code="upstream_bad_response")
 
 
 # --- the member API: the provider's answers in OpenAI's shapes, passed through ----------------

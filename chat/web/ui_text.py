@@ -12,6 +12,18 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
 
 STRINGS = (
+    # static/app/voice.js
+    gettext_noop("Dictate"),
+    gettext_noop("Stop recording"),
+    gettext_noop("Recording… %(seconds)s s"),
+    gettext_noop("Recording for translation… %(seconds)s s"),
+    gettext_noop("Transcribing…"),
+    gettext_noop("No speech was heard."),
+    gettext_noop("Parley cannot use the microphone. Allow it in the browser's site settings."),
+    gettext_noop("Reply read aloud"),
+    gettext_noop("Read aloud"),
+    gettext_noop("Stop reading"),
+    gettext_noop("This reply could not be played."),
     gettext_noop("Previous version"),
     gettext_noop("Next version"),
     gettext_noop("Fork"),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.web import api, api_keys, documents, images, media, views
+from chat.web import api, api_keys, documents, images, media, views, voice
 
 app_name = "chat"
 
@@ -35,4 +35,7 @@ urlpatterns = [
     path("api/images/", images.image_create, name="api_images"),
     path("api/images/models/", images.image_models, name="api_image_models"),
     path("sources/<uuid:message_id>/<int:number>/", documents.passage, name="passage"),
+    path("api/voice/transcriptions/", voice.transcription_create, name="api_voice_transcriptions"),
+    path("api/voice/settings/", voice.voice_settings, name="api_voice_settings"),
+    path("api/messages/<uuid:message_id>/speech/", voice.message_speech, name="api_message_speech"),
 ]

@@ -11,6 +11,7 @@ import { Composer, SettingsPanel, setUpTheme, showBudget } from "./panels.js";
 import { Sidebar } from "./sidebar.js";
 import { Thread } from "./thread.js";
 import { config, conversationUrl, h, t } from "./util.js";
+import { Voice } from "./voice.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -60,6 +61,9 @@ function showConnection(connected) {
 }
 
 // --- the open conversation ---------------------------------------------------------------------------
+// Dictation and Read aloud, only where a granted model serves them (voice.js).
+const voice = new Voice({ notify });
+
 const thread = new Thread($("thread"), $("scroller"), {
   regenerate: (messageId) => sendFrame({ type: "regenerate", conversation_id: state.conversation.id, message_id: messageId }),
   edit: (messageId, content) => sendFrame({ type: "edit", conversation_id: state.conversation.id, message_id: messageId, content }),
@@ -69,6 +73,7 @@ const thread = new Thread($("thread"), $("scroller"), {
   openSettings: () => settings.open(),
   busyChanged: (busy) => composer.setBusy(busy),
   replyDone: () => refreshBudget(),
+  messageTools: (message) => voice.replyButtons(message),
 });
 
 let syncRequested = false;

@@ -30,7 +30,7 @@ const FINAL = new Set(["complete", "stopped", "interrupted", "error", "blocked"]
 
 export class Thread {
   // actions: {regenerate(messageId), edit(messageId, text), switchTo(messageId), fork(messageId),
-  //           sync(), openSettings(), busyChanged(busy), replyDone(message)}
+  //           sync(), openSettings(), busyChanged(busy), replyDone(message), messageTools(message)?}
   constructor(root, scroller, actions) {
     this.root = root;
     this.scroller = scroller;
@@ -420,6 +420,8 @@ export class Thread {
       if (message.status !== "streaming") {
         buttons.push(iconButton("fork", t("Fork"), () => this.actions.fork(message.id)));
       }
+      // Tools other modules add to a message (voice.js: Read aloud).
+      if (this.actions.messageTools) buttons.push(...this.actions.messageTools(message));
       view.footer.replaceChildren(...buttons);
     }
     this.actions.busyChanged(busy);

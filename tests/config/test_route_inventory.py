@@ -62,6 +62,9 @@ ROUTES = {
     "chat:api_documents": MEMBER,
     "chat:api_document": MEMBER,
     "chat:passage": MEMBER,
+    "chat:api_voice_transcriptions": MEMBER,
+    "chat:api_voice_settings": MEMBER,
+    "chat:api_message_speech": MEMBER,
     "chat:api_keys": MEMBER,
     "chat:api_key_revoke": MEMBER,
     # The member API: a member's token in the Authorization header, never a session (T46).
