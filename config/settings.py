@@ -384,7 +384,7 @@ PARLEY_UPSTREAM_READ_TIMEOUT = env.float("PARLEY_UPSTREAM_READ_TIMEOUT", default
 PARLEY_UPSTREAM_MAX_RETRIES = env.int("PARLEY_UPSTREAM_MAX_RETRIES", default=2)
 # The transport under the upstream client's httpx API: httpx's own (httpcore) or aiohttp's
 # (httpx-aiohttp); chat/upstream/client.py, docs/performance.md.
-PARLEY_UPSTREAM_TRANSPORT = env.str("PARLEY_UPSTREAM_TRANSPORT", default="httpx")
+PARLEY_UPSTREAM_TRANSPORT = env.str("PARLEY_UPSTREAM_TRANSPORT", default="aiohttp")
 if PARLEY_UPSTREAM_TRANSPORT not in ("httpx", "aiohttp"):
     raise ImproperlyConfigured(
         f"PARLEY_UPSTREAM_TRANSPORT must be httpx or aiohttp, not {PARLEY_UPSTREAM_TRANSPORT!r}."

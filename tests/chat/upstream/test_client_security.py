@@ -170,6 +170,8 @@ async def test_a_crash_inside_the_http_call_shows_no_key_on_the_debug_error_page
     endpoint, fake_upstream, monkeypatch, settings
 ):
     settings.DEBUG = True
+    # Patched below: httpx's own transport (the aiohttp crash is the test after this one).
+    settings.PARLEY_UPSTREAM_TRANSPORT = "httpx"
 
     async def crash(self, request):
         raise RuntimeError("the transport blew up")
@@ -227,3 +229,33 @@ def test_every_base_url_is_refused_with_a_reason_or_usable_by_the_http_client(ur
     # the request it will send, and knows the host it will connect to.
     request = upstream_client.httpx.Request("GET", endpoint.url("models"))
     assert request.url.host
+
+
+async def test_a_crash_inside_aiohttp_shows_no_key_on_the_debug_error_page(
+    endpoint,
+    fake_upstream,
+    monkeypatch,
+    settings,
+):
+    settings.DEBUG = True
+    settings.PARLEY_UPSTREAM_TRANSPORT = "aiohttp"
+
+    async def crash(self, request):
+        raise RuntimeError("the transport blew up")
+
+    monkeypatch.setattr("httpx_aiohttp.transport.AiohttpTransport.handle_async_request", crash)
+    try:
+        async for _event in upstream_client.stream_chat(endpoint, PAYLOAD):
+            pass
+    except RuntimeError:
+        exc_info = sys.exc_info()
+    else:
+        pytest.fail("the crash did not surface")
+
+    reporter = ExceptionReporter(None, *exc_info)
+    page = reporter.get_traceback_html()
+    assert "the transport blew up" in page and "stream_chat" in page
+    assert "Endpoint(base_url=" in page
+    assert_no_key(page)
+    assert_no_key(reporter.get_traceback_text())
+    assert_no_key(logging.Formatter().formatException(exc_info))
