@@ -420,6 +420,13 @@ PARLEY_DOCUMENT_LEASE_SECONDS = env.float("PARLEY_DOCUMENT_LEASE_SECONDS", defau
 PARLEY_EMBEDDING_MODEL = env.str("PARLEY_EMBEDDING_MODEL", default="")
 PARLEY_EMBEDDING_DIMENSIONS = env.int("PARLEY_EMBEDDING_DIMENSIONS", default=256)
 PARLEY_EMBEDDING_BATCH = env.int("PARLEY_EMBEDDING_BATCH", default=64)
+# Presets, prompts, folders and share links (chat/services/library.py): per-member limits, and
+# whether a share link opens for anyone with it (off: only signed-in members of this deployment).
+PARLEY_MAX_PRESETS = env.int("PARLEY_MAX_PRESETS", default=50)
+PARLEY_MAX_PROMPTS = env.int("PARLEY_MAX_PROMPTS", default=200)
+PARLEY_MAX_FOLDERS = env.int("PARLEY_MAX_FOLDERS", default=100)
+PARLEY_MAX_SHARE_LINKS = env.int("PARLEY_MAX_SHARE_LINKS", default=200)
+PARLEY_PUBLIC_SHARE_LINKS = env.bool("PARLEY_PUBLIC_SHARE_LINKS", default=False)
 # Ingestion jobs: django-tasks with its database backend; the worker is `manage.py db_worker`.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 

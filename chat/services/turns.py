@@ -101,7 +101,16 @@ def _set_content(message: Message, content: str, encoding: str) -> None:
 
 
 def message_save(
-    *, user, conversation_id, client_id, content, model_id=None, chat_settings=None, fresh_user=False, document_ids=None
+    *,
+    user,
+    conversation_id,
+    client_id,
+    content,
+    model_id=None,
+    chat_settings=None,
+    fresh_user=False,
+    document_ids=None,
+    preset_id=None,
 ) -> SavedTurn:
     """Save the member's message (creating the conversation if ``conversation_id`` is None).
 
@@ -115,7 +124,12 @@ def message_save(
         with transaction.atomic():
             try:
                 conversation = conversation_create(
-                    user=user, title=title, model_id=model_id, settings=chat_settings, fresh_user=fresh_user
+                    user=user,
+                    title=title,
+                    model_id=model_id,
+                    settings=chat_settings,
+                    fresh_user=fresh_user,
+                    preset_id=preset_id,
                 )
             except NoProvider:
                 # Keep the message even when no model is configured yet: it is saved, and the
@@ -178,7 +192,7 @@ class TurnStart:
 
 
 def turn_start(
-    *, user, conversation_id, client_id, content, model_id=None, chat_settings=None, document_ids=None
+    *, user, conversation_id, client_id, content, model_id=None, chat_settings=None, document_ids=None, preset_id=None
 ) -> TurnStart:
     """Save the member's message, then begin its reply: one call, so one trip to the database
     thread before the upstream request (docs/performance.md). ``user`` must be freshly read.
@@ -207,6 +221,7 @@ def turn_start(
         chat_settings=chat_settings,
         fresh_user=True,
         document_ids=document_ids,
+        preset_id=preset_id,
     )
     if saved.duplicate:
         return TurnStart(saved, None, None)

@@ -24,7 +24,7 @@ from chat import selectors
 from chat.core import grants
 from chat.core.budget import budget_status, month_begins, month_start
 from chat.errors import NotFound
-from chat.serializers import conversation_to_dict
+from chat.serializers import conversation_to_dict, folder_to_dict, preset_to_dict
 from chat.web.api import conversation_page, model_to_dict
 from chat.web.ui_text import catalog
 
@@ -48,6 +48,10 @@ def _app_context(request, *, conversation=None, sidebar=None) -> dict:
     config = {
         "conversation": conversation_to_dict(conversation) if conversation is not None else None,
         "sidebar": sidebar,
+        # One query each, whatever the number of conversations: a conversation names its
+        # folder by id (tests/chat/web/test_library.py counts them).
+        "folders": [folder_to_dict(f) for f in selectors.folders_for_user(user=user)],
+        "presets": [preset_to_dict(p, user=user) for p in selectors.presets_for_user(user=user)],
         "models": models,
         "defaults": user.chat_defaults or {},
         "budget": budget_summary(user),
@@ -63,6 +67,10 @@ def _app_context(request, *, conversation=None, sidebar=None) -> dict:
             "api_defaults": reverse("chat:api_defaults"),
             "api_budget": reverse("chat:api_budget"),
             "api_documents": reverse("chat:api_documents"),
+            "api_presets": reverse("chat:api_presets"),
+            "api_prompts": reverse("chat:api_prompts"),
+            "api_folders": reverse("chat:api_folders"),
+            "api_shares": reverse("chat:api_shares"),
             "sources": reverse("chat:passage", args=["00000000-0000-0000-0000-000000000000", 1]),
             "usage": reverse("chat:usage"),
             "login": reverse("login"),
@@ -76,6 +84,7 @@ def _app_context(request, *, conversation=None, sidebar=None) -> dict:
         "parley_config": config,
         "parley_i18n": catalog(),
         "suggestions": SUGGESTIONS,
+        "public_share_links": settings.PARLEY_PUBLIC_SHARE_LINKS,
     }
 
 

@@ -5,6 +5,7 @@
 // and ignores message frames until then, so a late frame of the previous conversation can
 // never land in the new one.
 import { Attachments } from "./attachments.js";
+import { LibraryDialog, PromptMenu, Presets, Sharing } from "./library.js";
 import { ChatSocket, api } from "./net.js";
 import { Composer, SettingsPanel, setUpTheme, showBudget } from "./panels.js";
 import { Sidebar } from "./sidebar.js";
@@ -106,6 +107,8 @@ function showHeader() {
   $("chat-title").textContent = title;
   document.title = conversation ? `${title} · Parley` : "Parley";
   $("empty-state").hidden = Boolean(conversation);
+  $("share-open").hidden = !conversation;
+  presets.show(conversation);
   const exportMenu = $("export-menu");
   exportMenu.hidden = !conversation;
   if (conversation) {
@@ -136,6 +139,7 @@ function newChat({ push = true } = {}) {
   state.conversation = null;
   state.ready = false;
   state.newChatSettings = null;
+  presets.reset();
   thread.clear();
   composer.setConversation(null);
   attachments.setConversation(null);
@@ -167,13 +171,24 @@ function send(text) {
   if (documentIds === null) return false;
   if (documentIds.length) frame.document_ids = documentIds;
   if (!conversationId) {
-    const chosen = state.newChatSettings || {};
-    const modelId = chosen.model_id ?? config.defaults.model_id;
-    if (modelId && config.models.some((m) => m.id === modelId)) frame.model_id = modelId;
-    // The chosen settings, else the member's defaults as this page knows them (they may have
-    // been changed in this page since the socket opened).
-    const { model_id: _ignored, ...rest } = state.newChatSettings || config.defaults || {};
-    if (Object.keys(rest).length) frame.settings = rest;
+    const presetId = presets.chosen();
+    if (presetId !== null) {
+      // The preset's model and settings, with only what the member chose for this chat on top.
+      frame.preset_id = presetId;
+      if (state.newChatSettings) {
+        const { model_id: modelId, ...rest } = state.newChatSettings;
+        if (modelId && config.models.some((m) => m.id === modelId)) frame.model_id = modelId;
+        frame.settings = rest;
+      }
+    } else {
+      const chosen = state.newChatSettings || {};
+      const modelId = chosen.model_id ?? config.defaults.model_id;
+      if (modelId && config.models.some((m) => m.id === modelId)) frame.model_id = modelId;
+      // The chosen settings, else the member's defaults as this page knows them (they may have
+      // been changed in this page since the socket opened).
+      const { model_id: _ignored, ...rest } = state.newChatSettings || config.defaults || {};
+      if (Object.keys(rest).length) frame.settings = rest;
+    }
   }
   const sent = socket.send(frame);
   attachments.clear();
@@ -346,6 +361,14 @@ const composer = new Composer({
   },
 });
 
+const presets = new Presets({ notify });
+const prompts = new PromptMenu($("message-input"), {
+  insert: (text, start, end) => composer.insertAt(text, start, end),
+  notify,
+});
+const library = new LibraryDialog({ presets, prompts, notify });
+const sharing = new Sharing({ current: () => (state.conversation ? state.conversation.id : null), notify });
+
 const settings = new SettingsPanel({
   current: () => ({ conversation: state.conversation && state.ready ? state.conversation : null, pending: state.newChatSettings }),
   save: async (values) => {
@@ -361,9 +384,19 @@ const settings = new SettingsPanel({
     const data = await api(config.urls.api_defaults, { method: "PUT", body: values });
     config.defaults = data.defaults;
   },
+  savePreset: async (name, values) => presets.create(name, values),
 });
 
 $("settings-open").addEventListener("click", () => settings.open());
+$("share-open").addEventListener("click", () => sharing.open());
+$("shares-open").addEventListener("click", () => {
+  closeMenus(null);
+  sharing.openList();
+});
+$("library-open").addEventListener("click", () => {
+  closeMenus(null);
+  library.open();
+});
 $("new-chat").addEventListener("click", (event) => {
   if (event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
   event.preventDefault();
