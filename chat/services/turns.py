@@ -319,7 +319,9 @@ def reply_begin(
                 passages=len(prompt.sources.chunks),
                 omitted_passages=prompt.sources.omitted,
                 # The prompt as built; the provider's own count replaces it when the reply ends.
-                prompt_tokens=prompt.prompt_tokens,
+                # Several answers are one request: its usage (the prompt once, every answer's
+                # tokens) is recorded on the first, so the others carry none of their own.
+                prompt_tokens=prompt.prompt_tokens if index == 0 else None,
                 created_at=now,
                 updated_at=now,
                 heartbeat_at=now,
