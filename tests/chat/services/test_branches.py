@@ -3,8 +3,8 @@ saved; the prompt replays the path to the message answered; a fork copies a path
 
 import pytest
 from django.db import connection
-from django.utils import timezone
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from chat.errors import Busy, NotFound
 from chat.models import Conversation, Message
