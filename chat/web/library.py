@@ -20,7 +20,13 @@ from chat.errors import NotFound
 from chat.serializers import folder_to_dict, preset_to_dict, prompt_to_dict, share_to_dict
 from chat.services import library
 from chat.web.api import _json_body, api_view
-from chat.web.ui_text import catalog
+from chat.web.ui_text import catalog, library_catalog
+
+
+@api_view("GET")
+def library_text(request):
+    """The translated strings of static/app/library.js, loaded with it when first used."""
+    return JsonResponse({"strings": library_catalog()})
 
 
 # --- presets ----------------------------------------------------------------------------------

@@ -12,37 +12,20 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
 
 STRINGS = (
-    # Presets, prompts, folders and share links (static/app/library.js, sidebar.js, shared.js).
+    # Folders and presets (sidebar.js, main.js) and the shared page (shared.js).
     gettext_noop("A name is required."),
     gettext_noop("Delete folder %(name)s"),
-    gettext_noop("Delete preset “%(name)s”"),
-    gettext_noop("Delete prompt “%(name)s”"),
     gettext_noop("Drag conversations here, or use “Move to folder”."),
-    gettext_noop("Fill in “%(title)s”"),
     gettext_noop("Folder name"),
     gettext_noop("Folder “%(name)s” deleted; its conversations are kept."),
-    gettext_noop("Loading…"),
     gettext_noop("Move to folder"),
-    gettext_noop("Name"),
     gettext_noop("New folder"),
-    gettext_noop("No folder"),
     gettext_noop("No preset"),
-    gettext_noop("No presets yet."),
-    gettext_noop("No prompt matches “%(query)s”."),
-    gettext_noop("No prompts yet."),
     gettext_noop("Preset “%(name)s” saved."),
     gettext_noop("Preset: %(name)s"),
     gettext_noop("Rename folder"),
     gettext_noop("Rename folder %(name)s"),
-    gettext_noop("Revoke"),
-    gettext_noop("Revoke link to “%(title)s”"),
-    gettext_noop("The link is revoked: it no longer opens."),
     gettext_noop("They said"),
-    gettext_noop("You have no share links."),
-    gettext_noop("Your prompt library is empty. Add prompts under Presets and prompts."),
-    gettext_noop("published to your group"),
-    gettext_noop("shared"),
-    gettext_noop("shared with your group"),
     gettext_noop("Previous version"),
     gettext_noop("Next version"),
     gettext_noop("Fork"),
@@ -128,6 +111,61 @@ STRINGS = (
     gettext_noop("unknown error"),
     gettext_noop("“%(title)s” and all its messages will be deleted. This cannot be undone."),
 )
+
+
+# The strings of static/app/library.js (the prompt library, share links, the library dialog),
+# sent with that module when it is first loaded (chat.web.library.library_text), not with every
+# page: the page's first load stays within its weight (tests/browser/test_page_weight.py).
+LIBRARY_STRINGS = (
+    gettext_noop(
+        "Anyone with the link can read a copy of this conversation as it is now. Later messages are not shared."
+    ),
+    gettext_noop("Close"),
+    gettext_noop("Copy link"),
+    gettext_noop("Create link"),
+    gettext_noop("Delete preset “%(name)s”"),
+    gettext_noop("Delete prompt “%(name)s”"),
+    gettext_noop("Fill in “%(title)s”"),
+    gettext_noop("Folder"),
+    gettext_noop("Insert"),
+    gettext_noop("Loading…"),
+    gettext_noop(
+        "Members of this Parley signed in with their account can read a copy of this conversation as it is now. Later messages are not shared."  # noqa: E501
+    ),
+    gettext_noop("Move"),
+    gettext_noop("Name"),
+    gettext_noop("New prompt"),
+    gettext_noop("No folder"),
+    gettext_noop("No presets yet."),
+    gettext_noop("No prompt matches “%(query)s”."),
+    gettext_noop("No prompts yet."),
+    gettext_noop("Presets"),
+    gettext_noop("Presets and prompts"),
+    gettext_noop("Prompt text"),
+    gettext_noop("Prompt title"),
+    gettext_noop("Prompts"),
+    gettext_noop("Revoke"),
+    gettext_noop("Revoke link to “%(title)s”"),
+    gettext_noop("Save"),
+    gettext_noop("Save a preset from the chat settings. Presets your admin published to your groups are listed too."),
+    gettext_noop("Save prompt"),
+    gettext_noop("Share conversation"),
+    gettext_noop("Share link"),
+    gettext_noop("The link is revoked: it no longer opens."),
+    gettext_noop(
+        "Type / in the message box to insert one. Write variables as {{name}}: you fill them in when you insert the prompt."  # noqa: E501
+    ),
+    gettext_noop("You have no share links."),
+    gettext_noop("Your prompt library is empty. Add prompts under Presets and prompts."),
+    gettext_noop("Your share links"),
+    gettext_noop("published to your group"),
+    gettext_noop("shared"),
+    gettext_noop("shared with your group"),
+)
+
+
+def library_catalog() -> dict:
+    return {text: _(text) for text in LIBRARY_STRINGS}
 
 
 def catalog() -> dict:

@@ -30,6 +30,7 @@ urlpatterns = [
     path("api/conversations/<uuid:conversation_id>/share/", library.conversation_share, name="api_share"),
     path("api/shares/", library.share_list, name="api_shares"),
     path("api/shares/<int:share_id>/", library.share_detail, name="api_share_detail"),
+    path("api/library-text/", library.library_text, name="api_library_text"),
     path("api/presets/", library.preset_list, name="api_presets"),
     path("api/presets/<int:preset_id>/", library.preset_detail, name="api_preset"),
     path("api/prompts/", library.prompt_list, name="api_prompts"),

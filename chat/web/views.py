@@ -58,6 +58,7 @@ def _app_context(request, *, conversation=None, sidebar=None) -> dict:
         "user": {"name": user.get_short_name() or user.get_username(), "is_staff": user.is_staff},
         "csrf_token": get_token(request),
         "max_message_chars": settings.PARLEY_MAX_MESSAGE_CHARS,
+        "public_share_links": settings.PARLEY_PUBLIC_SHARE_LINKS,
         "urls": {
             "socket": "/ws/chat/",
             "home": reverse("chat:home"),
@@ -71,6 +72,7 @@ def _app_context(request, *, conversation=None, sidebar=None) -> dict:
             "api_prompts": reverse("chat:api_prompts"),
             "api_folders": reverse("chat:api_folders"),
             "api_shares": reverse("chat:api_shares"),
+            "api_library_text": reverse("chat:api_library_text"),
             "sources": reverse("chat:passage", args=["00000000-0000-0000-0000-000000000000", 1]),
             "usage": reverse("chat:usage"),
             "login": reverse("login"),
@@ -84,7 +86,6 @@ def _app_context(request, *, conversation=None, sidebar=None) -> dict:
         "parley_config": config,
         "parley_i18n": catalog(),
         "suggestions": SUGGESTIONS,
-        "public_share_links": settings.PARLEY_PUBLIC_SHARE_LINKS,
     }
 
 

@@ -1,10 +1,14 @@
-// What a member keeps beside their conversations: presets ("New chat" offers them), the prompt
-// library ("/" in the composer), share links, and the small dialogs the sidebar's folders use.
-// Every list is drawn with DOM APIs (h), never HTML strings; names and texts are data.
+// What a member keeps beside their conversations, loaded when first used (the "/" menu, Share,
+// "Presets and prompts", a folder's dialogs), so the chat page's first load stays as light as
+// before them (tests/browser/test_page_weight.py): the prompt library with its "/" menu and
+// variables form, the library dialog, share links, and the small dialogs folders use.
+// Its dialogs are built here with DOM APIs (h), never HTML strings; names and texts are data.
 import { ApiError, api } from "./net.js";
-import { config, copyText, confirmCopied, h, t } from "./util.js";
+import { addCatalog, config, confirmCopied, copyText, h, t } from "./util.js";
 
-const $ = (id) => document.getElementById(id);
+// This module's strings come with it, not with the page.
+addCatalog((await api(config.urls.api_library_text)).strings);
+
 const message = (error) => (error instanceof ApiError || error instanceof Error ? error.message : String(error));
 
 function showError(node, text) {
@@ -12,27 +16,65 @@ function showError(node, text) {
   node.hidden = !text;
 }
 
-// --- small dialogs ---------------------------------------------------------------------------------
-// askName({title, label, value}) → the trimmed name, or null when cancelled. `save(name)` may
-// throw (a refused name): its message shows in the dialog, which stays open.
-export function askName({ title, label, value = "", save }) {
-  const dialog = $("name-dialog");
-  const form = $("name-form");
-  const input = $("name-input");
-  const error = $("name-error");
-  $("name-title").textContent = title;
-  $("name-label").textContent = label || t("Name");
-  input.value = value;
-  showError(error, "");
+let dialogs = 0;
+// A modal dialog named by its heading, added to the page once.
+function dialog(title, ...children) {
+  const id = `library-dialog-${++dialogs}`;
+  const heading = h("h2", { id: `${id}-title`, text: title });
+  const node = h("dialog", { class: "dialog", id, "aria-labelledby": heading.id }, heading, ...children);
+  document.body.append(node);
+  return { node, heading };
+}
+
+function field(label, control) {
+  control.id = control.id || `field-${Math.random().toString(36).slice(2)}`;
+  return h("div", { class: "field" }, h("label", { for: control.id, text: label }), control);
+}
+
+function actions(...buttons) {
+  return h("div", { class: "dialog-actions" }, h("span", { class: "spacer" }), ...buttons);
+}
+
+const button = (text, attrs = {}) => h("button", { type: "button", class: "secondary", text, ...attrs });
+
+// Show ``node`` (a dialog) until ``settle`` is called; Escape settles with ``cancelled``.
+function modal(node, cancelled) {
   return new Promise((resolve) => {
-    const done = (result) => {
-      form.removeEventListener("submit", submit);
-      $("name-cancel").removeEventListener("click", cancel);
-      dialog.removeEventListener("cancel", cancel);
-      if (dialog.open) dialog.close();
+    const onCancel = () => finish(cancelled);
+    const finish = (result) => {
+      node.removeEventListener("cancel", onCancel);
+      if (node.open) node.close();
       resolve(result);
     };
-    const submit = async (event) => {
+    node.addEventListener("cancel", onCancel);
+    node.showModal();
+    node.settle = finish;
+  });
+}
+
+// --- small dialogs ---------------------------------------------------------------------------------
+let nameParts = null;
+// askName({title, label, value, save}) → the name, or null when cancelled. `save(name)` may
+// throw (a refused name): its message shows in the dialog, which stays open.
+export function askName({ title, label, value = "", save }) {
+  if (!nameParts) {
+    const input = h("input", { type: "text", maxlength: 100, autocomplete: "off" });
+    const labelNode = h("label", {});
+    const error = h("p", { class: "error", role: "alert", hidden: true });
+    const cancel = button(t("Cancel"));
+    const form = h(
+      "form",
+      { novalidate: true },
+      h("div", { class: "field" }, labelNode, input),
+      error,
+      actions(cancel, h("button", { type: "submit", class: "primary", text: t("Save") })),
+    );
+    input.id = "name-input";
+    labelNode.setAttribute("for", input.id);
+    const { node, heading } = dialog("", form);
+    nameParts = { node, heading, input, labelNode, error, form, cancel };
+    cancel.addEventListener("click", () => node.settle(null));
+    form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const name = input.value.trim();
       if (!name) {
@@ -40,117 +82,54 @@ export function askName({ title, label, value = "", save }) {
         return;
       }
       try {
-        if (save) await save(name);
-        done(name);
+        if (nameParts.save) await nameParts.save(name);
+        node.settle(name);
       } catch (failure) {
         showError(error, message(failure));
       }
-    };
-    const cancel = () => done(null);
-    form.addEventListener("submit", submit);
-    $("name-cancel").addEventListener("click", cancel);
-    dialog.addEventListener("cancel", cancel);
-    dialog.showModal();
-    input.focus();
-    input.select();
-  });
+    });
+  }
+  const parts = nameParts;
+  parts.heading.textContent = title;
+  parts.labelNode.textContent = label || t("Name");
+  parts.input.value = value;
+  parts.save = save;
+  showError(parts.error, "");
+  const done = modal(parts.node, null);
+  parts.input.focus();
+  parts.input.select();
+  return done;
 }
 
+let moveParts = null;
 // askFolder(folders, currentId, title) → a folder id, null for "No folder", or undefined when cancelled.
 export function askFolder(folders, currentId, title) {
-  const dialog = $("move-dialog");
-  const form = $("move-form");
-  const select = $("move-folder");
-  $("move-lead").textContent = title;
-  select.replaceChildren(
-    new Option(t("No folder"), ""),
-    ...folders.map((folder) => new Option(folder.name, String(folder.id))),
-  );
-  select.value = currentId ? String(currentId) : "";
-  return new Promise((resolve) => {
-    const done = (result) => {
-      form.removeEventListener("submit", submit);
-      $("move-cancel").removeEventListener("click", cancel);
-      dialog.removeEventListener("cancel", cancel);
-      if (dialog.open) dialog.close();
-      resolve(result);
-    };
-    const submit = (event) => {
-      event.preventDefault();
-      done(select.value ? parseInt(select.value, 10) : null);
-    };
-    const cancel = () => done(undefined);
-    form.addEventListener("submit", submit);
-    $("move-cancel").addEventListener("click", cancel);
-    dialog.addEventListener("cancel", cancel);
-    dialog.showModal();
-    select.focus();
-  });
-}
-
-// --- presets ---------------------------------------------------------------------------------------
-export class Presets {
-  constructor({ notify }) {
-    this.notify = notify;
-    this.list = config.presets || [];
-    this.pick = $("preset-pick");
-    this.select = $("preset-select");
-    this.chip = $("chat-preset");
-    this.drawPicker();
-  }
-
-  drawPicker() {
-    const chosen = this.select.value;
-    this.select.replaceChildren(
-      new Option(t("No preset"), ""),
-      ...this.list.map((preset) => new Option(preset.name, String(preset.id))),
+  if (!moveParts) {
+    const select = h("select", { id: "move-folder" });
+    const lead = h("p", { class: "dialog-lead" });
+    const cancel = button(t("Cancel"));
+    const form = h(
+      "form",
+      { novalidate: true },
+      lead,
+      field(t("Folder"), select),
+      actions(cancel, h("button", { type: "submit", class: "primary", text: t("Move") })),
     );
-    this.select.value = this.list.some((p) => String(p.id) === chosen) ? chosen : "";
-    this.pick.hidden = this.list.length === 0;
-  }
-
-  // The preset chosen for the chat about to start (null: none).
-  chosen() {
-    return this.select.value ? parseInt(this.select.value, 10) : null;
-  }
-
-  reset() {
-    this.select.value = "";
-  }
-
-  // "Preset: …" under the title of a conversation started from one.
-  show(conversation) {
-    const name = conversation && conversation.preset_name;
-    this.chip.hidden = !name;
-    this.chip.textContent = name ? t("Preset: %(name)s", { name }) : "";
-  }
-
-  async refresh() {
-    try {
-      const data = await api(config.urls.api_presets);
-      this.list = data.presets;
-      this.drawPicker();
-    } catch (error) {
-      this.notify(message(error));
-    }
-  }
-
-  async create(name, values) {
-    const { model_id: modelId, system_prompt: systemPrompt, ...settings } = values;
-    const data = await api(config.urls.api_presets, {
-      method: "POST",
-      body: { name, model_id: modelId, system_prompt: systemPrompt, settings },
+    const { node } = dialog(t("Move to folder"), form);
+    moveParts = { node, select, lead };
+    cancel.addEventListener("click", () => node.settle(undefined));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      node.settle(select.value ? parseInt(select.value, 10) : null);
     });
-    this.list = [...this.list, data.preset].sort((a, b) => a.name.localeCompare(b.name));
-    this.drawPicker();
-    return data.preset;
   }
-
-  async remove(preset) {
-    await api(`${config.urls.api_presets}${preset.id}/`, { method: "DELETE" });
-    this.list = this.list.filter((p) => p.id !== preset.id);
-    this.drawPicker();
-  }
+  const { node, select, lead } = moveParts;
+  lead.textContent = title;
+  select.replaceChildren(new Option(t("No folder"), ""), ...folders.map((f) => new Option(f.name, String(f.id))));
+  select.value = currentId ? String(currentId) : "";
+  const done = modal(node, undefined);
+  select.focus();
+  return done;
 }
 
 // --- prompts: the "/" menu and the variables form ------------------------------------------------
@@ -159,7 +138,7 @@ export class PromptMenu {
   constructor(input, callbacks) {
     this.input = input;
     this.callbacks = callbacks;
-    this.menu = $("prompt-menu");
+    this.menu = document.getElementById("prompt-menu");
     this.prompts = null; // loaded at the first "/"
     this.loading = null;
     this.matches = [];
@@ -201,8 +180,7 @@ export class PromptMenu {
   }
 
   async update() {
-    const found = this.query();
-    if (!found) {
+    if (!this.query()) {
       this.close();
       return;
     }
@@ -213,12 +191,12 @@ export class PromptMenu {
       this.callbacks.notify(message(error));
       return;
     }
-    const again = this.query(); // the member may have typed on while the list loaded
-    if (!again) return;
-    this.slash = again.start;
-    this.matches = prompts.filter((p) => p.title.toLowerCase().includes(again.text)).slice(0, 8);
+    const found = this.query(); // the member may have typed on while the list loaded
+    if (!found) return;
+    this.slash = found.start;
+    this.matches = prompts.filter((p) => p.title.toLowerCase().includes(found.text)).slice(0, 8);
     this.active = 0;
-    this.draw(again.text);
+    this.draw(found.text);
   }
 
   draw(text) {
@@ -240,9 +218,10 @@ export class PromptMenu {
       ),
     );
     if (!items.length) {
-      items.push(
-        h("li", { class: "prompt-empty", role: "presentation", text: this.prompts.length ? t("No prompt matches “%(query)s”.", { query: text }) : t("Your prompt library is empty. Add prompts under Presets and prompts.") }),
-      );
+      const empty = this.prompts.length
+        ? t("No prompt matches “%(query)s”.", { query: text })
+        : t("Your prompt library is empty. Add prompts under Presets and prompts.");
+      items.push(h("li", { class: "prompt-empty", role: "presentation", text: empty }));
     }
     this.menu.replaceChildren(...items);
     this.menu.hidden = false;
@@ -296,98 +275,140 @@ export class PromptMenu {
   }
 }
 
+let fillParts = null;
 // The small form of a prompt's variables; the server fills them in (one definition of a
 // variable, chat/services/library.py). Resolves to the text, or null when cancelled.
 function fillVariables(prompt) {
-  const dialog = $("fill-dialog");
-  const form = $("fill-form");
-  const error = $("fill-error");
-  $("fill-title").textContent = t("Fill in “%(title)s”", { title: prompt.title });
-  const inputs = prompt.variables.map((name, index) => {
-    const id = `fill-${index}`;
-    const input = h("input", { id, type: "text", name, autocomplete: "off" });
-    return { name, input, field: h("div", { class: "field" }, h("label", { for: id, text: name }), input) };
-  });
-  $("fill-fields").replaceChildren(...inputs.map((entry) => entry.field));
-  showError(error, "");
-  return new Promise((resolve) => {
-    const done = (result) => {
-      form.removeEventListener("submit", submit);
-      $("fill-cancel").removeEventListener("click", cancel);
-      dialog.removeEventListener("cancel", cancel);
-      if (dialog.open) dialog.close();
-      resolve(result);
-    };
-    const submit = async (event) => {
+  if (!fillParts) {
+    const fields = h("div", {});
+    const error = h("p", { class: "error", role: "alert", hidden: true });
+    const cancel = button(t("Cancel"));
+    const form = h(
+      "form",
+      { novalidate: true },
+      fields,
+      error,
+      actions(cancel, h("button", { type: "submit", class: "primary", text: t("Insert") })),
+    );
+    const { node, heading } = dialog("", form);
+    fillParts = { node, heading, fields, error };
+    cancel.addEventListener("click", () => node.settle(null));
+    form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const values = Object.fromEntries(inputs.map((entry) => [entry.name, entry.input.value]));
+      const values = Object.fromEntries(fillParts.inputs.map((entry) => [entry.name, entry.input.value]));
       try {
-        const data = await api(`${config.urls.api_prompts}${prompt.id}/fill/`, { method: "POST", body: { values } });
-        done(data.text);
+        const data = await api(`${config.urls.api_prompts}${fillParts.prompt.id}/fill/`, { method: "POST", body: { values } });
+        node.settle(data.text);
       } catch (failure) {
         showError(error, message(failure));
       }
-    };
-    const cancel = () => done(null);
-    form.addEventListener("submit", submit);
-    $("fill-cancel").addEventListener("click", cancel);
-    dialog.addEventListener("cancel", cancel);
-    dialog.showModal();
-    if (inputs.length) inputs[0].input.focus();
-  });
+    });
+  }
+  const parts = fillParts;
+  parts.prompt = prompt;
+  parts.heading.textContent = t("Fill in “%(title)s”", { title: prompt.title });
+  parts.inputs = prompt.variables.map((name, index) => ({
+    name,
+    input: h("input", { id: `fill-${index}`, type: "text", name, autocomplete: "off" }),
+  }));
+  parts.fields.replaceChildren(...parts.inputs.map((entry) => field(entry.name, entry.input)));
+  showError(parts.error, "");
+  const done = modal(parts.node, null);
+  if (parts.inputs.length) parts.inputs[0].input.focus();
+  return done;
 }
 
 // --- the library dialog: the member's presets and prompts -----------------------------------------
 export class LibraryDialog {
+  // presets: {list, set(list)} (the "New chat" picker's list); prompts: the PromptMenu
   constructor({ presets, prompts, notify }) {
     this.presets = presets;
     this.prompts = prompts;
     this.notify = notify;
-    this.dialog = $("library-dialog");
-    this.presetList = $("library-presets");
-    this.promptList = $("library-prompts");
-    $("prompt-form").addEventListener("submit", (event) => {
+    const list = (labelId) => h("ul", { class: "library-list", "aria-labelledby": labelId });
+    this.presetList = list("library-presets-title");
+    this.promptList = list("library-prompts-title");
+    this.title = h("input", { type: "text", maxlength: 100, autocomplete: "off" });
+    this.body = h("textarea", { rows: 4, maxlength: 20000 });
+    this.error = h("p", { class: "error", role: "alert", hidden: true });
+    const form = h(
+      "form",
+      { class: "prompt-form", novalidate: true, "aria-labelledby": "prompt-form-title" },
+      h("h3", { id: "prompt-form-title", text: t("New prompt") }),
+      field(t("Prompt title"), this.title),
+      field(t("Prompt text"), this.body),
+      this.error,
+      actions(h("button", { type: "submit", class: "primary", text: t("Save prompt") })),
+    );
+    form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.addPrompt();
     });
+    const close = button(t("Close"));
+    this.node = dialog(
+      t("Presets and prompts"),
+      h("h3", { id: "library-presets-title", text: t("Presets") }),
+      h("p", { class: "help", text: t("Save a preset from the chat settings. Presets your admin published to your groups are listed too.") }),
+      this.presetList,
+      h("h3", { id: "library-prompts-title", text: t("Prompts") }),
+      h("p", { class: "help", text: t("Type / in the message box to insert one. Write variables as {{name}}: you fill them in when you insert the prompt.") }),
+      this.promptList,
+      form,
+      actions(close),
+    ).node;
+    close.addEventListener("click", () => this.node.settle());
   }
 
   async open() {
-    this.presets.refresh().then(() => this.drawPresets());
     this.drawPresets();
     this.promptList.replaceChildren(h("li", { class: "list-status", text: t("Loading…") }));
-    showError($("prompt-error"), "");
-    this.dialog.showModal();
-    this.prompts.invalidate();
+    showError(this.error, "");
+    modal(this.node);
     try {
+      this.presets.set((await api(config.urls.api_presets)).presets);
+      this.drawPresets();
+      this.prompts.invalidate();
       this.drawPrompts(await this.prompts.load());
     } catch (error) {
-      this.promptList.replaceChildren(h("li", { class: "error", text: message(error) }));
+      this.notify(message(error));
     }
+  }
+
+  row(name, mine, deleteLabel, remove, sharedText) {
+    return h(
+      "li",
+      { class: "library-item" },
+      h("span", { class: "library-name", text: name }),
+      mine
+        ? h("button", {
+            type: "button",
+            class: "secondary small",
+            "aria-label": deleteLabel,
+            text: t("Delete"),
+            onclick: async () => {
+              try {
+                await remove();
+              } catch (error) {
+                this.notify(message(error));
+              }
+            },
+          })
+        : h("span", { class: "library-shared", text: sharedText }),
+    );
   }
 
   drawPresets() {
     const rows = this.presets.list.map((preset) =>
-      h(
-        "li",
-        { class: "library-item" },
-        h("span", { class: "library-name", text: preset.name }),
-        preset.mine
-          ? h("button", {
-              type: "button",
-              class: "secondary small",
-              "aria-label": t("Delete preset “%(name)s”", { name: preset.name }),
-              text: t("Delete"),
-              onclick: async () => {
-                try {
-                  await this.presets.remove(preset);
-                  this.drawPresets();
-                } catch (error) {
-                  this.notify(message(error));
-                }
-              },
-            })
-          : h("span", { class: "library-shared", text: t("published to your group") }),
+      this.row(
+        preset.name,
+        preset.mine,
+        t("Delete preset “%(name)s”", { name: preset.name }),
+        async () => {
+          await api(`${config.urls.api_presets}${preset.id}/`, { method: "DELETE" });
+          this.presets.set(this.presets.list.filter((p) => p.id !== preset.id));
+          this.drawPresets();
+        },
+        t("published to your group"),
       ),
     );
     if (!rows.length) rows.push(h("li", { class: "list-status", text: t("No presets yet.") }));
@@ -396,27 +417,16 @@ export class LibraryDialog {
 
   drawPrompts(prompts) {
     const rows = prompts.map((prompt) =>
-      h(
-        "li",
-        { class: "library-item" },
-        h("span", { class: "library-name", text: prompt.title }),
-        prompt.mine
-          ? h("button", {
-              type: "button",
-              class: "secondary small",
-              "aria-label": t("Delete prompt “%(name)s”", { name: prompt.title }),
-              text: t("Delete"),
-              onclick: async () => {
-                try {
-                  await api(`${config.urls.api_prompts}${prompt.id}/`, { method: "DELETE" });
-                  this.prompts.invalidate();
-                  this.drawPrompts(await this.prompts.load());
-                } catch (error) {
-                  this.notify(message(error));
-                }
-              },
-            })
-          : h("span", { class: "library-shared", text: t("shared with your group") }),
+      this.row(
+        prompt.title,
+        prompt.mine,
+        t("Delete prompt “%(name)s”", { name: prompt.title }),
+        async () => {
+          await api(`${config.urls.api_prompts}${prompt.id}/`, { method: "DELETE" });
+          this.prompts.invalidate();
+          this.drawPrompts(await this.prompts.load());
+        },
+        t("shared with your group"),
       ),
     );
     if (!rows.length) rows.push(h("li", { class: "list-status", text: t("No prompts yet.") }));
@@ -424,80 +434,96 @@ export class LibraryDialog {
   }
 
   async addPrompt() {
-    const title = $("prompt-title");
-    const body = $("prompt-body");
     try {
-      await api(config.urls.api_prompts, { method: "POST", body: { title: title.value, body: body.value } });
-      title.value = "";
-      body.value = "";
-      showError($("prompt-error"), "");
+      await api(config.urls.api_prompts, { method: "POST", body: { title: this.title.value, body: this.body.value } });
+      this.title.value = "";
+      this.body.value = "";
+      showError(this.error, "");
       this.prompts.invalidate();
       this.drawPrompts(await this.prompts.load());
     } catch (error) {
-      showError($("prompt-error"), message(error));
+      showError(this.error, message(error));
     }
   }
 }
 
 // --- share links -------------------------------------------------------------------------------------
 export class Sharing {
-  constructor({ current, notify }) {
+  constructor({ current }) {
     this.current = current; // () → the open conversation's id, or null
-    this.notify = notify;
-    this.dialog = $("share-dialog");
-    this.listDialog = $("shares-dialog");
-    $("share-create").addEventListener("click", () => this.create());
-    $("share-copy").addEventListener("click", async (event) => {
-      const button = event.currentTarget;
-      if (await copyText($("share-url").value)) confirmCopied(button);
+    this.url = h("input", { type: "text", readonly: true });
+    this.result = field(t("Share link"), this.url);
+    this.result.hidden = true;
+    const copy = button(t("Copy link"));
+    this.result.append(copy);
+    this.error = h("p", { class: "error", role: "alert", hidden: true });
+    this.create = h("button", { type: "button", class: "primary", text: t("Create link") });
+    const listOpen = button(t("Your share links"));
+    const close = button(t("Close"));
+    const lead = config.public_share_links
+      ? t("Anyone with the link can read a copy of this conversation as it is now. Later messages are not shared.")
+      : t("Members of this Parley signed in with their account can read a copy of this conversation as it is now. Later messages are not shared.");
+    this.node = dialog(
+      t("Share conversation"),
+      h("p", { class: "dialog-lead", text: lead }),
+      this.result,
+      this.error,
+      h("div", { class: "dialog-actions" }, listOpen, h("span", { class: "spacer" }), close, this.create),
+    ).node;
+    this.create.addEventListener("click", () => this.createLink());
+    copy.addEventListener("click", async () => {
+      if (await copyText(this.url.value)) confirmCopied(copy);
     });
-    $("share-list-open").addEventListener("click", () => {
-      this.dialog.close();
+    close.addEventListener("click", () => this.node.settle());
+    listOpen.addEventListener("click", () => {
+      this.node.settle();
       this.openList();
     });
+    this.list = h("ul", { class: "library-list" });
+    this.status = h("p", { class: "list-status", role: "status" });
+    const listClose = button(t("Close"));
+    const listDialog = dialog(t("Your share links"), this.list, this.status, actions(listClose));
+    this.list.setAttribute("aria-labelledby", listDialog.heading.id);
+    this.listNode = listDialog.node;
+    listClose.addEventListener("click", () => this.listNode.settle());
   }
 
   open() {
-    $("share-result").hidden = true;
-    $("share-url").value = "";
-    showError($("share-error"), "");
-    this.dialog.showModal();
-    $("share-create").focus();
+    this.result.hidden = true;
+    this.url.value = "";
+    showError(this.error, "");
+    modal(this.node);
+    this.create.focus();
   }
 
-  async create() {
+  async createLink() {
     const id = this.current();
     if (!id) return;
     try {
       const data = await api(`${config.urls.api_conversations}${id}/share/`, { method: "POST" });
-      $("share-url").value = new URL(data.share.url, window.location.origin).href;
-      $("share-result").hidden = false;
-      showError($("share-error"), "");
-      $("share-url").select();
+      this.url.value = new URL(data.share.url, window.location.origin).href;
+      this.result.hidden = false;
+      showError(this.error, "");
+      this.url.select();
     } catch (error) {
-      showError($("share-error"), message(error));
+      showError(this.error, message(error));
     }
   }
 
   async openList() {
-    const list = $("shares-list");
-    const status = $("shares-status");
-    list.replaceChildren();
-    status.textContent = t("Loading…");
-    this.listDialog.showModal();
+    this.list.replaceChildren();
+    this.status.textContent = t("Loading…");
+    modal(this.listNode);
     try {
-      const data = await api(config.urls.api_shares);
-      this.drawList(data.shares);
+      this.drawList((await api(config.urls.api_shares)).shares);
     } catch (error) {
-      status.textContent = message(error);
+      this.status.textContent = message(error);
     }
   }
 
   drawList(shares) {
-    const list = $("shares-list");
-    const status = $("shares-status");
     const date = new Intl.DateTimeFormat(document.documentElement.lang || undefined, { dateStyle: "medium", timeStyle: "short" });
-    list.replaceChildren(
+    this.list.replaceChildren(
       ...shares.map((share) => {
         const title = share.title || t("Untitled conversation");
         return h(
@@ -514,16 +540,16 @@ export class Sharing {
               try {
                 await api(`${config.urls.api_shares}${share.id}/`, { method: "DELETE" });
                 this.drawList(shares.filter((s) => s.id !== share.id));
-                status.textContent = t("The link is revoked: it no longer opens.");
+                this.status.textContent = t("The link is revoked: it no longer opens.");
               } catch (error) {
-                status.textContent = message(error);
+                this.status.textContent = message(error);
               }
             },
           }),
         );
       }),
     );
-    if (!shares.length) status.textContent = t("You have no share links.");
-    else if (status.textContent === t("Loading…")) status.textContent = "";
+    if (!shares.length) this.status.textContent = t("You have no share links.");
+    else if (this.status.textContent === t("Loading…")) this.status.textContent = "";
   }
 }

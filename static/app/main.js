@@ -5,7 +5,6 @@
 // and ignores message frames until then, so a late frame of the previous conversation can
 // never land in the new one.
 import { Attachments } from "./attachments.js";
-import { LibraryDialog, PromptMenu, Presets, Sharing } from "./library.js";
 import { ChatSocket, api } from "./net.js";
 import { Composer, SettingsPanel, setUpTheme, showBudget } from "./panels.js";
 import { Sidebar } from "./sidebar.js";
@@ -361,13 +360,62 @@ const composer = new Composer({
   },
 });
 
-const presets = new Presets({ notify });
-const prompts = new PromptMenu($("message-input"), {
-  insert: (text, start, end) => composer.insertAt(text, start, end),
-  notify,
+// Presets: the "New chat" picker and the name under a conversation's title. The rest of the
+// library (the "/" prompt menu, share links, the library dialog) is static/app/library.js,
+// loaded when first used so the page's first load carries none of it.
+const presets = {
+  list: config.presets || [],
+  pick: $("preset-pick"),
+  select: $("preset-select"),
+  set(list) {
+    this.list = list;
+    const chosen = this.select.value;
+    this.select.replaceChildren(new Option(t("No preset"), ""), ...list.map((p) => new Option(p.name, String(p.id))));
+    this.select.value = list.some((p) => String(p.id) === chosen) ? chosen : "";
+    this.pick.hidden = list.length === 0;
+  },
+  chosen() {
+    return this.select.value ? parseInt(this.select.value, 10) : null;
+  },
+  reset() {
+    this.select.value = "";
+  },
+  show(conversation) {
+    const name = conversation && conversation.preset_name;
+    const chip = $("chat-preset");
+    chip.hidden = !name;
+    chip.textContent = name ? t("Preset: %(name)s", { name }) : "";
+  },
+};
+presets.set(presets.list);
+
+let library = null;
+function loadLibrary() {
+  library ||= import("./library.js").then((module) => {
+    const prompts = new module.PromptMenu($("message-input"), {
+      insert: (text, start, end) => composer.insertAt(text, start, end),
+      notify,
+    });
+    return {
+      prompts,
+      dialog: new module.LibraryDialog({ presets, prompts, notify }),
+      sharing: new module.Sharing({ current: () => (state.conversation ? state.conversation.id : null) }),
+    };
+  });
+  library.catch((error) => {
+    library = null;
+    notify(error.message || t("Something went wrong. Please try again."));
+  });
+  return library;
+}
+// The first "/" typed where a prompt may start loads the menu, which then follows the typing.
+$("message-input").addEventListener("input", (event) => {
+  if (library) return;
+  const input = event.target;
+  if (/(^|\s)\/[^\s/]*$/.test(input.value.slice(0, input.selectionStart))) {
+    loadLibrary().then((loaded) => loaded.prompts.update());
+  }
 });
-const library = new LibraryDialog({ presets, prompts, notify });
-const sharing = new Sharing({ current: () => (state.conversation ? state.conversation.id : null), notify });
 
 const settings = new SettingsPanel({
   current: () => ({ conversation: state.conversation && state.ready ? state.conversation : null, pending: state.newChatSettings }),
@@ -384,18 +432,26 @@ const settings = new SettingsPanel({
     const data = await api(config.urls.api_defaults, { method: "PUT", body: values });
     config.defaults = data.defaults;
   },
-  savePreset: async (name, values) => presets.create(name, values),
+  savePreset: async (name, values) => {
+    const { model_id: modelId, system_prompt: systemPrompt, ...rest } = values;
+    const data = await api(config.urls.api_presets, {
+      method: "POST",
+      body: { name, model_id: modelId, system_prompt: systemPrompt, settings: rest },
+    });
+    presets.set([...presets.list, data.preset].sort((a, b) => a.name.localeCompare(b.name)));
+    return data.preset;
+  },
 });
 
 $("settings-open").addEventListener("click", () => settings.open());
-$("share-open").addEventListener("click", () => sharing.open());
+$("share-open").addEventListener("click", () => loadLibrary().then((loaded) => loaded.sharing.open()));
 $("shares-open").addEventListener("click", () => {
   closeMenus(null);
-  sharing.openList();
+  loadLibrary().then((loaded) => loaded.sharing.openList());
 });
 $("library-open").addEventListener("click", () => {
   closeMenus(null);
-  library.open();
+  loadLibrary().then((loaded) => loaded.dialog.open());
 });
 $("new-chat").addEventListener("click", (event) => {
   if (event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;

@@ -2,7 +2,6 @@
 // member's folders (create, rename, delete, collapse, drag a conversation in or use "Move to
 // folder"), groups by date, rename, pin, delete with confirmation, and pages loaded as the
 // member scrolls.
-import { askFolder, askName } from "./library.js";
 import { ApiError, api } from "./net.js";
 import { config, conversationUrl, h, icon, iconButton, t } from "./util.js";
 
@@ -289,6 +288,7 @@ export class Sidebar {
   }
 
   async createFolder() {
+    const { askName } = await import("./library.js"); // loaded when first used
     await askName({
       title: t("New folder"),
       label: t("Folder name"),
@@ -301,6 +301,7 @@ export class Sidebar {
   }
 
   async renameFolder(folder) {
+    const { askName } = await import("./library.js");
     await askName({
       title: t("Rename folder"),
       label: t("Folder name"),
@@ -337,6 +338,7 @@ export class Sidebar {
 
   async moveToFolder(conversation) {
     const title = conversation.title || t("Untitled conversation");
+    const { askFolder } = await import("./library.js");
     const target = await askFolder([...this.folders.values()], conversation.folder_id, title);
     if (target === undefined || target === (conversation.folder_id ?? null)) return;
     await this.patch(conversation.id, { folder_id: target });

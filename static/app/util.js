@@ -12,6 +12,11 @@ const readJson = (id) => {
 export const config = readJson("parley-config");
 const catalog = readJson("i18n");
 
+// Strings of a module loaded later (static/app/library.js), from its own JSON catalog.
+export function addCatalog(entries) {
+  Object.assign(catalog, entries);
+}
+
 // t(text, values): gettext, with Python-style named placeholders such as %(name)s.
 export function t(text, values) {
   const entry = catalog[text];

@@ -62,6 +62,7 @@ ROUTES = {
     "chat:api_share": MEMBER,
     "chat:api_shares": MEMBER,
     "chat:api_share_detail": MEMBER,
+    "chat:api_library_text": MEMBER,
     "chat:api_presets": MEMBER,
     "chat:api_preset": MEMBER,
     "chat:api_prompts": MEMBER,

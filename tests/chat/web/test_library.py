@@ -259,3 +259,13 @@ def test_the_chat_page_shows_which_preset_a_conversation_started_from(alice_clie
     html = response.content.decode()
     assert re.search(r'id="chat-preset">Preset: Code &lt;b&gt;reviewer&lt;/b&gt;</p>', html)
     assert page_config(response)["conversation"]["preset_name"] == "Code <b>reviewer</b>"
+
+
+def test_the_library_module_gets_its_strings_when_it_loads_not_with_the_page(alice_client):
+    strings = alice_client.get(reverse("chat:api_library_text")).json()["strings"]
+    assert strings["Share conversation"] == "Share conversation"
+    page = page_config(alice_client.get(reverse("chat:new")))
+    assert page["urls"]["api_library_text"] == reverse("chat:api_library_text")
+    assert "Share conversation" not in alice_client.get(reverse("chat:new")).content.decode()
+    alice_client.cookies["django_language"] = "zh-hans"
+    assert alice_client.get(reverse("chat:api_library_text")).json()["strings"]["Share conversation"] == "分享对话"
