@@ -170,11 +170,11 @@ async def test_three_answers_stopped_midway_are_billed_for_what_every_answer_wro
     await tab.send_message("count slowly [[fake tokens=200 token_delay=0.05]]", settings={"n": 3})
     state = await tab.until_type("conversation.state")
     conversation_id = state["conversation"]["id"]
-    await tab.until(lambda frame: frame["type"] == "reply.delta")
+    await tab.until(lambda frame: frame["type"] == "reply.delta", timeout=30)
     await tab.send({"type": "stop", "conversation_id": conversation_id})
     finals = {}
     while len(finals) < 3:
-        message = await tab.reply()
+        message = await tab.reply(timeout=30)
         finals[message["id"]] = message
     assert {m["status"] for m in finals.values()} == {"stopped"}
     record = await database_sync_to_async(UsageRecord.objects.get)(kind="chat")
