@@ -164,14 +164,34 @@ LIBRARY_STRINGS = (
 )
 
 
+def _translated(texts) -> dict:
+    # Only what the language changes: t() shows the English key itself when it has no entry,
+    # so an English page carries no catalog to speak of (the HTML is sent uncompressed, and
+    # every byte of it counts in the first load, tests/browser/test_page_weight.py).
+    entries = {}
+    for text in texts:
+        translation = _(text)
+        if translation != text:
+            entries[text] = translation
+    return entries
+
+
 def library_catalog() -> dict:
-    return {text: _(text) for text in LIBRARY_STRINGS}
+    return _translated(LIBRARY_STRINGS)
+
+
+# The strings the modules pass to nt(), singular first.
+PLURALS = ("%(count)s earlier message was not sent: context limit",)
 
 
 def catalog() -> dict:
-    entries: dict = {text: _(text) for text in STRINGS}
+    entries: dict = _translated(STRINGS)
     # Plurals travel as [singular, plural] for the current language (en and zh-hans need no more).
-    entries["%(count)s earlier message was not sent: context limit"] = [
+    singular, plural = (
+        "%(count)s earlier message was not sent: context limit",
+        "%(count)s earlier messages were not sent: context limit",
+    )
+    forms = [
         ngettext(
             "%(count)s earlier message was not sent: context limit",
             "%(count)s earlier messages were not sent: context limit",
@@ -179,4 +199,6 @@ def catalog() -> dict:
         )
         for count in (1, 2)
     ]
+    if forms != [singular, plural]:
+        entries[singular] = forms
     return entries
