@@ -170,7 +170,9 @@ async def test_three_answers_stopped_midway_are_billed_for_what_every_answer_wro
     await tab.send_message("count slowly [[fake tokens=200 token_delay=0.05]]", settings={"n": 3})
     state = await tab.until_type("conversation.state")
     conversation_id = state["conversation"]["id"]
-    await tab.until(lambda frame: frame["type"] == "reply.delta", timeout=30)
+    second = state["choices"][1]["id"]
+    # Stopped once the second answer has written something too.
+    await tab.until(lambda frame: frame["type"] == "reply.delta" and frame["message_id"] == second, timeout=30)
     await tab.send({"type": "stop", "conversation_id": conversation_id})
     finals = {}
     while len(finals) < 3:
