@@ -70,6 +70,14 @@ def _sidebar_data():
         conversations_for(User.objects.create_user(f"sidebar-other-{n}", password=None), OTHER_CONVERSATIONS)
     member = User.objects.create_user("sidebar-member", password=None)
     conversations_for(member, CONVERSATIONS)
+    # Folders (issue 18): a third of the member's conversations filed in 10 of them, so the
+    # sidebar is measured with its folders; a conversation names its folder by id, no join.
+    from chat.models import Folder
+
+    folders = [Folder.objects.create(owner=member, name=f"Folder {n}") for n in range(10)]
+    ids = list(Conversation.objects.filter(owner=member).values_list("pk", flat=True))
+    for n, folder in enumerate(folders):
+        Conversation.objects.filter(pk__in=ids[n::30]).update(folder=folder)
     return member
 
 
@@ -104,6 +112,7 @@ def sidebar(runs: int) -> list[dict]:
         ("conversation_page, first page", lambda: conversation_page(user=member), True),
         ("conversation_page, next page (before cursor)", lambda: conversation_page(user=member, before=before), True),
         ("search “tune” (titles and message text)", lambda: conversation_page(user=member, query="tune"), False),
+        ("search “folder 3” (folder names too)", lambda: conversation_page(user=member, query="folder 3"), False),
     ]
     out = []
     for label, call, judged in calls:

@@ -169,3 +169,22 @@ class SpeechRefused(ParleyError):
 
     code = "speech_refused"
     default_message = _("This reply cannot be read aloud.")
+
+
+class LimitReached(ParleyError):
+    """A member has as many presets, prompts, folders or share links as the settings allow."""
+
+    code = "limit_reached"
+    default_message = _("You have reached the limit for these.")
+
+
+class InvalidName(BadRequest):
+    code = "invalid_name"
+    default_message = _("A name is required, and it must be at most 100 characters.")
+
+
+class InvalidPrompt(BadRequest):
+    # A prompt's text with a malformed {{variable}}, or a fill that names an unknown variable
+    # or leaves one out (``detail.variable``).
+    code = "invalid_prompt"
+    default_message = _("This prompt's variables are not written correctly.")

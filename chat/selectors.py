@@ -11,9 +11,10 @@ from django.db import connection
 from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, UUIDField, When
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
+from django.utils.translation import gettext as _
 
 from chat.errors import NotFound
-from chat.models import ApiToken, Citation, Conversation, Document, Message
+from chat.models import ApiToken, Citation, Conversation, Document, Folder, Message, Preset, Prompt, ShareLink
 
 
 def _as_uuid(value) -> uuid.UUID:
@@ -45,9 +46,12 @@ def api_token_for_user(*, user, token_id) -> ApiToken:
 
 def conversation_list(*, user, query: str = "", before=None, limit: int = 50) -> QuerySet[Conversation]:
     """The sidebar: pinned first, newest first, never loading message bodies."""
-    qs = Conversation.objects.filter(owner=user).only("id", "title", "pinned", "updated_at", "created_at")
+    qs = Conversation.objects.filter(owner=user).only("id", "title", "pinned", "folder_id", "updated_at", "created_at")
     if query:
-        qs = qs.filter(Q(title__icontains=query) | Q(messages__content__icontains=query)).distinct()
+        # The folder's name too: searching a folder's name finds the conversations filed in it.
+        qs = qs.filter(
+            Q(title__icontains=query) | Q(folder__name__icontains=query) | Q(messages__content__icontains=query)
+        ).distinct()
     if before is not None:
         qs = qs.filter(updated_at__lt=before, pinned=False)
     return qs.order_by("-pinned", "-updated_at")[:limit]
@@ -265,4 +269,85 @@ def citation_for_user(*, user, message_id, number) -> Citation:
             number=number,
         )
     except Citation.DoesNotExist:
+        raise NotFound() from None
+
+
+# --- presets, prompts, folders, share links (chat/services/library.py) ---
+
+
+def _int_id(value) -> int:
+    if isinstance(value, bool):
+        raise NotFound()
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise NotFound() from None
+
+
+def _seen_by(model, user) -> Q:
+    """The member's own rows and those published to a group they are in: one query, the
+    member's groups a subquery (as chat.core.grants does for models)."""
+    published = model.groups.through.objects.filter(group__user=user).values(f"{model._meta.model_name}_id")
+    return Q(owner=user) | Q(pk__in=published)
+
+
+def presets_for_user(*, user) -> list[Preset]:
+    """The presets "New chat" offers the member, by name. One query."""
+    return list(Preset.objects.filter(_seen_by(Preset, user)).order_by("name", "pk"))
+
+
+def preset_for_user(*, user, preset_id, own: bool = False) -> Preset:
+    """A preset the member may use (``own``: one they may change, their own)."""
+    rule = Q(owner=user) if own else _seen_by(Preset, user)
+    try:
+        return Preset.objects.filter(rule).get(pk=_int_id(preset_id))
+    except Preset.DoesNotExist:
+        raise NotFound(_("That preset does not exist.")) from None
+
+
+def prompts_for_user(*, user) -> list[Prompt]:
+    """The member's prompt library: their own and those shared with their groups. One query."""
+    return list(Prompt.objects.filter(_seen_by(Prompt, user)).order_by("title", "pk"))
+
+
+def prompt_for_user(*, user, prompt_id, own: bool = False) -> Prompt:
+    rule = Q(owner=user) if own else _seen_by(Prompt, user)
+    try:
+        return Prompt.objects.filter(rule).get(pk=_int_id(prompt_id))
+    except Prompt.DoesNotExist:
+        raise NotFound(_("That prompt does not exist.")) from None
+
+
+def folders_for_user(*, user) -> list[Folder]:
+    """The member's folders, by name: one query for the whole sidebar, whatever the number of
+    conversations (a conversation names its folder by id)."""
+    return list(Folder.objects.filter(owner=user).order_by("name", "created_at"))
+
+
+def folder_for_user(*, user, folder_id) -> Folder:
+    try:
+        return Folder.objects.get(pk=_int_id(folder_id), owner=user)
+    except Folder.DoesNotExist:
+        raise NotFound(_("That folder does not exist.")) from None
+
+
+def share_links_for_user(*, user) -> list[ShareLink]:
+    """The member's share links, newest first, without their snapshots."""
+    return list(ShareLink.objects.filter(owner=user).defer("messages").order_by("-created_at"))
+
+
+def share_link_for_user(*, user, share_id) -> ShareLink:
+    try:
+        return ShareLink.objects.defer("messages").get(pk=_int_id(share_id), owner=user)
+    except ShareLink.DoesNotExist:
+        raise NotFound(_("That share link does not exist.")) from None
+
+
+def share_link_by_token(*, token) -> ShareLink:
+    """The shared snapshot behind a link; a revoked (deleted) or made-up token is missing."""
+    if not isinstance(token, str) or not 20 <= len(token) <= 64:
+        raise NotFound()
+    try:
+        return ShareLink.objects.get(token=token)
+    except ShareLink.DoesNotExist:
         raise NotFound() from None

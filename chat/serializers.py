@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.urls import reverse
 
-from chat.models import Conversation, Document, Message
+from chat.models import Conversation, Document, Folder, Message, Preset, Prompt, ShareLink
 
 
 def conversation_to_dict(conversation: Conversation) -> dict:
@@ -29,6 +29,9 @@ def conversation_to_dict(conversation: Conversation) -> dict:
         "response_format": conversation.response_format,
         "current_leaf_id": None if conversation.current_leaf_id is None else str(conversation.current_leaf_id),
         "choosing": conversation.choosing,
+        "folder_id": conversation.folder_id,
+        # The preset it started from, by its name then ("" when none).
+        "preset_name": conversation.preset_name,
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
     }
@@ -108,4 +111,48 @@ def document_to_dict(document: Document) -> dict:
         "status": document.status,
         "error": error,
         "conversation_id": str(document.conversation_id) if document.conversation_id else None,
+    }
+
+
+def preset_to_dict(preset: Preset, *, user) -> dict:
+    return {
+        "id": preset.pk,
+        "name": preset.name,
+        "system_prompt": preset.system_prompt,
+        "model_id": preset.model_id,
+        "settings": preset.settings,
+        # The member's own (they may change it) or published to their group by an admin.
+        "mine": preset.owner_id == user.pk,
+    }
+
+
+def prompt_to_dict(prompt: Prompt, *, user) -> dict:
+    from chat.errors import InvalidPrompt
+    from chat.services.library import prompt_variables  # the one definition of a variable
+
+    try:
+        variables = prompt_variables(prompt.body)
+    except InvalidPrompt:  # saved before the rule (or by hand): inserted as plain text
+        variables = []
+    return {
+        "id": prompt.pk,
+        "title": prompt.title,
+        "body": prompt.body,
+        "variables": variables,
+        "mine": prompt.owner_id == user.pk,
+    }
+
+
+def folder_to_dict(folder: Folder) -> dict:
+    return {"id": folder.pk, "name": folder.name, "collapsed": folder.collapsed}
+
+
+def share_to_dict(share: ShareLink) -> dict:
+    """A share link as its owner sees it in their list (the snapshot itself is not included)."""
+    return {
+        "id": share.pk,
+        "title": share.title,
+        "url": reverse("chat:shared", args=[share.token]),
+        "conversation_id": None if share.conversation_id is None else str(share.conversation_id),
+        "created_at": share.created_at.isoformat(),
     }

@@ -441,6 +441,13 @@ PARLEY_VOICE_MAX_UPLOAD_BYTES = env.int("PARLEY_VOICE_MAX_UPLOAD_BYTES", default
 PARLEY_AUDIO_DOCUMENT_MAX_SECONDS = env.int("PARLEY_AUDIO_DOCUMENT_MAX_SECONDS", default=3 * 3600)
 # A reply read aloud: at most this many characters (OpenAI's /audio/speech takes 4,096).
 PARLEY_SPEECH_MAX_CHARACTERS = env.int("PARLEY_SPEECH_MAX_CHARACTERS", default=4096)
+# Presets, prompts, folders and share links (chat/services/library.py): per-member limits, and
+# whether a share link opens for anyone with it (off: only signed-in members of this deployment).
+PARLEY_MAX_PRESETS = env.int("PARLEY_MAX_PRESETS", default=50)
+PARLEY_MAX_PROMPTS = env.int("PARLEY_MAX_PROMPTS", default=200)
+PARLEY_MAX_FOLDERS = env.int("PARLEY_MAX_FOLDERS", default=100)
+PARLEY_MAX_SHARE_LINKS = env.int("PARLEY_MAX_SHARE_LINKS", default=200)
+PARLEY_PUBLIC_SHARE_LINKS = env.bool("PARLEY_PUBLIC_SHARE_LINKS", default=False)
 # Ingestion jobs: django-tasks with its database backend; the worker is `manage.py db_worker`.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 

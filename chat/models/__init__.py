@@ -4,6 +4,7 @@ from chat.models.api import TOKEN_PREFIX, ApiPolicy, ApiToken, token_hash
 from chat.models.catalog import ChatModel, ModelKind, Provider
 from chat.models.conversations import Conversation, Message
 from chat.models.documents import Chunk, Citation, Document
+from chat.models.library import Folder, Preset, Prompt, ShareLink
 from chat.models.media import MediaFile
 from chat.models.moderation import BlocklistEntry, ModerationEvent
 from chat.models.usage import Reservation, UsageKind, UsageMonth, UsageRecord
@@ -19,13 +20,17 @@ __all__ = [
     "Citation",
     "Conversation",
     "Document",
+    "Folder",
     "MediaFile",
     "Message",
     "ModelKind",
     "ModerationEvent",
+    "Preset",
+    "Prompt",
     "Provider",
     "Reservation",
     "SpeechClip",
+    "ShareLink",
     "UsageKind",
     "UsageMonth",
     "UsageRecord",

@@ -50,6 +50,16 @@ class Conversation(models.Model):
     pinned = models.BooleanField(default=False)
     # Set once a document is attached, so prompts of conversations without any never look for one.
     has_documents = models.BooleanField(default=False)
+    # The member's folder in the sidebar (chat.models.library.Folder); none: outside folders.
+    folder = models.ForeignKey(
+        "chat.Folder", null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
+    # The preset it started from, and that preset's name then (shown even after the preset is
+    # renamed or deleted).
+    preset = models.ForeignKey(
+        "chat.Preset", null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
+    preset_name = models.CharField(max_length=100, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -123,6 +133,10 @@ class Message(models.Model):
     # Refreshed by the reply's worker at every periodic save; a streaming message whose
     # heartbeat is stale belongs to a dead worker and is swept to ``interrupted``.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When the member last switched to this message as the end of the branch shown: switching
+    # back to a version shows the branch below it that was shown last, not merely the newest
+    # (chat.services.branches.branch_switch). Null: never switched to (its created_at counts).
+    shown_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at"]

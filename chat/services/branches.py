@@ -8,6 +8,7 @@ message or regenerating a reply adds a sibling (chat.services.turns); nothing he
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -57,17 +58,28 @@ _COPIED = (
 
 
 def branch_switch(*, user, conversation_id, message_id) -> Conversation:
-    """Show the branch through ``message_id``: the current leaf becomes the newest message
-    below it (itself when it has none). A reply streaming on another branch goes on."""
+    """Show the branch through ``message_id``: the current leaf becomes the message below it
+    (itself included) that was shown last, else the newest. A reply streaming on another
+    branch goes on.
+
+    "Shown last": every switch stamps the leaf it lands on (``shown_at``), and a message saved
+    later is newer still, so going back to a version returns to the sub-branch, or the answer
+    among several, the member was reading there, and the same one after a reload.
+    """
     conversation = conversation_for_user(user=user, conversation_id=conversation_id)
     message = message_for_user(user=user, conversation=conversation, message_id=message_id)
     leaf = (
         Message.objects.filter(conversation_id=conversation.pk, id__in=descendant_ids(message.pk))
-        .order_by("-created_at", "-choice")
+        .annotate(seen=Coalesce("shown_at", "created_at"))
+        .order_by("-seen", "-created_at", "-choice")
         .values_list("id", flat=True)
         .first()
     )
-    Conversation.objects.filter(pk=conversation.pk).update(current_leaf_id=leaf, choosing=False)
+    now = timezone.now()
+    with transaction.atomic():
+        if leaf is not None:
+            Message.objects.filter(pk=leaf).update(shown_at=now)
+        Conversation.objects.filter(pk=conversation.pk).update(current_leaf_id=leaf, choosing=False)
     conversation.current_leaf_id = leaf
     conversation.choosing = False
     return conversation

@@ -12,6 +12,7 @@ from chat import tokens
 from chat.core.grants import model_granted
 from chat.errors import BadRequest, InvalidSetting, ModelUnavailable, UnknownSetting
 from chat.models import Conversation
+from chat.selectors import folder_for_user, preset_for_user
 
 # Settings a member may change, with the type each must have. Anything else in a payload is
 # refused with ``unknown_setting`` (never silently dropped), so extra fields (owner, user_id,
@@ -143,6 +144,7 @@ def conversation_create(
     settings: dict | None = None,
     fresh_user: bool = False,
     first_message_id=None,
+    preset_id=None,
 ) -> Conversation:
     # ``first_message_id``: the id of the message the caller saves next, in the same
     # transaction, as the conversation's first; it is the leaf from the start (the foreign key
@@ -157,7 +159,19 @@ def conversation_create(
             get_user_model().objects.filter(pk=user.pk).values_list("chat_defaults", flat=True).first() or {}
         )
     default_model = defaults.pop("model_id", None)
-    if model_id in (None, "") and default_model is not None:
+    preset = None
+    if preset_id is not None:
+        # A preset the member may use (their own or one published to their group; any other
+        # is not found): its model and settings come before the member's defaults, and the
+        # settings chosen for this chat before both.
+        preset = preset_for_user(user=user, preset_id=preset_id)
+        defaults.update(preset.settings or {})
+        defaults["system_prompt"] = preset.system_prompt
+        if preset.model_id is not None:
+            default_model = preset.model_id
+    if model_id in (None, "") and preset is not None and preset.model_id is not None:
+        model = model_granted(user=user, model_id=preset.model_id)  # refused if not granted
+    elif model_id in (None, "") and default_model is not None:
         try:
             model = model_granted(user=user, model_id=default_model)
         except ModelUnavailable:
@@ -170,10 +184,13 @@ def conversation_create(
     conversation = Conversation(
         owner=user, title=title[:TITLE_MAX], model=model, current_leaf_id=first_message_id, **values
     )
+    if preset is not None:
+        conversation.preset = preset
+        conversation.preset_name = preset.name
     _check_bias_for_model(conversation)
     try:
         # validate_unique would query for the fresh random UUID: a round trip for nothing.
-        conversation.full_clean(exclude=["owner", "model", "current_leaf"], validate_unique=False)
+        conversation.full_clean(exclude=["owner", "model", "current_leaf", "preset", "folder"], validate_unique=False)
     except ValidationError as exc:
         raise BadRequest("; ".join(exc.messages)) from None
     conversation.save()
@@ -182,7 +199,7 @@ def conversation_create(
 
 def conversation_update(*, conversation: Conversation, values: dict) -> Conversation:
     """Rename, pin, change model or sampling settings. Unknown keys are refused (T06)."""
-    cleaned = _clean_settings(values, also=frozenset({"title", "pinned", "model_id"}))
+    cleaned = _clean_settings(values, also=frozenset({"title", "pinned", "model_id", "folder_id"}))
     fields = ["updated_at"]
     if "title" in values:
         if not isinstance(values["title"], str):
@@ -195,16 +212,24 @@ def conversation_update(*, conversation: Conversation, values: dict) -> Conversa
     if "model_id" in values:
         conversation.model = model_granted(user=conversation.owner, model_id=values["model_id"])
         fields.append("model")
+    if "folder_id" in values:
+        # Only into one of the owner's folders (another member's folder is not found); null
+        # takes it out of its folder.
+        folder_id = values["folder_id"]
+        conversation.folder = (
+            None if folder_id is None else folder_for_user(user=conversation.owner, folder_id=folder_id)
+        )
+        fields.append("folder")
     for name, value in cleaned.items():
         setattr(conversation, name, value)
     fields.extend(cleaned)
     _check_bias_for_model(conversation)
     try:
-        conversation.full_clean(exclude=["owner", "model", "current_leaf"])
+        conversation.full_clean(exclude=["owner", "model", "current_leaf", "preset", "folder"])
     except ValidationError as exc:
         raise BadRequest("; ".join(exc.messages)) from None
-    if "title" in fields or "pinned" in fields:
-        # Renaming or pinning is not activity: keep the sidebar order stable.
+    if "title" in fields or "pinned" in fields or "folder" in fields:
+        # Renaming, pinning or filing is not activity: keep the sidebar order stable.
         fields.remove("updated_at")
     else:
         conversation.updated_at = timezone.now()

@@ -102,7 +102,16 @@ def _set_content(message: Message, content: str, encoding: str) -> None:
 
 
 def message_save(
-    *, user, conversation_id, client_id, content, model_id=None, chat_settings=None, fresh_user=False, document_ids=None
+    *,
+    user,
+    conversation_id,
+    client_id,
+    content,
+    model_id=None,
+    chat_settings=None,
+    fresh_user=False,
+    document_ids=None,
+    preset_id=None,
 ) -> SavedTurn:
     """Save the member's message (creating the conversation if ``conversation_id`` is None).
 
@@ -123,6 +132,7 @@ def message_save(
                     settings=chat_settings,
                     fresh_user=fresh_user,
                     first_message_id=message_id,
+                    preset_id=preset_id,
                 )
             except NoProvider:
                 # Keep the message even when no model is configured yet: it is saved, and the
@@ -186,7 +196,7 @@ class TurnStart:
 
 
 def turn_start(
-    *, user, conversation_id, client_id, content, model_id=None, chat_settings=None, document_ids=None
+    *, user, conversation_id, client_id, content, model_id=None, chat_settings=None, document_ids=None, preset_id=None
 ) -> TurnStart:
     """Save the member's message, then begin its reply: one call, so one trip to the database
     thread before the upstream request (docs/performance.md). ``user`` must be freshly read.
@@ -215,6 +225,7 @@ def turn_start(
         chat_settings=chat_settings,
         fresh_user=True,
         document_ids=document_ids,
+        preset_id=preset_id,
     )
     if saved.duplicate:
         return TurnStart(saved, None, None)
@@ -312,7 +323,9 @@ def reply_begin(
                 passages=len(prompt.sources.chunks),
                 omitted_passages=prompt.sources.omitted,
                 # The prompt as built; the provider's own count replaces it when the reply ends.
-                prompt_tokens=prompt.prompt_tokens,
+                # Several answers are one request: its usage (the prompt once, every answer's
+                # tokens) is recorded on the first, so the others carry none of their own.
+                prompt_tokens=prompt.prompt_tokens if index == 0 else None,
                 created_at=now,
                 updated_at=now,
                 heartbeat_at=now,

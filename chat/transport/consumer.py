@@ -278,6 +278,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if model_id is not None and (not isinstance(model_id, int) or isinstance(model_id, bool)):
             raise BadRequest(_("The field “model_id” has the wrong type."), code="bad_frame")
         chat_settings = self._field(frame, "settings", dict, required=False)
+        preset_id = frame.get("preset_id")  # a new chat started from a preset (chat.services.library)
+        if preset_id is not None and (not isinstance(preset_id, int) or isinstance(preset_id, bool)):
+            raise BadRequest(_("The field “preset_id” has the wrong type."), code="bad_frame")
         # The session check, the message's save and the reply's start in one trip to the
         # database thread: each trip waits behind every other socket's queries (performance.md).
         start = await database_sync_to_async(self._send_in_thread)(
@@ -287,6 +290,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             model_id=model_id,
             chat_settings=chat_settings,
             document_ids=frame.get("document_ids") or None,  # files attached (chat/services/documents.py)
+            preset_id=preset_id,
         )
         if start is None:
             await self._end_session()

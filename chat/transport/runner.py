@@ -346,7 +346,11 @@ class ReplyRunner:
         text = self.text
         if self.usage is not None:
             prompt_tokens, completion_tokens, estimated = self.usage.prompt_tokens, self.usage.completion_tokens, False
-        elif self.length or status in (Message.Status.STOPPED, Message.Status.INTERRUPTED):
+        elif (
+            self.length
+            or any(choice.length for choice in self.others.values())  # n > 1: any answer wrote
+            or status in (Message.Status.STOPPED, Message.Status.INTERRUPTED)
+        ):
             # The stream ended without the provider's usage chunk (stop, cut): bill an
             # estimate of what was generated, flagged as such (T34b).
             encoding = tokens.encoding_name_for_model(self.model_id)

@@ -34,6 +34,21 @@ def _stale(cutoff):
     return Q(status=Message.Status.STREAMING) & (Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
 
 
+def _other_answers_tokens(message: Message, encoding: str) -> int:
+    """Tokens written by the other answers of ``message``'s turn (n > 1: siblings saved in the
+    same instant under the same question), when ``message`` is the first of them."""
+    if message.choice != 0:
+        return 0
+    others = Message.objects.filter(
+        conversation_id=message.conversation_id,
+        parent_id=message.parent_id,
+        created_at=message.created_at,
+        role=Message.Role.ASSISTANT,
+        choice__gt=0,
+    ).values_list("content", flat=True)
+    return sum(tokens.count_tokens(text, encoding) for text in others)
+
+
 def sweep_stale_replies(*, stale_seconds: float | None = None) -> int:
     seconds = settings.PARLEY_STALE_REPLY_SECONDS if stale_seconds is None else stale_seconds
     cutoff = timezone.now() - timedelta(seconds=seconds)
@@ -52,9 +67,13 @@ def sweep_stale_replies(*, stale_seconds: float | None = None) -> int:
             message.updated_at = timezone.now()
             prompt_tokens = message.prompt_tokens or 0
             message.prompt_tokens = None
+            # Several answers are one request whose reservation hangs on the first (choice 0):
+            # its settlement bills what every answer of the turn wrote, not only its own text
+            # (the others find no reservation and settle nothing).
+            written = message.token_count + _other_answers_tokens(message, encoding)
             call_settle(
                 message=message,
-                units=Units(input_tokens=prompt_tokens, output_tokens=message.token_count),
+                units=Units(input_tokens=prompt_tokens, output_tokens=written),
                 estimated=True,
             )
             message.save()

@@ -98,6 +98,7 @@ def conversation_summary(conversation) -> dict:
         "id": str(conversation.id),
         "title": conversation.title,
         "pinned": conversation.pinned,
+        "folder_id": conversation.folder_id,
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
     }

@@ -24,6 +24,20 @@ STRINGS = (
     gettext_noop("Read aloud"),
     gettext_noop("Stop reading"),
     gettext_noop("This reply could not be played."),
+    # Folders and presets (sidebar.js, main.js) and the shared page (shared.js).
+    gettext_noop("A name is required."),
+    gettext_noop("Delete folder %(name)s"),
+    gettext_noop("Drag conversations here, or use “Move to folder”."),
+    gettext_noop("Folder name"),
+    gettext_noop("Folder “%(name)s” deleted; its conversations are kept."),
+    gettext_noop("Move to folder"),
+    gettext_noop("New folder"),
+    gettext_noop("No preset"),
+    gettext_noop("Preset “%(name)s” saved."),
+    gettext_noop("Preset: %(name)s"),
+    gettext_noop("Rename folder"),
+    gettext_noop("Rename folder %(name)s"),
+    gettext_noop("They said"),
     gettext_noop("Previous version"),
     gettext_noop("Next version"),
     gettext_noop("Fork"),
@@ -126,10 +140,85 @@ STRINGS = (
 )
 
 
+# The strings of static/app/library.js (the prompt library, share links, the library dialog),
+# sent with that module when it is first loaded (chat.web.library.library_text), not with every
+# page: the page's first load stays within its weight (tests/browser/test_page_weight.py).
+LIBRARY_STRINGS = (
+    gettext_noop(
+        "Anyone with the link can read a copy of this conversation as it is now. Later messages are not shared."
+    ),
+    gettext_noop("Close"),
+    gettext_noop("Copy link"),
+    gettext_noop("Create link"),
+    gettext_noop("Delete preset “%(name)s”"),
+    gettext_noop("Delete prompt “%(name)s”"),
+    gettext_noop("Fill in “%(title)s”"),
+    gettext_noop("Folder"),
+    gettext_noop("Insert"),
+    gettext_noop("Loading…"),
+    gettext_noop(
+        "Members of this Parley signed in with their account can read a copy of this conversation as it is now. Later messages are not shared."  # noqa: E501
+    ),
+    gettext_noop("Move"),
+    gettext_noop("Name"),
+    gettext_noop("New prompt"),
+    gettext_noop("No folder"),
+    gettext_noop("No presets yet."),
+    gettext_noop("No prompt matches “%(query)s”."),
+    gettext_noop("No prompts yet."),
+    gettext_noop("Presets"),
+    gettext_noop("Presets and prompts"),
+    gettext_noop("Prompt text"),
+    gettext_noop("Prompt title"),
+    gettext_noop("Prompts"),
+    gettext_noop("Revoke"),
+    gettext_noop("Revoke link to “%(title)s”"),
+    gettext_noop("Save"),
+    gettext_noop("Save a preset from the chat settings. Presets your admin published to your groups are listed too."),
+    gettext_noop("Save prompt"),
+    gettext_noop("Share conversation"),
+    gettext_noop("Share link"),
+    gettext_noop("The link is revoked: it no longer opens."),
+    gettext_noop(
+        "Type / in the message box to insert one. Write variables as {{name}}: you fill them in when you insert the prompt."  # noqa: E501
+    ),
+    gettext_noop("You have no share links."),
+    gettext_noop("Your prompt library is empty. Add prompts under Presets and prompts."),
+    gettext_noop("Your share links"),
+    gettext_noop("published to your group"),
+    gettext_noop("shared"),
+    gettext_noop("shared with your group"),
+)
+
+
+def _translated(texts) -> dict:
+    # Only what the language changes: t() shows the English key itself when it has no entry,
+    # so an English page carries no catalog to speak of (the HTML is sent uncompressed, and
+    # every byte of it counts in the first load, tests/browser/test_page_weight.py).
+    entries = {}
+    for text in texts:
+        translation = _(text)
+        if translation != text:
+            entries[text] = translation
+    return entries
+
+
+def library_catalog() -> dict:
+    return _translated(LIBRARY_STRINGS)
+
+
+# The strings the modules pass to nt(), singular first.
+PLURALS = ("%(count)s earlier message was not sent: context limit",)
+
+
 def catalog() -> dict:
-    entries: dict = {text: _(text) for text in STRINGS}
+    entries: dict = _translated(STRINGS)
     # Plurals travel as [singular, plural] for the current language (en and zh-hans need no more).
-    entries["%(count)s earlier message was not sent: context limit"] = [
+    singular, plural = (
+        "%(count)s earlier message was not sent: context limit",
+        "%(count)s earlier messages were not sent: context limit",
+    )
+    forms = [
         ngettext(
             "%(count)s earlier message was not sent: context limit",
             "%(count)s earlier messages were not sent: context limit",
@@ -137,4 +226,6 @@ def catalog() -> dict:
         )
         for count in (1, 2)
     ]
+    if forms != [singular, plural]:
+        entries[singular] = forms
     return entries

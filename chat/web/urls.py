@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.web import api, api_keys, documents, images, media, views, voice
+from chat.web import api, api_keys, documents, images, library, media, views, voice
 
 app_name = "chat"
 
@@ -27,6 +27,18 @@ urlpatterns = [
         {"fmt": "json"},
         name="api_export_json",
     ),
+    path("api/conversations/<uuid:conversation_id>/share/", library.conversation_share, name="api_share"),
+    path("api/shares/", library.share_list, name="api_shares"),
+    path("api/shares/<int:share_id>/", library.share_detail, name="api_share_detail"),
+    path("api/library-text/", library.library_text, name="api_library_text"),
+    path("api/presets/", library.preset_list, name="api_presets"),
+    path("api/presets/<int:preset_id>/", library.preset_detail, name="api_preset"),
+    path("api/prompts/", library.prompt_list, name="api_prompts"),
+    path("api/prompts/<int:prompt_id>/", library.prompt_detail, name="api_prompt"),
+    path("api/prompts/<int:prompt_id>/fill/", library.prompt_fill, name="api_prompt_fill"),
+    path("api/folders/", library.folder_list, name="api_folders"),
+    path("api/folders/<int:folder_id>/", library.folder_detail, name="api_folder"),
+    path("s/<str:token>/", library.shared, name="shared"),
     path("api/models/", api.model_list, name="api_models"),
     path("api/defaults/", api.chat_defaults, name="api_defaults"),
     path("api/budget/", api.budget, name="api_budget"),

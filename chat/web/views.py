@@ -25,7 +25,7 @@ from chat.core import grants
 from chat.core.budget import budget_status, month_begins, month_start
 from chat.errors import NotFound
 from chat.models.voice import VOICES
-from chat.serializers import conversation_to_dict
+from chat.serializers import conversation_to_dict, folder_to_dict, preset_to_dict
 from chat.services.images import image_models_offered
 from chat.services.voice import voice_offered, voice_preferences
 from chat.web.api import conversation_page, model_to_dict
@@ -51,6 +51,10 @@ def _app_context(request, *, conversation=None, sidebar=None) -> dict:
     config = {
         "conversation": conversation_to_dict(conversation) if conversation is not None else None,
         "sidebar": sidebar,
+        # One query each, whatever the number of conversations: a conversation names its
+        # folder by id (tests/chat/web/test_library.py counts them).
+        "folders": [folder_to_dict(f) for f in selectors.folders_for_user(user=user)],
+        "presets": [preset_to_dict(p, user=user) for p in selectors.presets_for_user(user=user)],
         "models": models,
         "image_models": image_models_offered(user=user),
         "defaults": user.chat_defaults or {},
@@ -65,6 +69,7 @@ def _app_context(request, *, conversation=None, sidebar=None) -> dict:
             "preferences": voice_preferences(user=user),
             "max_recording_seconds": settings.PARLEY_VOICE_MAX_RECORDING_SECONDS,
         },
+        "public_share_links": settings.PARLEY_PUBLIC_SHARE_LINKS,
         "urls": {
             "socket": "/ws/chat/",
             "home": reverse("chat:home"),
@@ -75,6 +80,11 @@ def _app_context(request, *, conversation=None, sidebar=None) -> dict:
             "api_budget": reverse("chat:api_budget"),
             "api_documents": reverse("chat:api_documents"),
             "api_images": reverse("chat:api_images"),
+            "api_presets": reverse("chat:api_presets"),
+            "api_prompts": reverse("chat:api_prompts"),
+            "api_folders": reverse("chat:api_folders"),
+            "api_shares": reverse("chat:api_shares"),
+            "api_library_text": reverse("chat:api_library_text"),
             "sources": reverse("chat:passage", args=["00000000-0000-0000-0000-000000000000", 1]),
             "voice_transcriptions": reverse("chat:api_voice_transcriptions"),
             "voice_settings": reverse("chat:api_voice_settings"),

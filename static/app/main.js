@@ -112,6 +112,8 @@ function showHeader() {
   $("chat-title").textContent = title;
   document.title = conversation ? `${title} · Parley` : "Parley";
   $("empty-state").hidden = Boolean(conversation);
+  $("share-open").hidden = !conversation;
+  presets.show(conversation);
   const exportMenu = $("export-menu");
   exportMenu.hidden = !conversation;
   if (conversation) {
@@ -142,6 +144,7 @@ function newChat({ push = true } = {}) {
   state.conversation = null;
   state.ready = false;
   state.newChatSettings = null;
+  presets.reset();
   thread.clear();
   composer.setConversation(null);
   attachments.setConversation(null);
@@ -174,13 +177,24 @@ function send(text) {
   if (documentIds === null) return false;
   if (documentIds.length) frame.document_ids = documentIds;
   if (!conversationId) {
-    const chosen = state.newChatSettings || {};
-    const modelId = chosen.model_id ?? config.defaults.model_id;
-    if (modelId && config.models.some((m) => m.id === modelId)) frame.model_id = modelId;
-    // The chosen settings, else the member's defaults as this page knows them (they may have
-    // been changed in this page since the socket opened).
-    const { model_id: _ignored, ...rest } = state.newChatSettings || config.defaults || {};
-    if (Object.keys(rest).length) frame.settings = rest;
+    const presetId = presets.chosen();
+    if (presetId !== null) {
+      // The preset's model and settings, with only what the member chose for this chat on top.
+      frame.preset_id = presetId;
+      if (state.newChatSettings) {
+        const { model_id: modelId, ...rest } = state.newChatSettings;
+        if (modelId && config.models.some((m) => m.id === modelId)) frame.model_id = modelId;
+        frame.settings = rest;
+      }
+    } else {
+      const chosen = state.newChatSettings || {};
+      const modelId = chosen.model_id ?? config.defaults.model_id;
+      if (modelId && config.models.some((m) => m.id === modelId)) frame.model_id = modelId;
+      // The chosen settings, else the member's defaults as this page knows them (they may have
+      // been changed in this page since the socket opened).
+      const { model_id: _ignored, ...rest } = state.newChatSettings || config.defaults || {};
+      if (Object.keys(rest).length) frame.settings = rest;
+    }
   }
   const sent = socket.send(frame);
   attachments.clear();
@@ -370,6 +384,61 @@ const imageMode = new ImageMode({
   },
   notify,
   restore: (text) => composer.restore(text),
+// Presets: the "New chat" picker and the name under a conversation's title. The rest of the
+// library (the "/" prompt menu, share links, the library dialog) is static/app/library.js,
+// loaded when first used so the page's first load carries none of it.
+const presets = {
+  list: config.presets || [],
+  pick: $("preset-pick"),
+  select: $("preset-select"),
+  set(list) {
+    this.list = list;
+    const chosen = this.select.value;
+    this.select.replaceChildren(new Option(t("No preset"), ""), ...list.map((p) => new Option(p.name, String(p.id))));
+    this.select.value = list.some((p) => String(p.id) === chosen) ? chosen : "";
+    this.pick.hidden = list.length === 0;
+  },
+  chosen() {
+    return this.select.value ? parseInt(this.select.value, 10) : null;
+  },
+  reset() {
+    this.select.value = "";
+  },
+  show(conversation) {
+    const name = conversation && conversation.preset_name;
+    const chip = $("chat-preset");
+    chip.hidden = !name;
+    chip.textContent = name ? t("Preset: %(name)s", { name }) : "";
+  },
+};
+presets.set(presets.list);
+
+let library = null;
+function loadLibrary() {
+  library ||= import("./library.js").then((module) => {
+    const prompts = new module.PromptMenu($("message-input"), {
+      insert: (text, start, end) => composer.insertAt(text, start, end),
+      notify,
+    });
+    return {
+      prompts,
+      dialog: new module.LibraryDialog({ presets, prompts, notify }),
+      sharing: new module.Sharing({ current: () => (state.conversation ? state.conversation.id : null) }),
+    };
+  });
+  library.catch((error) => {
+    library = null;
+    notify(error.message || t("Something went wrong. Please try again."));
+  });
+  return library;
+}
+// The first "/" typed where a prompt may start loads the menu, which then follows the typing.
+$("message-input").addEventListener("input", (event) => {
+  if (library) return;
+  const input = event.target;
+  if (/(^|\s)\/[^\s/]*$/.test(input.value.slice(0, input.selectionStart))) {
+    loadLibrary().then((loaded) => loaded.prompts.update());
+  }
 });
 
 const settings = new SettingsPanel({
@@ -387,9 +456,27 @@ const settings = new SettingsPanel({
     const data = await api(config.urls.api_defaults, { method: "PUT", body: values });
     config.defaults = data.defaults;
   },
+  savePreset: async (name, values) => {
+    const { model_id: modelId, system_prompt: systemPrompt, ...rest } = values;
+    const data = await api(config.urls.api_presets, {
+      method: "POST",
+      body: { name, model_id: modelId, system_prompt: systemPrompt, settings: rest },
+    });
+    presets.set([...presets.list, data.preset].sort((a, b) => a.name.localeCompare(b.name)));
+    return data.preset;
+  },
 });
 
 $("settings-open").addEventListener("click", () => settings.open());
+$("share-open").addEventListener("click", () => loadLibrary().then((loaded) => loaded.sharing.open()));
+$("shares-open").addEventListener("click", () => {
+  closeMenus(null);
+  loadLibrary().then((loaded) => loaded.sharing.openList());
+});
+$("library-open").addEventListener("click", () => {
+  closeMenus(null);
+  loadLibrary().then((loaded) => loaded.dialog.open());
+});
 $("new-chat").addEventListener("click", (event) => {
   if (event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
   event.preventDefault();

@@ -90,6 +90,14 @@ export class Composer {
     this.grow();
   }
 
+  // Put `text` in place of the characters start..end (a "/prompt" being typed).
+  insertAt(text, start, end) {
+    this.input.setRangeText(text, start, end, "end");
+    this.grow();
+    this.saveDraft();
+    this.input.focus();
+  }
+
   saveDraft() {
     const store = storage();
     if (!store) return;
@@ -154,6 +162,31 @@ export class SettingsPanel {
     });
     document.getElementById("settings-defaults").addEventListener("click", () => this.commit(this.callbacks.saveDefaults));
     document.getElementById("settings-cancel").addEventListener("click", () => this.dialog.close());
+    document.getElementById("settings-preset").addEventListener("click", () => this.savePreset());
+  }
+
+  // "Save as preset": these settings and model under a name, offered by "New chat" from now on.
+  async savePreset() {
+    const nameInput = document.getElementById("set-preset-name");
+    const saved = document.getElementById("settings-saved");
+    saved.textContent = "";
+    let values;
+    try {
+      values = this.read();
+      if (!nameInput.value.trim()) throw new Error(t("A name is required."));
+    } catch (error) {
+      this.showError(error.message);
+      nameInput.focus();
+      return;
+    }
+    try {
+      const preset = await this.callbacks.savePreset(nameInput.value.trim(), values);
+      this.error.hidden = true;
+      nameInput.value = "";
+      saved.textContent = t("Preset “%(name)s” saved.", { name: preset.name });
+    } catch (error) {
+      this.showError(error.message);
+    }
   }
 
   fillModels() {
@@ -193,6 +226,7 @@ export class SettingsPanel {
     document.getElementById("set-prefer-strength").value = preferred.length ? String(preferred[0].bias) : "";
     this.showBias();
     this.error.hidden = true;
+    document.getElementById("settings-saved").textContent = "";
     this.dialog.showModal();
   }
 

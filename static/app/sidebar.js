@@ -1,7 +1,11 @@
-// The conversation list: New chat, search over titles and message text, groups by date,
-// rename, pin, delete with confirmation, and pages loaded as the member scrolls.
+// The conversation list: New chat, search over titles, folder names and message text, the
+// member's folders (create, rename, delete, collapse, drag a conversation in or use "Move to
+// folder"), groups by date, rename, pin, delete with confirmation, and pages loaded as the
+// member scrolls.
 import { ApiError, api } from "./net.js";
-import { config, conversationUrl, h, iconButton, t } from "./util.js";
+import { config, conversationUrl, h, icon, iconButton, t } from "./util.js";
+
+const DRAG_TYPE = "application/x-parley-conversation";
 
 const DAY = 24 * 60 * 60 * 1000;
 
@@ -33,6 +37,8 @@ export class Sidebar {
     this.callbacks = callbacks;
     this.root = document.getElementById("sidebar");
     this.groups = document.getElementById("conversation-groups");
+    this.folderBox = document.getElementById("conversation-folders");
+    this.folders = new Map((config.folders || []).map((folder) => [folder.id, folder]));
     this.status = document.getElementById("list-status");
     this.more = document.getElementById("load-more");
     this.search = document.getElementById("search-input");
@@ -58,6 +64,9 @@ export class Sidebar {
       }
     });
     this.more.addEventListener("click", () => this.loadMore());
+    document.getElementById("new-folder").addEventListener("click", () => this.createFolder());
+    // Dropping a conversation outside every folder takes it out of its folder.
+    this.dropTarget(this.groups, () => null);
     if ("IntersectionObserver" in window) {
       new IntersectionObserver((entries) => {
         if (entries.some((entry) => entry.isIntersecting)) this.loadMore();
@@ -114,6 +123,7 @@ export class Sidebar {
       id: conversation.id,
       title: conversation.title,
       pinned: conversation.pinned,
+      folder_id: conversation.folder_id === undefined ? known.folder_id ?? null : conversation.folder_id,
       created_at: conversation.created_at || known.created_at,
       updated_at: conversation.updated_at || known.updated_at,
     };
@@ -134,7 +144,7 @@ export class Sidebar {
 
   setActive(id) {
     this.activeId = id;
-    for (const link of this.groups.querySelectorAll("a.conversation-link")) {
+    for (const link of this.root.querySelectorAll("a.conversation-link")) {
       if (link.dataset.id === id) link.setAttribute("aria-current", "page");
       else link.removeAttribute("aria-current");
     }
@@ -169,7 +179,12 @@ export class Sidebar {
       (a, b) => Number(b.pinned) - Number(a.pinned) || (a.updated_at < b.updated_at ? 1 : a.updated_at > b.updated_at ? -1 : 0),
     );
     const buckets = new Map(GROUPS.map(([key]) => [key, []]));
-    for (const conversation of sorted) buckets.get(groupOf(conversation, today)).push(conversation);
+    const filed = new Map([...this.folders.keys()].map((id) => [id, []]));
+    for (const conversation of sorted) {
+      if (filed.has(conversation.folder_id)) filed.get(conversation.folder_id).push(conversation);
+      else buckets.get(groupOf(conversation, today)).push(conversation);
+    }
+    this.drawFolders(filed);
     const sections = [];
     for (const [key, label] of GROUPS) {
       const list = buckets.get(key);
@@ -186,7 +201,7 @@ export class Sidebar {
     }
     this.groups.replaceChildren(...sections);
     this.more.hidden = !this.nextBefore;
-    if (!sorted.length) {
+    if (!sorted.length && !this.folderBox.childElementCount) {
       this.status.textContent = this.query
         ? t("No conversations match “%(query)s”.", { query: this.query })
         : t("Your conversations will appear here.");
@@ -195,12 +210,152 @@ export class Sidebar {
     }
   }
 
+  // --- folders ---------------------------------------------------------------------------------------
+  drawFolders(filed) {
+    const query = this.query.toLowerCase();
+    const sections = [];
+    const folders = [...this.folders.values()].sort((a, b) => a.name.localeCompare(b.name));
+    for (const folder of folders) {
+      const list = filed.get(folder.id);
+      // While searching, a folder shows when its name matches or it holds a result.
+      if (query && !list.length && !folder.name.toLowerCase().includes(query)) continue;
+      const headingId = `folder-${folder.id}`;
+      const listId = `folder-list-${folder.id}`;
+      const open = !folder.collapsed || Boolean(query);
+      const section = h(
+        "section",
+        { class: `conversation-group folder${open ? "" : " collapsed"}`, "aria-labelledby": headingId, "data-folder-id": folder.id },
+        h(
+          "div",
+          { class: "folder-head" },
+          h(
+            "h2",
+            { class: "group-title folder-title" },
+            h(
+              "button",
+              {
+                type: "button",
+                class: "folder-toggle",
+                id: headingId,
+                "aria-expanded": open ? "true" : "false",
+                "aria-controls": listId,
+                onclick: () => this.updateFolder(folder, { collapsed: !folder.collapsed }),
+              },
+              icon("folder"),
+              h("span", { text: folder.name }),
+              h("span", { class: "folder-count", text: list.length ? ` (${list.length})` : "" }),
+            ),
+          ),
+          h(
+            "div",
+            { class: "item-actions" },
+            iconButton("rename", t("Rename folder %(name)s", { name: folder.name }), () => this.renameFolder(folder)),
+            iconButton("trash", t("Delete folder %(name)s", { name: folder.name }), () => this.deleteFolder(folder)),
+          ),
+        ),
+        h(
+          "ul",
+          { class: "conversation-list", id: listId, hidden: !open },
+          list.length ? list.map((conversation) => this.item(conversation)) : h("li", { class: "folder-empty", text: t("Drag conversations here, or use “Move to folder”.") }),
+        ),
+      );
+      this.dropTarget(section, () => folder.id);
+      sections.push(section);
+    }
+    this.folderBox.replaceChildren(...sections);
+  }
+
+  dropTarget(node, folderId) {
+    node.addEventListener("dragover", (event) => {
+      if (!event.dataTransfer.types.includes(DRAG_TYPE)) return;
+      event.preventDefault(); // allows the drop
+      event.stopPropagation();
+      event.dataTransfer.dropEffect = "move";
+      node.classList.add("drop-here");
+    });
+    node.addEventListener("dragleave", (event) => {
+      if (!node.contains(event.relatedTarget)) node.classList.remove("drop-here");
+    });
+    node.addEventListener("drop", (event) => {
+      const id = event.dataTransfer.getData(DRAG_TYPE);
+      node.classList.remove("drop-here");
+      if (!id || !this.items.has(id)) return;
+      event.preventDefault();
+      event.stopPropagation();
+      const target = folderId();
+      if ((this.items.get(id).folder_id ?? null) !== target) this.patch(id, { folder_id: target });
+    });
+  }
+
+  async createFolder() {
+    const { askName } = await import("./library.js"); // loaded when first used
+    await askName({
+      title: t("New folder"),
+      label: t("Folder name"),
+      save: async (name) => {
+        const data = await api(config.urls.api_folders, { method: "POST", body: { name } });
+        this.folders.set(data.folder.id, data.folder);
+        this.render();
+      },
+    });
+  }
+
+  async renameFolder(folder) {
+    const { askName } = await import("./library.js");
+    await askName({
+      title: t("Rename folder"),
+      label: t("Folder name"),
+      value: folder.name,
+      save: async (name) => {
+        if (name !== folder.name) await this.updateFolder(folder, { name }, { quiet: false });
+      },
+    });
+  }
+
+  async updateFolder(folder, values, { quiet = true } = {}) {
+    try {
+      const data = await api(`${config.urls.api_folders}${folder.id}/`, { method: "PATCH", body: values });
+      this.folders.set(folder.id, data.folder);
+      this.render();
+      if (values.collapsed !== undefined) document.getElementById(`folder-${folder.id}`)?.focus();
+    } catch (error) {
+      if (!quiet) throw error;
+      this.callbacks.notify(error.message);
+    }
+  }
+
+  async deleteFolder(folder) {
+    try {
+      await api(`${config.urls.api_folders}${folder.id}/`, { method: "DELETE" });
+      this.folders.delete(folder.id);
+      for (const item of this.items.values()) if (item.folder_id === folder.id) item.folder_id = null;
+      this.render();
+      this.callbacks.notify(t("Folder “%(name)s” deleted; its conversations are kept.", { name: folder.name }));
+    } catch (error) {
+      this.callbacks.notify(error.message);
+    }
+  }
+
+  async moveToFolder(conversation) {
+    const title = conversation.title || t("Untitled conversation");
+    const { askFolder } = await import("./library.js");
+    const target = await askFolder([...this.folders.values()], conversation.folder_id, title);
+    if (target === undefined || target === (conversation.folder_id ?? null)) return;
+    await this.patch(conversation.id, { folder_id: target });
+    this.root.querySelector(`a[data-id="${conversation.id}"]`)?.focus();
+  }
+
   item(conversation) {
     const title = conversation.title || t("Untitled conversation");
     const link = h("a", {
       class: "conversation-link",
       href: conversationUrl(conversation.id),
       "data-id": conversation.id,
+      draggable: "true",
+      ondragstart: (event) => {
+        event.dataTransfer.setData(DRAG_TYPE, conversation.id);
+        event.dataTransfer.effectAllowed = "move";
+      },
       "aria-current": conversation.id === this.activeId ? "page" : null,
       text: title,
       title,
@@ -225,6 +380,7 @@ export class Sidebar {
         iconButton("pin", conversation.pinned ? t("Unpin") : t("Pin"), () => this.patch(conversation.id, { pinned: !conversation.pinned }), {
           "aria-pressed": conversation.pinned ? "true" : "false",
         }),
+        iconButton("folder", t("Move to folder"), () => this.moveToFolder(conversation)),
         iconButton("trash", t("Delete"), () => this.askDelete(conversation)),
       ),
     );
@@ -243,7 +399,7 @@ export class Sidebar {
       const title = input.value.trim();
       if (save && title && title !== conversation.title) await this.patch(conversation.id, { title });
       else this.render();
-      this.groups.querySelector(`a[data-id="${conversation.id}"]`)?.focus();
+      this.root.querySelector(`a[data-id="${conversation.id}"]`)?.focus();
     };
     input.addEventListener("keydown", (event) => {
       if (event.key === "Enter") {

@@ -12,6 +12,11 @@ const readJson = (id) => {
 export const config = readJson("parley-config");
 const catalog = readJson("i18n");
 
+// Strings of a module loaded later (static/app/library.js), from its own JSON catalog.
+export function addCatalog(entries) {
+  Object.assign(catalog, entries);
+}
+
 // t(text, values): gettext, with Python-style named placeholders such as %(name)s.
 export function t(text, values) {
   const entry = catalog[text];
@@ -61,6 +66,7 @@ const ICONS = {
   trash: "M4 7h16M10 11v6M14 11v6M6 7l1 13h10l1-13M9 7V4h6v3",
   info: "M12 16v-5M12 8h.01M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18z",
   fork: "M6 3v6a6 6 0 0 0 6 6h0a6 6 0 0 1 6 6M18 3v18M6 21v-6",
+  folder: "M3 6h6l2 2h10v11H3z",
 };
 
 // A decorative icon: the control holding it carries the accessible name.

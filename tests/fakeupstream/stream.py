@@ -56,10 +56,11 @@ class ChatStream:
                 }
                 for i in range(n_choices)
             ]
+            # As OpenAI counts: the completion tokens of every choice, added up.
             usage = {
                 "prompt_tokens": prompt_tokens,
-                "completion_tokens": len(deltas),
-                "total_tokens": prompt_tokens + len(deltas),
+                "completion_tokens": len(deltas) * n_choices,
+                "total_tokens": prompt_tokens + len(deltas) * n_choices,
             }
             result = {
                 "id": chat_id,
@@ -196,10 +197,10 @@ class ChatStream:
                 for i in range(n_choices):
                     await send(event(chunk([choice(i, {}, b.finish_reason)])))
             if include_usage:
-                usage = {
+                usage = {  # every choice's tokens added up, as OpenAI counts them
                     "prompt_tokens": prompt_tokens,
-                    "completion_tokens": len(deltas),
-                    "total_tokens": prompt_tokens + len(deltas),
+                    "completion_tokens": len(deltas) * n_choices,
+                    "total_tokens": prompt_tokens + len(deltas) * n_choices,
                     "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
                     "completion_tokens_details": {
                         "reasoning_tokens": 0,

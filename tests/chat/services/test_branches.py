@@ -4,6 +4,7 @@ saved; the prompt replays the path to the message answered; a fork copies a path
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from chat.errors import Busy, NotFound
 from chat.models import Conversation, Message
@@ -117,6 +118,44 @@ def test_switching_follows_the_newest_message_below_the_version_picked(alice, ch
     assert shown(conversation) == ["one", "1", "two", "2", "three", "3"]
     branch_switch(user=alice, conversation_id=conversation.pk, message_id=second.id)
     assert shown(conversation) == ["one", "1 again"]
+
+
+def test_switching_back_to_a_version_shows_the_branch_last_read_there_also_after_a_reload(alice, chat):
+    conversation, messages = chat
+    answer(conversation, messages["three"], "3 again")  # the newest message of the conversation
+    branch_switch(user=alice, conversation_id=conversation.pk, message_id=messages["3"].id)  # read the first
+    edit_prepare(user=alice, conversation_id=conversation.pk, message_id=messages["one"].id, content="ONE")
+    assert shown(conversation) == ["ONE"]
+
+    branch_switch(user=alice, conversation_id=conversation.pk, message_id=messages["one"].id)
+    # Back on the old branch, at the reply the member was reading there, not the newest one;
+    # the choice is saved, so a reload (a fresh read) shows the same.
+    assert shown(conversation) == ["one", "1", "two", "2", "three", "3"]
+    assert shown(Conversation.objects.get(pk=conversation.pk)) == ["one", "1", "two", "2", "three", "3"]
+
+
+def test_switching_away_and_back_keeps_the_answer_picked_among_several(alice, chat):
+    conversation, messages = chat
+    now = timezone.now()
+    answers = [
+        Message.objects.create(
+            conversation=conversation,
+            parent=messages["three"],
+            role="assistant",
+            content=f"3.{i}",
+            choice=i,
+            created_at=now,
+        )
+        for i in range(3)
+    ]
+    Conversation.objects.filter(pk=conversation.pk).update(current_leaf=answers[0], choosing=True)
+    branch_switch(user=alice, conversation_id=conversation.pk, message_id=answers[1].id)  # continue from the second
+    assert shown(conversation)[-1] == "3.1"
+    branch_switch(user=alice, conversation_id=conversation.pk, message_id=messages["3"].id)
+    assert shown(conversation)[-1] == "3"
+    branch_switch(user=alice, conversation_id=conversation.pk, message_id=answers[0].id)
+    branch_switch(user=alice, conversation_id=conversation.pk, message_id=messages["two"].id)
+    assert shown(conversation)[-1] == "3.0"  # the one read last under "two"
 
 
 def test_a_new_message_continues_the_branch_shown(alice, chat):

@@ -139,6 +139,53 @@ async def test_three_answers_stream_side_by_side_and_the_member_continues_from_t
     await tab.close()
 
 
+async def test_three_answers_are_one_request_billed_once_for_every_answers_tokens(alice, upstream_model, fake_upstream):
+    from chat.models import UsageRecord
+
+    tab = await Tab.open(alice)
+    await tab.send_message("name a colour [[fake tokens=5]]", settings={"n": 3})
+    state = await tab.until_type("conversation.state")
+    ids = [c["id"] for c in state["choices"]]
+    finals = {}
+    while len(finals) < 3:
+        message = await tab.reply()
+        finals[message["id"]] = message
+    records = await database_sync_to_async(lambda: list(UsageRecord.objects.filter(kind="chat")))()
+    assert len(records) == 1  # one request
+    assert records[0].completion_tokens == 15  # the provider's count: 5 tokens for each of 3 answers
+    assert not records[0].estimated
+    # The request's usage is shown on the first answer; the others carry none of their own.
+    assert finals[ids[0]]["usage"]["completion_tokens"] == 15
+    assert finals[ids[1]]["usage"] is None and finals[ids[2]]["usage"] is None
+    await tab.close()
+
+
+async def test_three_answers_stopped_midway_are_billed_for_what_every_answer_wrote(
+    alice, upstream_model, fake_upstream
+):
+    from chat import tokens
+    from chat.models import UsageRecord
+
+    tab = await Tab.open(alice)
+    await tab.send_message("count slowly [[fake tokens=200 token_delay=0.05]]", settings={"n": 3})
+    state = await tab.until_type("conversation.state")
+    conversation_id = state["conversation"]["id"]
+    second = state["choices"][1]["id"]
+    # Stopped once the second answer has written something too.
+    await tab.until(lambda frame: frame["type"] == "reply.delta" and frame["message_id"] == second, timeout=30)
+    await tab.send({"type": "stop", "conversation_id": conversation_id})
+    finals = {}
+    while len(finals) < 3:
+        message = await tab.reply(timeout=30)
+        finals[message["id"]] = message
+    assert {m["status"] for m in finals.values()} == {"stopped"}
+    record = await database_sync_to_async(UsageRecord.objects.get)(kind="chat")
+    written = sum(tokens.count_tokens(m["content"], "o200k_base") for m in finals.values())
+    assert record.estimated and record.completion_tokens == written
+    assert written > tokens.count_tokens(finals[state["choices"][0]["id"]]["content"], "o200k_base")
+    await tab.close()
+
+
 async def test_a_setting_parley_does_not_know_is_refused_with_its_code_and_nothing_is_saved(
     alice, upstream_model, fake_upstream
 ):
