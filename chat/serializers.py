@@ -27,6 +27,7 @@ def conversation_to_dict(conversation: Conversation) -> dict:
         "response_format": conversation.response_format,
         "current_leaf_id": None if conversation.current_leaf_id is None else str(conversation.current_leaf_id),
         "choosing": conversation.choosing,
+        "training": conversation.training_state,
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
     }

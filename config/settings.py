@@ -420,6 +420,11 @@ PARLEY_DOCUMENT_LEASE_SECONDS = env.float("PARLEY_DOCUMENT_LEASE_SECONDS", defau
 PARLEY_EMBEDDING_MODEL = env.str("PARLEY_EMBEDDING_MODEL", default="")
 PARLEY_EMBEDDING_DIMENSIONS = env.int("PARLEY_EMBEDDING_DIMENSIONS", default=256)
 PARLEY_EMBEDDING_BATCH = env.int("PARLEY_EMBEDDING_BATCH", default=64)
+# Fine-tuning (docs/fine-tuning.md): the fewest examples a dataset may have, the largest training
+# file, and how often the background job asks a provider about running jobs (seconds).
+PARLEY_FINETUNE_MIN_EXAMPLES = env.int("PARLEY_FINETUNE_MIN_EXAMPLES", default=10)
+PARLEY_FINETUNE_MAX_FILE_BYTES = env.int("PARLEY_FINETUNE_MAX_FILE_BYTES", default=100 * 1024 * 1024)
+PARLEY_FINETUNE_POLL_INTERVAL = env.float("PARLEY_FINETUNE_POLL_INTERVAL", default=60.0)
 # Ingestion jobs: django-tasks with its database backend; the worker is `manage.py db_worker`.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 

@@ -75,7 +75,16 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = ["name", "base_url", "organization", "enabled", "timeout", "use_moderation", "moderation_provider"]
+        fields = [
+            "name",
+            "base_url",
+            "organization",
+            "enabled",
+            "timeout",
+            "use_moderation",
+            "moderation_provider",
+            "fine_tuning_api",
+        ]
         # A plain text field: validate_base_url decides, and a URL without a scheme is refused
         # rather than silently given one.
         field_classes = {"base_url": forms.CharField}
@@ -134,6 +143,7 @@ class ProviderAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "base_url", "organization", "enabled", "timeout")}),
         (_("API key"), {"fields": ("masked_key", "api_key", "clear_api_key")}),
         (_("Moderation"), {"fields": ("use_moderation", "moderation_provider")}),
+        (_("Fine-tuning"), {"fields": ("fine_tuning_api",)}),
         (_("Status"), {"fields": ("from_environment", "models_synced_at")}),
     )
 

@@ -85,6 +85,8 @@ __all__ = [
     "list_models",
     "moderate",
     "moderations",
+    "request_bytes",
+    "request_json",
     "stream_chat",
     "stream_chunks",
     "validate_base_url",
@@ -490,12 +492,18 @@ async def _read_json(response: httpx.Response, endpoint: Endpoint):
         ) from None
 
 
-async def _call_json(endpoint: Endpoint, method: str, path: str, body=None, max_retries=None):
+async def _call_json(
+    endpoint: Endpoint, method: str, path: str, body=None, max_retries=None, *, files=None, data=None, objects=False
+):
     with _lease() as client:
+        # A multipart body (``files``: name -> (filename, bytes, type); ``data``: its other
+        # fields) is built in memory, so httpx sends it with its length.
         request = client.build_request(
             method,
             endpoint.url(path),
-            json=body,
+            json=body if files is None else None,
+            files=files,
+            data=data,
             headers=_headers(endpoint, "application/json"),
             timeout=_timeout(endpoint),
         )
@@ -504,9 +512,34 @@ async def _call_json(endpoint: Endpoint, method: str, path: str, body=None, max_
             data = await _read_json(response, endpoint)
         finally:
             await response.aclose()
-    if isinstance(data, dict) and data.get("error"):
+    # An object with an id is the answer even when it has an "error" field (a failed job's).
+    if isinstance(data, dict) and data.get("error") and not (objects and "id" in data):
         raise stream_error(error_fields(data), endpoint)
     return data
+
+
+async def request_json(
+    endpoint: Endpoint, method: str, path: str, body=None, *, files=None, data=None, max_retries: int | None = None
+):
+    """Any JSON call of the OpenAI API that Parley has no typed function for (files, fine-tuning
+    jobs, deleting a model): the answer's JSON, after the same retries, timeouts and key rules.
+    ``files`` and ``data`` send a multipart form instead of a JSON body."""
+    return await _call_json(endpoint, method, path, body, max_retries, files=files, data=data, objects=True)
+
+
+async def request_bytes(endpoint: Endpoint, path: str, *, max_bytes: int, max_retries: int | None = None) -> bytes:
+    """``GET path`` read as bytes (a file's content), at most ``max_bytes`` of them."""
+    with _lease() as client:
+        request = client.build_request(
+            "GET", endpoint.url(path), headers=_headers(endpoint, "*/*"), timeout=_timeout(endpoint)
+        )
+        response = await _send(client, endpoint, request, max_retries)
+        try:
+            return await _read_capped(response, max_bytes)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, endpoint) from None
+        finally:
+            await response.aclose()
 
 
 async def moderate(endpoint: Endpoint, text: str | list[str], *, max_retries: int | None = None) -> ModerationResult:

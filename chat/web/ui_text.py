@@ -12,6 +12,11 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
 
 STRINGS = (
+    gettext_noop("Allow use for training"),
+    gettext_noop("Allowed for training: take back"),
+    gettext_noop("Used for training: sent to the provider"),
+    gettext_noop("This conversation may now be used to fine-tune a model. Admins will read it to build training data."),
+    gettext_noop("This conversation will not be used for training."),
     gettext_noop("Previous version"),
     gettext_noop("Next version"),
     gettext_noop("Fork"),
