@@ -45,14 +45,14 @@ def _chat_models():
 
 class CandidateFilter(forms.Form):
     member = forms.ModelChoiceField(
-        queryset=get_user_model().objects.none(), required=False, label=gettext_lazy("member")
+        queryset=get_user_model().objects.none(), required=False, label=gettext_lazy("Member")
     )
-    group = forms.ModelChoiceField(queryset=Group.objects.order_by("name"), required=False, label=gettext_lazy("group"))
-    model = forms.ModelChoiceField(queryset=ChatModel.objects.none(), required=False, label=gettext_lazy("model"))
+    group = forms.ModelChoiceField(queryset=Group.objects.order_by("name"), required=False, label=gettext_lazy("Group"))
+    model = forms.ModelChoiceField(queryset=ChatModel.objects.none(), required=False, label=gettext_lazy("Model"))
     date_from = forms.DateField(
-        required=False, label=gettext_lazy("from"), widget=forms.DateInput(attrs={"type": "date"})
+        required=False, label=gettext_lazy("From"), widget=forms.DateInput(attrs={"type": "date"})
     )
-    date_to = forms.DateField(required=False, label=gettext_lazy("to"), widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, label=gettext_lazy("To"), widget=forms.DateInput(attrs={"type": "date"}))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -75,24 +75,24 @@ class CandidateFilter(forms.Form):
 
 
 class DatasetForm(forms.Form):
-    name = forms.CharField(max_length=200, label=gettext_lazy("name"))
-    base_model = forms.ModelChoiceField(queryset=ChatModel.objects.none(), label=gettext_lazy("base model"))
+    name = forms.CharField(max_length=200, label=gettext_lazy("Name"))
+    base_model = forms.ModelChoiceField(queryset=ChatModel.objects.none(), label=gettext_lazy("Base model"))
     system_prompt = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
-        label=gettext_lazy("system prompt"),
+        label=gettext_lazy("System prompt"),
         help_text=gettext_lazy("Put in front of every example instead of the conversation's own."),
     )
     kept_only = forms.BooleanField(
         required=False,
         initial=True,
-        label=gettext_lazy("only replies the member kept"),
+        label=gettext_lazy("Only replies the member kept"),
         help_text=gettext_lazy(
             "Leave out stopped or interrupted replies (blocked, failed and empty ones never go in)."
         ),
     )
-    format = forms.ChoiceField(choices=DatasetFormat.choices, initial=DatasetFormat.CHAT, label=gettext_lazy("format"))
-    n_epochs = forms.IntegerField(min_value=1, max_value=50, initial=3, label=gettext_lazy("epochs"))
+    format = forms.ChoiceField(choices=DatasetFormat.choices, initial=DatasetFormat.CHAT, label=gettext_lazy("Format"))
+    n_epochs = forms.IntegerField(min_value=1, max_value=50, initial=3, label=gettext_lazy("Epochs"))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -100,28 +100,36 @@ class DatasetForm(forms.Form):
 
 
 class JobForm(forms.Form):
-    base_model = forms.ModelChoiceField(queryset=ChatModel.objects.none(), label=gettext_lazy("base model"))
-    n_epochs = forms.IntegerField(min_value=1, max_value=50, label=gettext_lazy("epochs"))
+    base_model = forms.ModelChoiceField(queryset=ChatModel.objects.none(), label=gettext_lazy("Base model"))
+    n_epochs = forms.IntegerField(min_value=1, max_value=50, label=gettext_lazy("Epochs"))
     batch_size = forms.IntegerField(
         min_value=1,
         max_value=256,
         required=False,
-        label=gettext_lazy("batch size"),
+        label=gettext_lazy("Batch size"),
         help_text=gettext_lazy("Empty: auto."),
     )
     learning_rate_multiplier = forms.FloatField(
         min_value=0.0001,
         max_value=10,
         required=False,
-        label=gettext_lazy("learning rate multiplier"),
+        label=gettext_lazy("Learning rate multiplier"),
         help_text=gettext_lazy("Empty: auto."),
     )
-    suffix = forms.CharField(max_length=40, required=False, label=gettext_lazy("suffix"))
+    suffix = forms.CharField(max_length=40, required=False, label=gettext_lazy("Suffix"))
 
     def __init__(self, *args, provider=None, **kwargs):
         super().__init__(*args, **kwargs)
         models = _chat_models()
         self.fields["base_model"].queryset = models.filter(provider=provider) if provider is not None else models
+
+
+def _int(value) -> int:
+    """An id from a URL or a form; anything else matches no row (404)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _post_only(request):
@@ -149,24 +157,24 @@ class FineTuneDatasetAdmin(admin.ModelAdmin):
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
-            path("<int:dataset_id>/download/", view(self.download_view), name="chat_finetunedataset_download"),
-            path("<int:dataset_id>/exclude/", view(self.exclude_view), name="chat_finetunedataset_exclude"),
-            path("<int:dataset_id>/upload/", view(self.upload_view), name="chat_finetunedataset_upload"),
-            path("<int:dataset_id>/start/<int:file_id>/", view(self.start_view), name="chat_finetunedataset_start"),
+            path("<path:object_id>/download/", view(self.download_view), name="chat_finetunedataset_download"),
+            path("<path:object_id>/exclude/", view(self.exclude_view), name="chat_finetunedataset_exclude"),
+            path("<path:object_id>/upload/", view(self.upload_view), name="chat_finetunedataset_upload"),
+            path("<path:object_id>/start/", view(self.start_view), name="chat_finetunedataset_start"),
         ] + super().get_urls()
 
-    def _dataset(self, request, dataset_id, *, change: bool) -> FineTuneDataset:
+    def _dataset(self, request, object_id, *, change: bool) -> FineTuneDataset:
         allowed = self.has_change_permission(request) if change else self.has_view_permission(request)
         if not allowed:
             raise PermissionDenied
-        return get_object_or_404(FineTuneDataset.objects.select_related("base_model__provider"), pk=dataset_id)
+        return get_object_or_404(FineTuneDataset.objects.select_related("base_model__provider"), pk=_int(object_id))
 
     # The builder: marked conversations only, filtered, picked.
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):
             raise PermissionDenied
         filters = CandidateFilter(request.GET or None)
-        found = list(datasets.candidates(**filters.filters()).annotate(_messages=Count("messages"))[:500])
+        found = list(datasets.candidates(**filters.filters()).annotate(message_count=Count("messages"))[:500])
         form = DatasetForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
@@ -221,28 +229,28 @@ class FineTuneDatasetAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/chat/finetunedataset/dataset.html", context)
 
-    def download_view(self, request, dataset_id):
-        dataset = self._dataset(request, dataset_id, change=False)
+    def download_view(self, request, object_id):
+        dataset = self._dataset(request, object_id, change=False)
         validation = datasets.dataset_validate(dataset)
         response = HttpResponse(validation.jsonl, content_type="application/jsonl")
         response["Content-Disposition"] = f'attachment; filename="parley-dataset-{dataset.pk}.jsonl"'
         response["X-Content-SHA256"] = validation.sha256
         return response
 
-    def exclude_view(self, request, dataset_id):
+    def exclude_view(self, request, object_id):
         if (refused := _post_only(request)) is not None:
             return refused
-        dataset = self._dataset(request, dataset_id, change=True)
+        dataset = self._dataset(request, object_id, change=True)
         try:
             datasets.dataset_exclude(dataset=dataset, conversation_id=request.POST.get("conversation"))
         except ParleyError as exc:
             _fail(request, exc)
         return HttpResponseRedirect(reverse("admin:chat_finetunedataset_change", args=[dataset.pk]))
 
-    def upload_view(self, request, dataset_id):
+    def upload_view(self, request, object_id):
         if (refused := _post_only(request)) is not None:
             return refused
-        dataset = self._dataset(request, dataset_id, change=True)
+        dataset = self._dataset(request, object_id, change=True)
         try:
             upload = finetuning.dataset_upload(
                 admin=request.user, dataset=dataset, sha256=request.POST.get("sha256", "")
@@ -253,11 +261,13 @@ class FineTuneDatasetAdmin(admin.ModelAdmin):
             messages.success(request, _("Uploaded as %(file)s.") % {"file": upload.file_id})
         return HttpResponseRedirect(reverse("admin:chat_finetunedataset_change", args=[dataset.pk]))
 
-    def start_view(self, request, dataset_id, file_id):
+    def start_view(self, request, object_id):
         if (refused := _post_only(request)) is not None:
             return refused
-        dataset = self._dataset(request, dataset_id, change=True)
-        upload = get_object_or_404(FineTuneFile.objects.select_related("provider"), pk=file_id, dataset=dataset)
+        dataset = self._dataset(request, object_id, change=True)
+        upload = get_object_or_404(
+            FineTuneFile.objects.select_related("provider"), pk=_int(request.POST.get("file")), dataset=dataset
+        )
         form = JobForm(request.POST, provider=upload.provider)
         if not form.is_valid():
             messages.error(request, _("Check the job's settings: %(errors)s") % {"errors": form.errors.as_text()})
@@ -290,19 +300,23 @@ class FineTuneJobAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # a job is a record of what was trained on whose data; cancel it instead
+
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
-            path("<int:job_id>/cancel/", view(self.cancel_view), name="chat_finetunejob_cancel"),
-            path("<int:job_id>/delete-model/", view(self.delete_model_view), name="chat_finetunejob_delete_model"),
+            path("<path:object_id>/cancel/", view(self.cancel_view), name="chat_finetunejob_cancel"),
+            path("<path:object_id>/delete-model/", view(self.delete_model_view), name="chat_finetunejob_delete_model"),
         ] + super().get_urls()
 
-    def _job(self, request, job_id, *, change: bool) -> FineTuneJob:
+    def _job(self, request, object_id, *, change: bool) -> FineTuneJob:
         allowed = self.has_change_permission(request) if change else self.has_view_permission(request)
         if not allowed:
             raise PermissionDenied
         return get_object_or_404(
-            FineTuneJob.objects.select_related("base_model", "provider", "result_model", "dataset", "file"), pk=job_id
+            FineTuneJob.objects.select_related("base_model", "provider", "result_model", "dataset", "file"),
+            pk=_int(object_id),
         )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -320,10 +334,10 @@ class FineTuneJobAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/chat/finetunejob/job.html", context)
 
-    def cancel_view(self, request, job_id):
+    def cancel_view(self, request, object_id):
         if (refused := _post_only(request)) is not None:
             return refused
-        job = self._job(request, job_id, change=True)
+        job = self._job(request, object_id, change=True)
         try:
             finetuning.job_cancel(admin=request.user, job=job)
         except ParleyError as exc:
@@ -332,10 +346,10 @@ class FineTuneJobAdmin(admin.ModelAdmin):
             messages.success(request, _("The job was cancelled."))
         return HttpResponseRedirect(reverse("admin:chat_finetunejob_change", args=[job.pk]))
 
-    def delete_model_view(self, request, job_id):
+    def delete_model_view(self, request, object_id):
         if (refused := _post_only(request)) is not None:
             return refused
-        job = self._job(request, job_id, change=True)
+        job = self._job(request, object_id, change=True)
         if job.result_model is None:
             messages.error(request, _("This job has no model in the catalog."))
         else:
@@ -397,7 +411,7 @@ class FineTuneFileAdmin(admin.ModelAdmin):
         providers = {}
         for model in models:
             providers.setdefault(model.provider_id, model)
-        chosen = providers.get(int(request.POST.get("provider") or request.GET.get("provider") or 0))
+        chosen = providers.get(_int(request.POST.get("provider") or request.GET.get("provider")))
         if request.method == "POST" and chosen is not None:
             try:
                 finetuning.provider_file_delete(
