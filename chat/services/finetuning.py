@@ -422,6 +422,11 @@ def model_delete(*, admin, model: ChatModel, on_provider: bool = True) -> None:
     If the provider refuses, the catalog keeps it (and the error says why)."""
     if not model.model_id.startswith("ft:") and not FineTuneJob.objects.filter(result_model=model).exists():
         raise FineTuneRefused(_("Only a fine-tuned model can be deleted on the provider."))
+    if (
+        FineTuneJob.objects.filter(base_model=model).exists()
+        or FineTuneDataset.objects.filter(base_model=model).exists()
+    ):
+        raise FineTuneRefused(_("Datasets or jobs use this model as their base; it cannot be deleted."))
     if on_provider:
         base = FineTuneJob.objects.filter(result_model=model).select_related("base_model").first()
         call_model = base.base_model if base is not None else model

@@ -13,7 +13,14 @@ from django.utils import timezone
 
 from chat.core.calls import Units, call_admit, calls_sweep_orphans
 from chat.core.grants import models_granted
-from chat.errors import DatasetChanged, DatasetInvalid, ModelUnavailable, TrainingConsentLocked, UpstreamError
+from chat.errors import (
+    DatasetChanged,
+    DatasetInvalid,
+    FineTuneRefused,
+    ModelUnavailable,
+    TrainingConsentLocked,
+    UpstreamError,
+)
 from chat.models import (
     ChatModel,
     Conversation,
@@ -369,3 +376,15 @@ def test_a_base_model_the_admin_is_not_granted_is_refused_before_anything_leaves
         upload(admin_user, dataset)
     assert not fake_upstream.requests
     assert not Conversation.objects.filter(training_locked_at__isnull=False).exists()
+
+
+def test_a_fine_tuned_model_another_dataset_builds_on_is_not_deleted(fake_upstream, alice, admin_user, dataset, base):
+    job = poll_until_done(start(admin_user, upload(admin_user, dataset), base))
+    conversation = make_thread(alice, base, [("q", "a")])
+    datasets.dataset_create(
+        admin=admin_user, name="next", base_model_id=job.result_model_id, conversation_ids=[conversation.pk]
+    )
+    with pytest.raises(FineTuneRefused):
+        finetuning.model_delete(admin=admin_user, model=job.result_model)
+    assert not fake_upstream.finetuning.deleted_models
+    assert ChatModel.objects.filter(pk=job.result_model_id).exists()
