@@ -92,9 +92,14 @@ class ProviderForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if "fine_tuning_api" in self.fields:
+            self.fields["fine_tuning_api"].required = False  # left out: automatic
         field = self.fields.get("moderation_provider")
         if field is not None and self.instance.pk:
             field.queryset = field.queryset.exclude(pk=self.instance.pk)
+
+    def clean_fine_tuning_api(self):
+        return self.cleaned_data.get("fine_tuning_api") or "auto"
 
     def clean_base_url(self):
         return validate_base_url(self.cleaned_data.get("base_url", ""))

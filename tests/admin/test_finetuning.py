@@ -252,3 +252,14 @@ def test_a_member_withdrawing_consent_leaves_the_dataset_page(admin_client, alic
     page = admin_client.get(reverse("admin:chat_finetunedataset_change", args=[dataset.pk])).content.decode()
     assert "Refunds" not in page and "Within 30 days." not in page
     assert Conversation.objects.get(pk=threads[0].pk).training_state == "off"
+
+
+def test_a_providers_fine_tuning_api_is_set_in_its_form_and_defaults_to_automatic(admin_client, fake_upstream):
+    from chat.models import Provider
+
+    add = reverse("admin:chat_provider_add")
+    admin_client.post(add, {"name": "A", "base_url": fake_upstream.base_url, "timeout": "30"})
+    admin_client.post(
+        add, {"name": "B", "base_url": fake_upstream.base_url, "timeout": "30", "fine_tuning_api": "legacy"}
+    )
+    assert dict(Provider.objects.values_list("name", "fine_tuning_api")) == {"A": "auto", "B": "legacy"}
