@@ -138,6 +138,11 @@ def test_the_admin_uploads_starts_and_sees_the_job_succeed_and_the_model_appear(
     assert job.fine_tuned_model in page and "disabled: grant it to groups and enable it" in page
     assert "The job has successfully completed." in page
     assert_no_key(page)
+    # The training is in the usage dashboard, by kind, with its trained tokens.
+    dashboard = admin_client.get(reverse("admin:chat_usagerecord_dashboard")).content.decode()
+    row = dashboard[dashboard.index('id="usage-by-kind"') :]
+    row = row[row.index('<th scope="row">training</th>') :]
+    assert f'<td class="num">{job.trained_tokens}</td>' in row[: row.index("</tr>")].replace(",", "")
 
 
 def test_a_failed_job_shows_its_error(admin_client, fake_upstream, admin_user, base, threads):
