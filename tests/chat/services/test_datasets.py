@@ -234,3 +234,18 @@ def test_excluding_a_conversation_takes_it_out(alice, admin_user, base):
     assert list(FineTuneDataset.objects.get(pk=dataset.pk).conversations.all()) == [b]
     with pytest.raises(NotFound):
         datasets.dataset_exclude(dataset=dataset, conversation_id=a.pk)
+
+
+def test_validation_reads_the_branches_in_a_few_queries_however_many_conversations(alice, admin_user, base):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(count):
+        ids = [make_thread(alice, base, [("q", "a"), ("q2", "a2")]).pk for _ in range(count)]
+        dataset = datasets.dataset_create(admin=admin_user, name="d", base_model_id=base.pk, conversation_ids=ids)
+        dataset = FineTuneDataset.objects.select_related("base_model").get(pk=dataset.pk)
+        with CaptureQueriesContext(connection) as captured:
+            assert datasets.dataset_validate(dataset).count == count
+        return len(captured.captured_queries)
+
+    assert queries(3) == queries(30)
