@@ -252,10 +252,11 @@ def _current_paths(conversations: list[Conversation], batch: int = 200) -> dict:
     fields = ("id", "conversation_id", "parent_id", "role", "content", "status", "created_at")
     for start in range(0, len(conversations), batch):
         part = conversations[start : start + batch]
-        rows = {m.pk: m for m in Message.objects.filter(conversation_id__in=[c.pk for c in part]).only(*fields)}
+        rows: dict = {m.pk: m for m in Message.objects.filter(conversation_id__in=[c.pk for c in part]).only(*fields)}
         for conversation in part:
-            path, node = [], rows.get(conversation.current_leaf_id)
-            while node is not None and len(path) <= len(rows):
+            path: list[Message] = []
+            node = rows.get(conversation.current_leaf_id)
+            while node is not None and len(path) <= len(rows):  # the bound: a cycle cannot loop forever
                 path.append(node)
                 node = rows.get(node.parent_id)
             paths[conversation.pk] = path[::-1]

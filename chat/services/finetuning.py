@@ -17,10 +17,12 @@ fails too, marked "to be deleted", which housekeeping retries (:func:`files_clea
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -78,7 +80,7 @@ def dataset_upload(*, admin, dataset: FineTuneDataset, sha256: str) -> FineTuneF
         raise DatasetChanged()
     base = dataset.base_model
     # Admission before anything is locked: a refusal (grant, rate) changes nothing.
-    call_admit_check(user=admin, model=base)
+    _check_granted(user=admin, model=base)
     ids = [example.conversation_id for example in validation.examples if example.usable]
     now = timezone.now()
     filename = f"parley-dataset-{dataset.pk}-{validation.sha256[:12]}.jsonl"
@@ -120,7 +122,7 @@ def dataset_upload(*, admin, dataset: FineTuneDataset, sha256: str) -> FineTuneF
     return upload
 
 
-def call_admit_check(*, user, model: ChatModel) -> None:
+def _check_granted(*, user, model: ChatModel) -> None:
     """Refuse early what admission would refuse (the model is not granted to this admin)."""
     model_granted(user=user, model_id=model.pk, kind=ModelKind.CHAT)
 
@@ -375,8 +377,8 @@ def job_poll(job_id) -> FineTuneJob | None:
 
     try:
         state, events = _call(user=job.created_by, model=job.base_model, purpose="training-poll", work=ask)
-    except UpstreamError as exc:
-        if exc.status == 404:
+    except ParleyError as exc:
+        if isinstance(exc, UpstreamError) and exc.status == 404:
             state, events = (
                 JobState(id=job.job_id, status=JobStatus.FAILED, error=_("The provider no longer knows this job.")),
                 [],
@@ -392,11 +394,6 @@ def job_poll(job_id) -> FineTuneJob | None:
 
 def jobs_due() -> list[int]:
     """Running jobs not polled for PARLEY_FINETUNE_POLL_INTERVAL (housekeeping enqueues their polls)."""
-    from datetime import timedelta
-
-    from django.conf import settings
-    from django.db.models import Q
-
     cutoff = timezone.now() - timedelta(seconds=settings.PARLEY_FINETUNE_POLL_INTERVAL)
     due = Q(polled_at__isnull=True) | Q(polled_at__lt=cutoff)
     return list(FineTuneJob.objects.filter(due, status__in=ACTIVE_JOB_STATUSES).values_list("pk", flat=True)[:100])
