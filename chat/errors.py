@@ -188,3 +188,28 @@ class InvalidPrompt(BadRequest):
     # or leaves one out (``detail.variable``).
     code = "invalid_prompt"
     default_message = _("This prompt's variables are not written correctly.")
+
+
+class TrainingConsentLocked(ParleyError):
+    # Consent is withdrawn freely until the conversation leaves Parley in an uploaded dataset.
+    code = "training_consent_locked"
+    default_message = _(
+        "This conversation is already in a training file sent to the model provider, so it can no longer be taken back."
+    )
+
+
+class DatasetInvalid(ParleyError):
+    code = "dataset_invalid"
+    default_message = _("This dataset has errors. Fix them before uploading it.")
+
+
+class DatasetChanged(ParleyError):
+    code = "dataset_changed"
+    default_message = _(
+        "The dataset changed since it was checked (a member took back consent, or it was edited). Check it again."
+    )
+
+
+class FineTuneRefused(ParleyError):
+    code = "fine_tune_refused"
+    default_message = _("That cannot be done with this fine-tuning job or file now.")

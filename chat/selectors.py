@@ -46,7 +46,9 @@ def api_token_for_user(*, user, token_id) -> ApiToken:
 
 def conversation_list(*, user, query: str = "", before=None, limit: int = 50) -> QuerySet[Conversation]:
     """The sidebar: pinned first, newest first, never loading message bodies."""
-    qs = Conversation.objects.filter(owner=user).only("id", "title", "pinned", "folder_id", "updated_at", "created_at")
+    qs = Conversation.objects.filter(owner=user).only(
+        "id", "title", "pinned", "folder_id", "updated_at", "created_at", "training_consent_at", "training_locked_at"
+    )
     if query:
         # The folder's name too: searching a folder's name finds the conversations filed in it.
         qs = qs.filter(

@@ -32,6 +32,7 @@ def conversation_to_dict(conversation: Conversation) -> dict:
         "folder_id": conversation.folder_id,
         # The preset it started from, by its name then ("" when none).
         "preset_name": conversation.preset_name,
+        "training": conversation.training_state,
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
     }

@@ -448,6 +448,11 @@ PARLEY_MAX_PROMPTS = env.int("PARLEY_MAX_PROMPTS", default=200)
 PARLEY_MAX_FOLDERS = env.int("PARLEY_MAX_FOLDERS", default=100)
 PARLEY_MAX_SHARE_LINKS = env.int("PARLEY_MAX_SHARE_LINKS", default=200)
 PARLEY_PUBLIC_SHARE_LINKS = env.bool("PARLEY_PUBLIC_SHARE_LINKS", default=False)
+# Fine-tuning (docs/fine-tuning.md): the fewest examples a dataset may have, the largest training
+# file, and how often the background job asks a provider about running jobs (seconds).
+PARLEY_FINETUNE_MIN_EXAMPLES = env.int("PARLEY_FINETUNE_MIN_EXAMPLES", default=10)
+PARLEY_FINETUNE_MAX_FILE_BYTES = env.int("PARLEY_FINETUNE_MAX_FILE_BYTES", default=100 * 1024 * 1024)
+PARLEY_FINETUNE_POLL_INTERVAL = env.float("PARLEY_FINETUNE_POLL_INTERVAL", default=60.0)
 # Ingestion jobs: django-tasks with its database backend; the worker is `manage.py db_worker`.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 

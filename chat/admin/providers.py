@@ -75,7 +75,16 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = ["name", "base_url", "organization", "enabled", "timeout", "use_moderation", "moderation_provider"]
+        fields = [
+            "name",
+            "base_url",
+            "organization",
+            "enabled",
+            "timeout",
+            "use_moderation",
+            "moderation_provider",
+            "fine_tuning_api",
+        ]
         # A plain text field: validate_base_url decides, and a URL without a scheme is refused
         # rather than silently given one.
         field_classes = {"base_url": forms.CharField}
@@ -83,9 +92,14 @@ class ProviderForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if "fine_tuning_api" in self.fields:
+            self.fields["fine_tuning_api"].required = False  # left out: automatic
         field = self.fields.get("moderation_provider")
         if field is not None and self.instance.pk:
             field.queryset = field.queryset.exclude(pk=self.instance.pk)
+
+    def clean_fine_tuning_api(self):
+        return self.cleaned_data.get("fine_tuning_api") or "auto"
 
     def clean_base_url(self):
         return validate_base_url(self.cleaned_data.get("base_url", ""))
@@ -134,6 +148,7 @@ class ProviderAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "base_url", "organization", "enabled", "timeout")}),
         (_("API key"), {"fields": ("masked_key", "api_key", "clear_api_key")}),
         (_("Moderation"), {"fields": ("use_moderation", "moderation_provider")}),
+        (_("Fine-tuning"), {"fields": ("fine_tuning_api",)}),
         (_("Status"), {"fields": ("from_environment", "models_synced_at")}),
     )
 

@@ -210,3 +210,29 @@ def image_options(model_id: str, prices: dict | None = None) -> ImageOptions:
 def _is_size(text: str) -> bool:
     width, x, height = text.partition("x")
     return bool(x) and width.isdigit() and height.isdigit() and 0 < int(width) <= 8192 and 0 < int(height) <= 8192
+
+
+@dataclass(frozen=True)
+class FineTuning:
+    """OpenAI's list prices for fine-tuning a family (USD per million tokens): training, and
+    using the fine-tuned model (input, output)."""
+
+    training: Decimal
+    input_price: Decimal
+    output_price: Decimal
+
+
+FINE_TUNING: dict[str, FineTuning] = {
+    "gpt-4.1": FineTuning(Decimal("25.00"), Decimal("3.00"), Decimal("12.00")),
+    "gpt-4.1-mini": FineTuning(Decimal("5.00"), Decimal("0.80"), Decimal("3.20")),
+    "gpt-4.1-nano": FineTuning(Decimal("1.50"), Decimal("0.20"), Decimal("0.80")),
+    "gpt-4o": FineTuning(Decimal("25.00"), Decimal("3.75"), Decimal("15.00")),
+    "gpt-4o-mini": FineTuning(Decimal("3.00"), Decimal("0.30"), Decimal("1.20")),
+    "gpt-3.5-turbo": FineTuning(Decimal("8.00"), Decimal("3.00"), Decimal("6.00")),
+}
+
+
+def fine_tuning_of(model_id: str) -> FineTuning | None:
+    """The fine-tuning prices of ``model_id``'s family (a base model, or a model fine-tuned from one)."""
+    found = family_of(model_id)
+    return FINE_TUNING.get(found[0]) if found is not None else None

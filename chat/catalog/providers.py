@@ -124,6 +124,16 @@ def _new_model(provider: Provider, model_id: str, kind: str = "chat") -> ChatMod
         if not model_id.startswith("ft:"):  # fine-tuned models are priced differently
             model.input_price_per_million = family.input_price
             model.output_price_per_million = family.output_price
+    tuning = families.fine_tuning_of(model_id)
+    if model_id.startswith("ft:"):
+        # A fine-tuned model learned from the team's conversations: nobody uses it until an
+        # admin grants it to groups and enables it (docs/fine-tuning.md).
+        model.enabled = False
+        if tuning is not None:
+            model.input_price_per_million = tuning.input_price
+            model.output_price_per_million = tuning.output_price
+    elif tuning is not None:
+        model.training_price_per_million = tuning.training
     for field, value in families.KIND_PRICES.get(model_id, {}).items():
         setattr(model, field, value if isinstance(value, dict) else Decimal(value))
     return model

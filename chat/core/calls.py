@@ -36,7 +36,7 @@ from chat.core import budget
 from chat.core.grants import model_granted
 from chat.core.rate import rate_limit_hit
 from chat.errors import ModelUnavailable
-from chat.models import ChatModel, Message, ModelKind, Reservation, UsageKind, UsageRecord
+from chat.models import ChatModel, FineTuneJob, Message, ModelKind, Reservation, UsageKind, UsageRecord
 from chat.upstream import client
 
 PSEUDONYM_LENGTH = 32
@@ -317,7 +317,9 @@ def calls_sweep_orphans(*, older_than: dt.timedelta) -> int:
     """
     cutoff = timezone.now() - older_than
     settled = 0
-    stale = Reservation.objects.filter(message__isnull=True, created_at__lt=cutoff)
+    # A fine-tuning job holds its reservation for as long as it trains (days): its poll settles it.
+    held_by_jobs = FineTuneJob.objects.filter(reservation_id__isnull=False).values("reservation_id")
+    stale = Reservation.objects.filter(message__isnull=True, created_at__lt=cutoff).exclude(pk__in=held_by_jobs)
     for reservation_id in list(stale.values_list("pk", flat=True)[:1000]):
         with transaction.atomic():
             reservation = stale.select_for_update().filter(pk=reservation_id).first()

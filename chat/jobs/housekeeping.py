@@ -5,7 +5,9 @@
   of documents whose indexing worker died (PARLEY_DOCUMENT_LEASE_SECONDS: enqueued again);
 - the model catalog refresh from each provider's /models (every PARLEY_MODEL_SYNC_INTERVAL),
   so no page ever waits on a provider (docs/architecture.md, promise 9);
-- stored media files that no row names, left by a process that died mid-save (hourly).
+- stored media files that no row names, left by a process that died mid-save (hourly);
+- fine-tuning: a poll of each running job enqueued for the worker, and training files left
+  "to be deleted" on a provider deleted again (every PARLEY_FINETUNE_POLL_INTERVAL).
 
 It runs in a daemon thread of the serving process; both jobs are idempotent, so several
 processes running them at once is safe.
@@ -41,6 +43,14 @@ def _sync_models() -> None:
     provider_sync_due()
 
 
+def _finetuning() -> None:
+    from chat.jobs.finetuning import finetune_polls_enqueue
+    from chat.services.finetuning import files_cleanup
+
+    finetune_polls_enqueue()  # running fine-tuning jobs are polled by the worker
+    files_cleanup()  # training files left "to be deleted" on a provider
+
+
 def _media_orphans() -> None:
     from chat.media.services import media_orphans_delete
 
@@ -55,6 +65,7 @@ def run_forever(stop: threading.Event) -> None:
         (_sweep, settings.PARLEY_SWEEP_INTERVAL),
         (_sync_models, settings.PARLEY_MODEL_SYNC_INTERVAL),
         (_media_orphans, MEDIA_ORPHANS_INTERVAL),
+        (_finetuning, settings.PARLEY_FINETUNE_POLL_INTERVAL),
     ]
     next_run = {job: 0.0 for job, _ in jobs}
     while not stop.is_set():

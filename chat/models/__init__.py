@@ -4,6 +4,18 @@ from chat.models.api import TOKEN_PREFIX, ApiPolicy, ApiToken, token_hash
 from chat.models.catalog import ChatModel, ModelKind, Provider
 from chat.models.conversations import Conversation, Message
 from chat.models.documents import Chunk, Citation, Document
+from chat.models.finetuning import (
+    ACTIVE_JOB_STATUSES,
+    FINAL_JOB_STATUSES,
+    DatasetFormat,
+    FileStatus,
+    FineTuneApi,
+    FineTuneDataset,
+    FineTuneExample,
+    FineTuneFile,
+    FineTuneJob,
+    JobStatus,
+)
 from chat.models.library import Folder, Preset, Prompt, ShareLink
 from chat.models.media import MediaFile
 from chat.models.moderation import BlocklistEntry, ModerationEvent
@@ -11,6 +23,16 @@ from chat.models.usage import Reservation, UsageKind, UsageMonth, UsageRecord
 from chat.models.voice import SpeechClip, VoicePreference
 
 __all__ = [
+    "ACTIVE_JOB_STATUSES",
+    "FINAL_JOB_STATUSES",
+    "DatasetFormat",
+    "FileStatus",
+    "FineTuneApi",
+    "FineTuneDataset",
+    "FineTuneExample",
+    "FineTuneFile",
+    "FineTuneJob",
+    "JobStatus",
     "TOKEN_PREFIX",
     "ApiPolicy",
     "ApiToken",

@@ -40,6 +40,16 @@ class Provider(models.Model):
         on_delete=models.SET_NULL,
         help_text=_("Another provider whose /moderations checks messages sent to this one."),
     )
+    fine_tuning_api = models.CharField(
+        _("fine-tuning API"),
+        max_length=8,
+        choices=[
+            ("auto", _("automatic: /fine_tuning/jobs, then /fine-tunes if that answers 404")),
+            ("current", _("/fine_tuning/jobs")),
+            ("legacy", _("/fine-tunes (legacy)")),
+        ],
+        default="auto",
+    )
     from_environment = models.BooleanField(default=False, editable=False)
     models_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

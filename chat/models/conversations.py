@@ -60,6 +60,10 @@ class Conversation(models.Model):
         "chat.Preset", null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
     )
     preset_name = models.CharField(max_length=100, blank=True, default="")
+    # The owner's consent to use this conversation for fine-tuning (chat.services.training), and
+    # the moment a dataset holding it left Parley, after which consent cannot be withdrawn.
+    training_consent_at = models.DateTimeField(null=True, blank=True)
+    training_locked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -71,6 +75,13 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return self.title or str(self.id)
+
+    @property
+    def training_state(self) -> str:
+        """The member's consent to fine-tuning: "off", "on", or "locked" (sent in an uploaded dataset)."""
+        if self.training_locked_at is not None:
+            return "locked"
+        return "on" if self.training_consent_at is not None else "off"
 
 
 class Message(models.Model):

@@ -91,6 +91,8 @@ __all__ = [
     "list_models",
     "moderate",
     "moderations",
+    "request_bytes",
+    "request_json",
     "stream_chat",
     "stream_chunks",
     "speech",
@@ -510,36 +512,60 @@ async def _call_json(
     max_retries=None,
     *,
     files: dict | None = None,
+    data: dict | None = None,
+    objects: bool = False,
     cap: int = MAX_JSON_BODY,
 ):
-    """One request with a JSON answer. ``files`` makes it multipart: ``body`` its text fields,
-    ``files`` its files as ``{field: (name, bytes, type)}`` (bytes, so a retry sends them again)."""
+    """One request with a JSON answer (at most ``cap`` bytes of it). ``files`` makes it
+    multipart: its files as ``{field: (name, bytes, type)}`` (bytes, so a retry sends them
+    again and httpx sends the body with its length), its text fields ``data`` (or ``body``).
+    ``objects``: an answer that is an object with an ``id`` is the answer even when it has an
+    ``error`` field (a failed fine-tuning job's)."""
+    if files is not None and data is None:
+        body, data = None, body
     with _lease() as client:
-        if files is None:
-            request = client.build_request(
-                method,
-                endpoint.url(path),
-                json=body,
-                headers=_headers(endpoint, "application/json"),
-                timeout=_timeout(endpoint),
-            )
-        else:
-            request = client.build_request(
-                method,
-                endpoint.url(path),
-                data=body,
-                files=files,
-                headers=_headers(endpoint, "application/json"),
-                timeout=_timeout(endpoint),
-            )
+        request = client.build_request(
+            method,
+            endpoint.url(path),
+            json=body if files is None else None,
+            files=files,
+            data=data,
+            headers=_headers(endpoint, "application/json"),
+            timeout=_timeout(endpoint),
+        )
         response = await _send(client, endpoint, request, max_retries)
         try:
-            data = await _read_json(response, endpoint, cap)
+            answer = await _read_json(response, endpoint, cap)
         finally:
             await response.aclose()
-    if isinstance(data, dict) and data.get("error"):
-        raise stream_error(error_fields(data), endpoint)
-    return data
+    # An object with an id is the answer even when it has an "error" field (a failed job's).
+    if isinstance(answer, dict) and answer.get("error") and not (objects and "id" in answer):
+        raise stream_error(error_fields(answer), endpoint)
+    return answer
+
+
+async def request_json(
+    endpoint: Endpoint, method: str, path: str, body=None, *, files=None, data=None, max_retries: int | None = None
+):
+    """Any JSON call of the OpenAI API that Parley has no typed function for (files, fine-tuning
+    jobs, deleting a model): the answer's JSON, after the same retries, timeouts and key rules.
+    ``files`` and ``data`` send a multipart form instead of a JSON body."""
+    return await _call_json(endpoint, method, path, body, max_retries, files=files, data=data, objects=True)
+
+
+async def request_bytes(endpoint: Endpoint, path: str, *, max_bytes: int, max_retries: int | None = None) -> bytes:
+    """``GET path`` read as bytes (a file's content), at most ``max_bytes`` of them."""
+    with _lease() as client:
+        request = client.build_request(
+            "GET", endpoint.url(path), headers=_headers(endpoint, "*/*"), timeout=_timeout(endpoint)
+        )
+        response = await _send(client, endpoint, request, max_retries)
+        try:
+            return await _read_capped(response, max_bytes)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, endpoint) from None
+        finally:
+            await response.aclose()
 
 
 async def moderate(endpoint: Endpoint, text: str | list[str], *, max_retries: int | None = None) -> ModerationResult:

@@ -534,3 +534,135 @@ def embeddings_body(data) -> dict:
 def moderations_body(data) -> dict:
     moderation_result(data)  # raises on a shape Parley cannot read
     return data
+
+
+# --- files and fine-tuning jobs (chat/upstream/training.py does their HTTP) ------------------
+@dataclass(frozen=True)
+class FileInfo:
+    """A file on the provider (``/files``)."""
+
+    id: str
+    filename: str = ""
+    bytes: int = 0
+    purpose: str = ""
+    created_at: int = 0
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    id: str
+    created_at: int
+    level: str
+    message: str
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A fine-tuning job as the provider reports it, in one vocabulary for both APIs."""
+
+    id: str
+    status: str  # validating_files, queued, running, succeeded, failed, cancelled
+    fine_tuned_model: str = ""
+    trained_tokens: int | None = None
+    error: str = ""
+    events: tuple[JobEvent, ...] = ()  # the legacy API embeds them in the job
+
+
+# The legacy API's "pending" is the current one's "queued"; anything unknown is still running.
+_JOB_STATUSES = {
+    "validating_files": "validating_files",
+    "pending": "queued",
+    "queued": "queued",
+    "running": "running",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
+
+
+def provider_id(value, what: str) -> str:
+    """An id the provider gave (a file, a job, a model), checked before it is put in a path."""
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise bad_shape(what)
+    return value
+
+
+def _int(value, default: int = 0) -> int:
+    return value if type(value) is int and value >= 0 else default
+
+
+def file_info(data) -> FileInfo:
+    if not isinstance(data, dict):
+        raise bad_shape("file")
+    return FileInfo(
+        id=provider_id(data.get("id"), "file"),
+        filename=str(data.get("filename") or "")[:200],
+        bytes=_int(data.get("bytes")),
+        purpose=str(data.get("purpose") or "")[:64],
+        created_at=_int(data.get("created_at")),
+    )
+
+
+def file_list(data) -> list[FileInfo]:
+    items = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise bad_shape("file list")
+    return [file_info(item) for item in items]
+
+
+def job_body(*, api: str, model: str, training_file: str, hyperparameters: dict, suffix: str = "") -> dict:
+    """The request that starts a job: hyperparameters nested (current) or top-level (legacy);
+    ones left unset (None) are the provider's "auto"."""
+    chosen = {name: value for name, value in hyperparameters.items() if value is not None}
+    body: dict = {"model": model, "training_file": training_file}
+    if api == "legacy":
+        body.update(chosen)
+    elif chosen:
+        body["hyperparameters"] = chosen
+    if suffix:
+        body["suffix"] = suffix
+    return body
+
+
+def job_events(data) -> list[JobEvent]:
+    """A job's events, oldest first (the current API lists newest first)."""
+    items = data.get("data") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise bad_shape("fine-tuning events")
+    events = []
+    for position, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        created = _int(item.get("created_at"))
+        events.append(
+            JobEvent(
+                id=str(item.get("id") or f"{created}-{position}")[:200],
+                created_at=created,
+                level=str(item.get("level") or "info")[:16],
+                message=str(item.get("message") or "")[:2000],
+            )
+        )
+    return sorted(events, key=lambda event: (event.created_at, event.id))
+
+
+def job_state(data) -> JobState:
+    """Read a job of either API (``fine_tuning.job`` or the legacy ``fine-tune``)."""
+    if not isinstance(data, dict):
+        raise bad_shape("fine-tuning job")
+    error = data.get("error")
+    message = ""
+    if isinstance(error, dict):
+        message = str(error.get("message") or error.get("code") or "")
+    elif isinstance(error, str):
+        message = error
+    trained = data.get("trained_tokens")
+    model = data.get("fine_tuned_model")
+    return JobState(
+        id=provider_id(data.get("id"), "fine-tuning job"),
+        status=_JOB_STATUSES.get(str(data.get("status") or ""), "running"),
+        fine_tuned_model=provider_id(model, "fine-tuned model") if model else "",
+        trained_tokens=trained if type(trained) is int and trained >= 0 else None,
+        error=message[:2000],
+        events=tuple(job_events(data["events"])) if isinstance(data.get("events"), list) else (),
+    )

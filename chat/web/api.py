@@ -22,18 +22,19 @@ from django.utils.translation import gettext as _
 
 from chat import selectors, tokens
 from chat.core import grants
-from chat.errors import BadRequest, Busy, ModelUnavailable, NotFound, ParleyError
+from chat.errors import BadRequest, Busy, ModelUnavailable, NotFound, ParleyError, TrainingConsentLocked
 from chat.serializers import attachments_to_list, conversation_to_dict, message_to_dict
 from chat.services.branches import conversation_fork as conversation_fork_service
 from chat.services.conversations import conversation_delete, conversation_update
 from chat.services.preferences import chat_defaults_update
+from chat.services.training import training_consent_set, training_state
 from chat.transport import events
 from chat.transport.events import control_group, user_group
 
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
-STATUS_FOR_CODE = {NotFound.code: 404, ModelUnavailable.code: 403, Busy.code: 409}
+STATUS_FOR_CODE = {NotFound.code: 404, ModelUnavailable.code: 403, Busy.code: 409, TrainingConsentLocked.code: 409}
 
 
 def error_response(exc: ParleyError) -> JsonResponse:
@@ -99,6 +100,7 @@ def conversation_summary(conversation) -> dict:
         "title": conversation.title,
         "pinned": conversation.pinned,
         "folder_id": conversation.folder_id,
+        "training": training_state(conversation),
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
     }
@@ -156,6 +158,17 @@ def conversation_fork(request, conversation_id):
     data = conversation_to_dict(fork)
     _notify_user(request.user, events.conversation_updated(conversation=data))
     return JsonResponse({"conversation": data}, status=201)
+
+
+@api_view("PUT", "DELETE")
+def conversation_training(request, conversation_id):
+    """The member's consent to fine-tuning on this conversation: PUT marks, DELETE takes it back
+    (409 ``training_consent_locked`` once it left in an uploaded dataset)."""
+    conversation = training_consent_set(
+        user=request.user, conversation_id=conversation_id, allowed=request.method == "PUT"
+    )
+    summary = conversation_summary(conversation)
+    return JsonResponse({"conversation": summary, "training": summary["training"]})
 
 
 def _send_to_group(group: str, event: dict) -> None:

@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/conversations/", api.conversation_list, name="api_conversations"),
     path("api/conversations/<uuid:conversation_id>/", api.conversation_detail, name="api_conversation"),
     path("api/conversations/<uuid:conversation_id>/fork/", api.conversation_fork, name="api_fork"),
+    path("api/conversations/<uuid:conversation_id>/training/", api.conversation_training, name="api_training"),
     path(
         "api/conversations/<uuid:conversation_id>/export.md",
         api.conversation_export,

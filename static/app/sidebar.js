@@ -124,6 +124,7 @@ export class Sidebar {
       title: conversation.title,
       pinned: conversation.pinned,
       folder_id: conversation.folder_id === undefined ? known.folder_id ?? null : conversation.folder_id,
+      training: conversation.training || known.training || "off",
       created_at: conversation.created_at || known.created_at,
       updated_at: conversation.updated_at || known.updated_at,
     };
@@ -381,9 +382,40 @@ export class Sidebar {
           "aria-pressed": conversation.pinned ? "true" : "false",
         }),
         iconButton("folder", t("Move to folder"), () => this.moveToFolder(conversation)),
+        this.trainingButton(conversation),
         iconButton("trash", t("Delete"), () => this.askDelete(conversation)),
       ),
     );
+  }
+
+  // The member's consent to fine-tuning on this conversation (docs/fine-tuning.md): on until
+  // the conversation is sent to the provider in a training file, then locked.
+  trainingButton(conversation) {
+    const state = conversation.training || "off";
+    const labels = {
+      off: t("Allow use for training"),
+      on: t("Allowed for training: take back"),
+      locked: t("Used for training: sent to the provider"),
+    };
+    return iconButton("training", labels[state] || labels.off, () => this.toggleTraining(conversation), {
+      "aria-pressed": state === "off" ? "false" : "true",
+      class: `icon-button small training-${state}`,
+    });
+  }
+
+  async toggleTraining(conversation) {
+    const allow = (conversation.training || "off") === "off";
+    try {
+      const data = await api(`${config.urls.api_conversations}${conversation.id}/training/`, { method: allow ? "PUT" : "DELETE" });
+      this.upsert(data.conversation);
+      this.callbacks.notify(
+        allow
+          ? t("This conversation may now be used to fine-tune a model. Admins will read it to build training data.")
+          : t("This conversation will not be used for training."),
+      );
+    } catch (error) {
+      this.callbacks.notify(error instanceof ApiError ? error.message : String(error));
+    }
   }
 
   renameItem(conversation) {

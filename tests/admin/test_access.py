@@ -17,6 +17,9 @@ from chat.models import (
     BlocklistEntry,
     ChatModel,
     Conversation,
+    FineTuneDataset,
+    FineTuneFile,
+    FineTuneJob,
     Message,
     ModerationEvent,
     Provider,
@@ -71,6 +74,13 @@ def world(admin_user, alice, upstream):
         "accounts/invite/": invite,
         "auth/group/": Group.objects.create(name="g"),
     }
+    dataset = FineTuneDataset.objects.create(name="d", base_model=model, created_by=admin_user)
+    upload = FineTuneFile.objects.create(provider=provider, dataset=dataset, filename="f.jsonl", sha256="0" * 64)
+    objects["chat/finetunedataset/"] = dataset
+    objects["chat/finetunefile/"] = upload
+    objects["chat/finetunejob/"] = FineTuneJob.objects.create(
+        provider=provider, dataset=dataset, file=upload, base_model=model, created_by=admin_user, job_id="ftjob-1"
+    )
     return objects
 
 
@@ -111,6 +121,9 @@ def test_the_inventory_covers_every_registered_model_and_custom_view(world):
         "admin:accounts_invite_add",
         "admin:chat_moderationevent_changelist",
         "admin:auth_user_password_change",
+        "admin:chat_finetunedataset_upload",
+        "admin:chat_finetunejob_cancel",
+        "admin:chat_finetunefile_provider",
     ):
         assert expected in names
 
@@ -157,6 +170,15 @@ def test_every_admin_page_renders_for_an_admin_without_inline_script_or_style(ad
             continue
         if name in ("admin:chat_provider_test_connection", "admin:chat_provider_sync_models"):
             continue  # POST-only actions, exercised in test_providers
+        if name in (
+            "admin:chat_finetunedataset_exclude",
+            "admin:chat_finetunedataset_upload",
+            "admin:chat_finetunedataset_start",
+            "admin:chat_finetunejob_cancel",
+            "admin:chat_finetunejob_delete_model",
+        ):
+            assert admin_client.get(url).status_code == 405  # POST-only, exercised in test_finetuning
+            continue
         response = admin_client.get(url)
         if response.streaming:  # the CSV export
             assert_no_key(b"".join(response.streaming_content))

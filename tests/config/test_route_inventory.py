@@ -56,6 +56,7 @@ ROUTES = {
     "chat:api_export_md": MEMBER,
     "chat:api_export_json": MEMBER,
     "chat:api_fork": MEMBER,
+    "chat:api_training": MEMBER,
     "chat:api_models": MEMBER,
     "chat:api_defaults": MEMBER,
     "chat:api_budget": MEMBER,

@@ -4,7 +4,9 @@ It speaks just enough of the OpenAI API for Parley: ``POST /v1/chat/completions`
 the exact chunk format, or a plain ``chat.completion``), ``POST /v1/completions`` (legacy
 ``text_completion``, whole or streamed; knobs ``reply``, ``tokens``, ``token_delay``,
 ``finish_reason``, ``status`` with ``endpoint="completions"``), ``POST /v1/embeddings``,
-``POST /v1/moderations`` and ``GET /v1/models``; any other path answers OpenAI's 404. It runs on
+``POST /v1/moderations`` and ``GET /v1/models``, files and fine-tuning jobs on both the current and
+the legacy API, and ``DELETE /v1/models/{id}`` (tests/fakeupstream/finetuning.py); any other path
+answers OpenAI's 404. It runs on
 asyncio with keep-alive, so one instance serves hundreds of concurrent streams (the benchmarks open 500 at once).
 
 Two ways to run it

@@ -12,7 +12,7 @@ import uuid
 from collections import deque
 from typing import Any
 
-from tests.fakeupstream import audio, embeddings, images
+from tests.fakeupstream import audio, embeddings, finetuning, images
 from tests.fakeupstream.behaviour import (
     DEFAULT_MODELS,
     MODERATION_CATEGORIES,
@@ -64,6 +64,7 @@ class FakeUpstream(ChatStream):
         self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
         self._conn_tasks: set[asyncio.Task] = set()
+        self.finetuning = finetuning.FineTuning()
 
     # --- control, from any thread ----------------------------------------------------------
     @property
@@ -123,6 +124,7 @@ class FakeUpstream(ChatStream):
             self.transcript = audio.DEFAULT_TRANSCRIPT
             self.translation = audio.DEFAULT_TRANSLATION
             self.speech_audio = None
+            self.finetuning.reset()
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -304,7 +306,9 @@ class FakeUpstream(ChatStream):
 
     async def _answer(self, conn: Conn, record: RequestRecord) -> bool:
         path, method = record.path, record.method
-        if method == "POST" and path.endswith("/chat/completions"):
+        if (operation := finetuning.operation(method, path)) is not None:
+            endpoint = operation  # files, fine-tuning jobs, deleting a model
+        elif method == "POST" and path.endswith("/chat/completions"):
             endpoint = "chat"
         elif method == "POST" and path.endswith("/completions"):
             endpoint = "completions"  # legacy prompt completions
@@ -355,6 +359,14 @@ class FakeUpstream(ChatStream):
                     b.error_code,
                 )
             return await self._json(conn, record, b.status, body, b.headers)
+        if operation is not None:
+            with self._lock:
+                status, answer = self.finetuning.answer(
+                    operation, method, path, record.headers, record.raw_body, record.body, self
+                )
+            if isinstance(answer, bytes):
+                return await self._bytes(conn, record, status, answer)
+            return await self._json(conn, record, status, answer, b.headers)
         if endpoint == "models":
             data = [
                 {
@@ -445,6 +457,15 @@ class FakeUpstream(ChatStream):
             f"HTTP/1.1 {status} {STATUS_TEXT.get(status, 'Status')}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
             f"x-request-id: req_{uuid.uuid4().hex[:16]}\r\n{extra}\r\n"
+        )
+        record.status = status
+        await conn.write(head.encode() + data)
+        return True
+
+    async def _bytes(self, conn: Conn, record: RequestRecord, status: int, data: bytes) -> bool:
+        head = (
+            f"HTTP/1.1 {status} {STATUS_TEXT.get(status, 'Status')}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {len(data)}\r\n\r\n"
         )
         record.status = status
         await conn.write(head.encode() + data)

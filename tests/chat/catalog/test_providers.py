@@ -157,10 +157,14 @@ def test_an_unknown_model_gets_the_default_window_and_no_price(fake_upstream, se
     fake_upstream.models = ["my-llama-3-8b", "ft:gpt-4o-mini-2024-07-18:acme::abc123"]
     provider = fake_provider(fake_upstream)
     provider_sync_models(provider)
+    # A fine-tuned model gets its family's window and OpenAI's fine-tuned prices, and is added
+    # disabled: it learned from the team's data, so an admin grants and enables it (issue 17).
     assert catalog(provider) == {
         "my-llama-3-8b": (8192, 4096, None, None),
-        "ft:gpt-4o-mini-2024-07-18:acme::abc123": (128_000, 16_384, None, None),
+        "ft:gpt-4o-mini-2024-07-18:acme::abc123": (128_000, 16_384, Decimal("0.30"), Decimal("1.20")),
     }
+    enabled = dict(ChatModel.objects.filter(provider=provider).values_list("model_id", "enabled"))
+    assert enabled == {"my-llama-3-8b": True, "ft:gpt-4o-mini-2024-07-18:acme::abc123": False}
 
 
 def test_a_sync_never_deletes_disables_or_overwrites_what_admins_set(fake_upstream):

@@ -193,7 +193,16 @@ def test_the_list_is_the_members_own_pinned_first(alice_client, alice, bob):
     data = alice_client.get(reverse("chat:api_conversations")).json()
     assert [c["title"] for c in data["conversations"]] == ["Pinned", "First"]
     assert data["conversations"][0]["id"] == str(pinned.id)
-    assert set(data["conversations"][1]) == {"id", "title", "pinned", "folder_id", "created_at", "updated_at"}
+    assert set(data["conversations"][1]) == {
+        "id",
+        "title",
+        "pinned",
+        "folder_id",
+        "training",
+        "created_at",
+        "updated_at",
+    }
+    assert data["conversations"][1]["training"] == "off"
     assert data["next_before"] is None
     assert first
 
