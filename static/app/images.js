@@ -5,6 +5,7 @@
 // is drawn on a canvas and sent as a PNG blob in a form, so the page needs no blob: or other
 // origins in its Content-Security-Policy. An upload to edit is previewed as a data: URL, which
 // img-src already allows.
+import { api } from "./net.js";
 import { config, h, t } from "./util.js";
 
 const models = config.image_models || [];
@@ -31,28 +32,7 @@ async function post(fields, files = {}) {
     if (value !== null && value !== undefined && value !== "") body.append(key, String(value));
   }
   for (const [key, [blob, name]] of Object.entries(files)) body.append(key, blob, name);
-  let response;
-  try {
-    response = await fetch(config.urls.api_images, {
-      method: "POST",
-      body,
-      credentials: "same-origin",
-      headers: { "X-CSRFToken": config.csrf_token, Accept: "application/json" },
-    });
-  } catch {
-    throw new Error(t("Parley could not be reached. Check your connection."));
-  }
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null;
-  }
-  if (!response.ok) {
-    const error = (data && data.error) || {};
-    throw new Error(error.message || t("Something went wrong. Please try again."));
-  }
-  return data;
+  return api(config.urls.api_images, { method: "POST", body });
 }
 
 // --- the composer's Image mode ---------------------------------------------------------------------

@@ -384,6 +384,8 @@ const imageMode = new ImageMode({
   },
   notify,
   restore: (text) => composer.restore(text),
+});
+
 // Presets: the "New chat" picker and the name under a conversation's title. The rest of the
 // library (the "/" prompt menu, share links, the library dialog) is static/app/library.js,
 // loaded when first used so the page's first load carries none of it.

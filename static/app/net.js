@@ -9,17 +9,19 @@ export class ApiError extends Error {
   }
 }
 
-// fetch() with the CSRF token Django expects on every write, and errors as ApiError.
+// fetch() with the CSRF token Django expects on every write, and errors as ApiError. A
+// FormData body goes as multipart (the browser sets its boundary); anything else as JSON.
 export async function api(url, { method = "GET", body } = {}) {
   const headers = { Accept: "application/json" };
   if (method !== "GET") headers["X-CSRFToken"] = config.csrf_token;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const form = body instanceof FormData;
+  if (body !== undefined && !form) headers["Content-Type"] = "application/json";
   let response;
   try {
     response = await fetch(url, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined || form ? body : JSON.stringify(body),
       credentials: "same-origin",
     });
   } catch {

@@ -11,6 +11,5 @@ def httpcore_transport(settings):
     settings.PARLEY_UPSTREAM_TRANSPORT = "httpx"
 
 
-# Both crash tests name their transport themselves (test_client_security.py).
+# The crash test names each transport itself (test_client_security.py).
 del test_a_crash_inside_the_http_call_shows_no_key_on_the_debug_error_page  # noqa: F821
-del test_a_crash_inside_aiohttp_shows_no_key_on_the_debug_error_page  # noqa: F821
