@@ -420,6 +420,8 @@ PARLEY_DOCUMENT_LEASE_SECONDS = env.float("PARLEY_DOCUMENT_LEASE_SECONDS", defau
 PARLEY_EMBEDDING_MODEL = env.str("PARLEY_EMBEDDING_MODEL", default="")
 PARLEY_EMBEDDING_DIMENSIONS = env.int("PARLEY_EMBEDDING_DIMENSIONS", default=256)
 PARLEY_EMBEDDING_BATCH = env.int("PARLEY_EMBEDDING_BATCH", default=64)
+# Memory each process may keep documents' vectors in for the SQLite vector scan (chat/services/retrieval.py).
+PARLEY_RETRIEVAL_CACHE_MB = env.int("PARLEY_RETRIEVAL_CACHE_MB", default=256)
 # Ingestion jobs: django-tasks with its database backend; the worker is `manage.py db_worker`.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 

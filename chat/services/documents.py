@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -309,16 +310,37 @@ def documents_resume() -> list:
     return list(stale.values_list("pk", flat=True)[:1000])
 
 
-def documents_query_vector(*, user, conversation: Conversation, question: str):
-    """The question's embedding when the conversation has indexed documents (None otherwise,
-    or when the embedding call is refused: retrieval then ranks by keywords alone)."""
-    if not conversation.has_documents:
+def question_embedding_model(*, user, conversation_id=None, document_ids=None):
+    """The embedding model a question is embedded with when its turn will retrieve passages
+    (files attached, or the conversation has documents); None otherwise. One or two reads."""
+    if not document_ids:
+        if conversation_id is None:
+            return None
+        try:
+            if not Conversation.objects.filter(pk=conversation_id, owner=user, has_documents=True).exists():
+                return None
+        except (ValueError, ValidationError):
+            return None  # a malformed id: turn_start says not_found
+    try:
+        return embedding_model(user)
+    except ParleyError:
         return None
-    if not Document.objects.filter(conversation_id=conversation.pk, status=Document.Status.READY).exists():
+
+
+async def question_vector(*, user, question, conversation_id=None, document_ids=None):
+    """The question's embedding for retrieval, computed before the turn's trip to the database
+    thread and outside any transaction (an upstream call must not hold either). None when the
+    turn retrieves nothing, or when the embedding call is refused or fails: retrieval then
+    ranks by keywords alone."""
+    if not isinstance(question, str) or not question.strip() or len(question) > settings.PARLEY_MAX_MESSAGE_CHARS:
+        return None  # turn_start refuses it with its own code
+    model = await sync_to_async(question_embedding_model)(
+        user=user, conversation_id=conversation_id, document_ids=document_ids
+    )
+    if model is None:
         return None
     try:
-        model = embedding_model(user)
-        return async_to_sync(embed_texts)(user=user, model=model, texts=[question], purpose="retrieval")[0]
+        return (await embed_texts(user=user, model=model, texts=[question], purpose="retrieval"))[0]
     except ParleyError as exc:
         logger.info("question not embedded (%s): keyword ranking only", exc.code)
         return None

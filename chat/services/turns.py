@@ -27,7 +27,7 @@ from chat.errors import BadRequest, Busy, NoProvider, ParleyError, TooManyReplie
 from chat.models import Citation, Conversation, Message, ModelKind
 from chat.selectors import conversation_for_user, message_for_user, path_ids
 from chat.services.conversations import conversation_create
-from chat.services.documents import documents_attach, documents_query_vector
+from chat.services.documents import documents_attach
 from chat.services.prompt import Prompt, prompt_build
 
 CLIENT_ID_MAX = 64
@@ -178,14 +178,24 @@ class TurnStart:
 
 
 def turn_start(
-    *, user, conversation_id, client_id, content, model_id=None, chat_settings=None, document_ids=None
+    *,
+    user,
+    conversation_id,
+    client_id,
+    content,
+    model_id=None,
+    chat_settings=None,
+    document_ids=None,
+    query_vector=None,
 ) -> TurnStart:
     """Save the member's message, then begin its reply: one call, so one trip to the database
     thread before the upstream request (docs/performance.md). ``user`` must be freshly read.
 
     Errors about the message itself (empty, too long, not found) and a message over the
     member's rates raise before anything is saved; a reply refused by a later rule (budget,
-    busy...) is returned, with the message saved.
+    busy...) is returned, with the message saved. ``query_vector``: the question's embedding
+    for retrieval, computed by the caller before this trip (documents.question_vector), never
+    here: an upstream call inside the database thread would hold every other socket's queries.
     """
     content = _validate_content(content)
     _validate_client_id(client_id)
@@ -213,7 +223,6 @@ def turn_start(
     # A conversation created just now had its model checked for this member a moment ago.
     checked = saved.conversation.model if saved.created_conversation else None
     try:
-        vector = documents_query_vector(user=user, conversation=saved.conversation, question=saved.message.content)
         plan = reply_begin(
             conversation=saved.conversation,
             question=saved.message,
@@ -221,7 +230,7 @@ def turn_start(
             model=checked,
             admitted=True,
             first_turn=saved.created_conversation,
-            query_vector=vector,
+            query_vector=query_vector,
         )
     except ParleyError as exc:
         exc.detail.setdefault("message_id", str(saved.message.id))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 
-from chat.models import Citation, Document, Message
+from chat.models import Citation, Document, Message, UsageRecord
 from chat.services.documents import document_index, document_upload
 from tests.chat.wsclient import Tab
 from tests.documents_support import FILLER, long_pdf, make_embedding_model, media_in_folder
@@ -156,4 +156,59 @@ async def test_a_failed_file_shows_its_reason(alice, embedding, fake_upstream):
 
     assert failed["document"]["error"]["code"] == "document_corrupt"
     assert failed["document"]["error"]["message"]
+    await tab.close()
+
+
+def embedding_requests(fake_upstream) -> list:
+    return [r for r in fake_upstream.requests if r.path.endswith("/embeddings")]
+
+
+async def test_the_question_is_embedded_before_the_turn_and_billed_as_retrieval(
+    alice, embedding, fake_upstream, settings
+):
+    settings.PARLEY_DOCUMENT_CONTEXT_TOKENS = 600
+    document = await indexed(alice, "report.pdf", long_pdf(60, {41: FACT}))
+    before = len(embedding_requests(fake_upstream))
+    tab = await Tab.open(alice)
+
+    await tab.send_message("What is the launch code of project Heron?", document_ids=[str(document.id)])
+    await tab.reply()
+
+    asked = embedding_requests(fake_upstream)[before:]
+    assert [r.body["input"] for r in asked] == [["What is the launch code of project Heron?"]]
+    assert "BLUE-FALCON-7" in system_text(fake_upstream.completion_requests[-1])
+    assert (
+        await database_sync_to_async(
+            lambda: UsageRecord.objects.filter(user=alice, kind="embedding", purpose="retrieval").count()
+        )()
+        == 1
+    )
+    await tab.close()
+
+
+async def test_a_failing_question_embedding_leaves_keyword_ranking_and_the_reply_goes_on(
+    alice, embedding, fake_upstream, settings
+):
+    settings.PARLEY_DOCUMENT_CONTEXT_TOKENS = 600
+    document = await indexed(alice, "report.pdf", long_pdf(60, {41: FACT}))
+    fake_upstream.script(endpoint="embeddings", status=500, times=5)
+    tab = await Tab.open(alice)
+
+    await tab.send_message("What is the launch code of project Heron?", document_ids=[str(document.id)])
+    final = await tab.reply()
+
+    assert final["status"] == "complete"
+    assert "BLUE-FALCON-7" in system_text(fake_upstream.completion_requests[-1])
+    await tab.close()
+
+
+async def test_a_chat_without_documents_embeds_nothing(alice, embedding, fake_upstream):
+    tab = await Tab.open(alice)
+    await tab.send_message("Hello there")
+    conversation = (await tab.until_type("conversation.created"))["conversation"]
+    await tab.reply()
+    await tab.send_message("And again", conversation_id=conversation["id"])
+    await tab.reply()
+
+    assert embedding_requests(fake_upstream) == []
     await tab.close()
