@@ -142,3 +142,17 @@ class DocumentRefused(ParleyError):
 
     code = "document_refused"
     default_message = _("This file cannot be used.")
+
+
+class CollectionRefused(ParleyError):
+    """A collection that cannot be made, changed or used; ``code`` says which rule
+    (chat/services/collections.py)."""
+
+    code = "collection_refused"
+    default_message = _("This collection cannot be changed.")
+
+
+class CollectionReadOnly(ParleyError):
+    # A member of a group the collection is shared with may read it; only its owner changes it.
+    code = "collection_read_only"
+    default_message = _("Only the owner of this collection can change it.")

@@ -5,7 +5,7 @@ Only whitelisted fields leave the server (never keys, never another member's dat
 
 from __future__ import annotations
 
-from chat.models import Conversation, Document, Message
+from chat.models import Collection, Conversation, Document, Message
 
 
 def conversation_to_dict(conversation: Conversation) -> dict:
@@ -90,4 +90,17 @@ def document_to_dict(document: Document) -> dict:
         "status": document.status,
         "error": error,
         "conversation_id": str(document.conversation_id) if document.conversation_id else None,
+        "collection_id": str(document.collection_id) if document.collection_id else None,
+    }
+
+
+def collection_to_dict(collection: Collection, *, user) -> dict:
+    """A collection as the member sees it: the owner's name only, never the groups' (an admin's
+    business), and whether it is theirs to change."""
+    return {
+        "id": str(collection.id),
+        "name": collection.name,
+        "mine": collection.owner_id == user.pk,
+        "owner": collection.owner.get_username() if collection.owner_id != user.pk else None,
+        "documents": getattr(collection, "document_count", None),
     }

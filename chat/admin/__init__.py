@@ -7,7 +7,7 @@ registers their ModelAdmins. Members and invites live in ``accounts/admin.py``.
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from chat.admin import api, conversations, moderation, providers, usage  # noqa: F401  (registers)
+from chat.admin import api, collections, conversations, moderation, providers, usage  # noqa: F401  (registers)
 
 admin.site.site_header = _("Parley administration")
 admin.site.site_title = _("Parley administration")

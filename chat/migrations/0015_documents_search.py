@@ -1,4 +1,8 @@
-from django.db import migrations
+import django.db.models.deletion
+import django.utils.timezone
+import uuid
+from django.conf import settings
+from django.db import migrations, models
 
 
 # SQLite: an fts5vocab table over the passages' full-text index, so retrieval can leave out of
@@ -15,9 +19,41 @@ def vocabulary_drop(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
+        ("auth", "0012_alter_user_first_name_max_length"),
         ("chat", "0010_documents"),
+        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RunPython(vocabulary, vocabulary_drop),
+        migrations.CreateModel(
+            name='Collection',
+            fields=[
+                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ('name', models.CharField(max_length=120, verbose_name='name')),
+                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('conversations', models.ManyToManyField(blank=True, related_name='collections', to='chat.conversation')),
+                ('groups', models.ManyToManyField(blank=True, help_text="Members of these groups can read the collection's documents and use it in their conversations.", related_name='document_collections', to='auth.group', verbose_name='shared with groups')),
+                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='collections', to=settings.AUTH_USER_MODEL)),
+            ],
+            options={
+                'verbose_name': 'collection',
+                'verbose_name_plural': 'collections',
+                'ordering': ['name'],
+            },
+        ),
+        migrations.AddField(
+            model_name='document',
+            name='collection',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='documents', to='chat.collection'),
+        ),
+        migrations.AddIndex(
+            model_name='document',
+            index=models.Index(fields=['collection', 'status'], name='doc_collection_status'),
+        ),
+        migrations.AddConstraint(
+            model_name='collection',
+            constraint=models.UniqueConstraint(fields=('owner', 'name'), name='collection_owner_name'),
+        ),
     ]

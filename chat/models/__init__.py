@@ -3,7 +3,7 @@
 from chat.models.api import TOKEN_PREFIX, ApiPolicy, ApiToken, token_hash
 from chat.models.catalog import ChatModel, ModelKind, Provider
 from chat.models.conversations import Conversation, Message
-from chat.models.documents import Chunk, Citation, Document
+from chat.models.documents import Chunk, Citation, Collection, Document
 from chat.models.media import MediaFile
 from chat.models.moderation import BlocklistEntry, ModerationEvent
 from chat.models.usage import Reservation, UsageKind, UsageMonth, UsageRecord
@@ -17,6 +17,7 @@ __all__ = [
     "Chunk",
     "Citation",
     "Conversation",
+    "Collection",
     "Document",
     "MediaFile",
     "Message",

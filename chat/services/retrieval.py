@@ -18,8 +18,10 @@ from collections import OrderedDict
 import numpy as np
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 
-from chat.models import Chunk, Document
+from chat.models import Chunk, Collection, Document
+from chat.selectors import readable_collection_ids
 
 RRF_K = 60
 CANDIDATES = 50
@@ -46,16 +48,28 @@ def _words(text: str) -> list[str]:
 
 def search_scope(*, owner_id, conversation_id) -> list[tuple]:
     """(id, version) of the ready documents a question in the conversation searches: the
-    owner's documents attached to it. The version changes whenever the chunks do."""
-    rows = Document.objects.filter(
-        owner_id=owner_id, conversation_id=conversation_id, status=Document.Status.READY
-    ).values_list("pk", "updated_at")
+    owner's documents attached to it, and those of the collections it uses that the owner may
+    still read (their own, or shared with a group of theirs). The version changes whenever the
+    chunks do. One query."""
+    used = Collection.conversations.through.objects.filter(conversation_id=conversation_id).values("collection_id")
+    rows = (
+        Document.objects.filter(status=Document.Status.READY)
+        .filter(
+            Q(owner_id=owner_id, conversation_id=conversation_id)
+            | Q(collection_id__in=used) & Q(collection_id__in=readable_collection_ids(owner_id))
+        )
+        .values_list("pk", "updated_at")
+    )
     return [(pk, updated_at) for pk, updated_at in rows]
 
 
-def passages_search(*, owner_id, conversation_id, query: str, vector=None, limit: int = CANDIDATES) -> list[int]:
-    """Chunk ids of the documents the member may search in the conversation, best first."""
-    scope = search_scope(owner_id=owner_id, conversation_id=conversation_id)
+def passages_search(
+    *, owner_id, conversation_id, query: str, vector=None, limit: int = CANDIDATES, scope: list[tuple] | None = None
+) -> list[int]:
+    """Chunk ids of the documents the member may search in the conversation, best first.
+    ``scope``: search_scope's answer when the caller read it already."""
+    if scope is None:
+        scope = search_scope(owner_id=owner_id, conversation_id=conversation_id)
     if not scope:
         return []
     ids = [pk for pk, _ in scope]
@@ -241,9 +255,10 @@ def _uncommon(cursor, words: list[str]) -> list[str]:
     counts: dict[str, int] = dict(cursor.fetchall())
     if not counts:
         return []  # no passage holds any of them
-    # The newest passage's id stands for the count (an upper bound after deletions; exact
-    # enough to judge "common", and one index lookup where count(*) reads every row).
-    cursor.execute("SELECT max(id) FROM chat_chunk")
+    # The span of passage ids stands for their count (an upper bound once passages in the
+    # middle were deleted: then fewer words count as common, slower but never wrong), from two
+    # index lookups where count(*) reads every row.
+    cursor.execute("SELECT max(id) - min(id) + 1 FROM chat_chunk")
     total = cursor.fetchone()[0] or 0
     if total < COMMON_MIN_ROWS:
         return [w for w in words if w in counts]
@@ -296,7 +311,7 @@ def _search_postgresql(document_ids: list, query, vector, limit) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def chunks_by_ids(ids: list[int], *, owner_id) -> list[Chunk]:
-    """The chunks of ``ids`` in that order, the owner's only, with their document."""
-    found = {c.pk: c for c in Chunk.objects.filter(pk__in=ids, owner_id=owner_id).select_related("document")}
+def chunks_by_ids(ids: list[int], *, document_ids) -> list[Chunk]:
+    """The chunks of ``ids`` in that order, of the scope's documents only, with their document."""
+    found = {c.pk: c for c in Chunk.objects.filter(pk__in=ids, document_id__in=document_ids).select_related("document")}
     return [found[i] for i in ids if i in found]

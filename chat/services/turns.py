@@ -26,6 +26,7 @@ from chat.core.rate import message_admit
 from chat.errors import BadRequest, Busy, NoProvider, ParleyError, TooManyReplies
 from chat.models import Citation, Conversation, Message, ModelKind
 from chat.selectors import conversation_for_user, message_for_user, path_ids
+from chat.services.collections import collections_use
 from chat.services.conversations import conversation_create
 from chat.services.documents import documents_attach
 from chat.services.prompt import Prompt, prompt_build
@@ -101,7 +102,16 @@ def _set_content(message: Message, content: str, encoding: str) -> None:
 
 
 def message_save(
-    *, user, conversation_id, client_id, content, model_id=None, chat_settings=None, fresh_user=False, document_ids=None
+    *,
+    user,
+    conversation_id,
+    client_id,
+    content,
+    model_id=None,
+    chat_settings=None,
+    fresh_user=False,
+    document_ids=None,
+    collection_ids=None,
 ) -> SavedTurn:
     """Save the member's message (creating the conversation if ``conversation_id`` is None).
 
@@ -126,6 +136,7 @@ def message_save(
             Conversation.objects.filter(pk=conversation.pk).update(current_leaf=message)
             conversation.current_leaf = message
             documents_attach(user=user, conversation=conversation, message=message, document_ids=document_ids)
+            collections_use(user=user, conversation=conversation, collection_ids=collection_ids)
         return SavedTurn(conversation, message, created_conversation=True, duplicate=False)
     conversation = conversation_for_user(user=user, conversation_id=conversation_id)
     message = _user_message(conversation, client_id, content)
@@ -133,6 +144,7 @@ def message_save(
         with transaction.atomic():
             _append(conversation, message)
             documents_attach(user=user, conversation=conversation, message=message, document_ids=document_ids)
+            collections_use(user=user, conversation=conversation, collection_ids=collection_ids)
     except IntegrityError:
         # This client id was saved already (a resend after a reconnect, or the same frame
         # racing in from another socket): that message is the one, and nothing is added.
@@ -186,6 +198,7 @@ def turn_start(
     model_id=None,
     chat_settings=None,
     document_ids=None,
+    collection_ids=None,
     query_vector=None,
 ) -> TurnStart:
     """Save the member's message, then begin its reply: one call, so one trip to the database
@@ -217,6 +230,7 @@ def turn_start(
         chat_settings=chat_settings,
         fresh_user=True,
         document_ids=document_ids,
+        collection_ids=collection_ids,
     )
     if saved.duplicate:
         return TurnStart(saved, None, None)

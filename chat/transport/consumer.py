@@ -284,12 +284,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise BadRequest(_("The field “model_id” has the wrong type."), code="bad_frame")
         chat_settings = self._field(frame, "settings", dict, required=False)
         document_ids = frame.get("document_ids") or None  # files attached (chat/services/documents.py)
+        collection_ids = frame.get("collection_ids") or None  # collections picked (chat/services/collections.py)
         # The question's embedding, when the turn retrieves passages: an upstream call, so made
         # here, before the trip to the database thread and outside its transaction.
         query_vector = None
-        if document_ids or (conversation_id is not None and self.has_documents.get(conversation_id, True)):
+        if (
+            document_ids
+            or collection_ids
+            or (conversation_id is not None and self.has_documents.get(conversation_id, True))
+        ):
             query_vector = await documents.question_vector(
-                user=self.user, question=content, conversation_id=conversation_id, document_ids=document_ids
+                user=self.user,
+                question=content,
+                conversation_id=conversation_id,
+                document_ids=document_ids,
+                collection_ids=collection_ids,
             )
         # The session check, the message's save and the reply's start in one trip to the
         # database thread: each trip waits behind every other socket's queries (performance.md).
@@ -300,6 +309,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             model_id=model_id,
             chat_settings=chat_settings,
             document_ids=document_ids,
+            collection_ids=collection_ids,
             query_vector=query_vector,
         )
         if start is None:

@@ -11,7 +11,7 @@ import pytest
 from chat.errors import DocumentRefused, NotFound, ParleyError
 from chat.models import Chunk, Conversation, Document, MediaFile, Reservation, UsageRecord
 from chat.services.documents import document_claim, document_index, document_upload, documents_resume
-from chat.services.retrieval import chunks_by_ids, passages_search
+from chat.services.retrieval import passages_search
 from tests.documents_support import (
     FILLER,
     docx_with,
@@ -278,7 +278,7 @@ def test_the_passage_that_answers_ranks_first_by_meaning_and_keywords(alice, emb
         passages_search(owner_id=alice.pk, conversation_id=conversation.pk, query=question, vector=None),
         passages_search(owner_id=alice.pk, conversation_id=conversation.pk, query="", vector=vector),
     ):
-        best = chunks_by_ids(ranked[:1], owner_id=alice.pk)[0]
+        best = Chunk.objects.get(pk=ranked[0], owner=alice)
         assert best.page == 41
         assert "BLUE-FALCON-7" in best.text
 

@@ -138,6 +138,7 @@ async def test_the_tab_sees_each_files_progress_until_ready_and_only_its_own(ali
         "status": "queued",
         "error": None,
         "conversation_id": None,
+        "collection_id": None,
     }
     await database_sync_to_async(document_index)(mine.pk)
     ready = await tab.until(lambda f: f["type"] == "document.updated" and f["document"]["status"] == "ready")
@@ -212,3 +213,37 @@ async def test_a_chat_without_documents_embeds_nothing(alice, embedding, fake_up
 
     assert embedding_requests(fake_upstream) == []
     await tab.close()
+
+
+@database_sync_to_async
+def collection_with(user, name, data):
+    from chat.services.collections import collection_create, collection_document_add
+
+    collection = collection_create(user=user, name="Projects")
+    document = collection_document_add(user=user, collection_id=str(collection.pk), name=name, data=data)
+    document_index(document.pk)
+    return collection
+
+
+async def test_a_collection_picked_in_the_composer_is_searched_and_bob_cannot_pick_alices(
+    alice, bob, embedding, fake_upstream, settings
+):
+    settings.PARLEY_DOCUMENT_CONTEXT_TOKENS = 600
+    collection = await collection_with(alice, "report.pdf", long_pdf(60, {41: FACT}))
+    tab = await Tab.open(alice)
+
+    await tab.send_message("What is the launch code of project Heron?", collection_ids=[str(collection.pk)])
+    final = await tab.reply()
+
+    assert "BLUE-FALCON-7" in system_text(fake_upstream.completion_requests[-1])
+    assert final["passages"] >= 1
+    await tab.close()
+
+    requests = len(fake_upstream.completion_requests)
+    bobs = await Tab.open(bob)
+    await bobs.send_message("What is the launch code of project Heron?", collection_ids=[str(collection.pk)])
+    error = await bobs.until_type("error")
+    assert error["code"] == "not_found"
+    assert not await database_sync_to_async(Message.objects.filter(conversation__owner=bob).exists)()
+    assert len(fake_upstream.completion_requests) == requests
+    await bobs.close()
