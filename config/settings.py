@@ -423,6 +423,8 @@ PARLEY_DOCUMENT_LEASE_SECONDS = env.float("PARLEY_DOCUMENT_LEASE_SECONDS", defau
 PARLEY_EMBEDDING_MODEL = env.str("PARLEY_EMBEDDING_MODEL", default="")
 PARLEY_EMBEDDING_DIMENSIONS = env.int("PARLEY_EMBEDDING_DIMENSIONS", default=256)
 PARLEY_EMBEDDING_BATCH = env.int("PARLEY_EMBEDDING_BATCH", default=64)
+# Send the document passages a turn's prompt carries to the moderation gate too (default off).
+PARLEY_MODERATE_DOCUMENTS = env.bool("PARLEY_MODERATE_DOCUMENTS", default=False)
 # Memory each process may keep documents' vectors in for the SQLite vector scan (chat/services/retrieval.py).
 PARLEY_RETRIEVAL_CACHE_MB = env.int("PARLEY_RETRIEVAL_CACHE_MB", default=256)
 # Ingestion jobs: django-tasks with its database backend; the worker is `manage.py db_worker`.

@@ -10,7 +10,7 @@ member, the budget reservation) run in one transaction that locks the conversati
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -362,6 +362,8 @@ def reply_begin(
     gate = (
         GateInput(system_prompt=conversation.system_prompt or "") if first_turn else _gate_input(conversation, question)
     )
+    if settings.PARLEY_MODERATE_DOCUMENTS and prompt.sources.chunks:
+        gate = replace(gate, documents="\n\n".join(chunk.text for chunk in prompt.sources.chunks))
     hits, where = gate_blocklist(question.content, gate)
     return ReplyPlan(
         conversation=conversation,

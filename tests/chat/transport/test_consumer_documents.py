@@ -247,3 +247,33 @@ async def test_a_collection_picked_in_the_composer_is_searched_and_bob_cannot_pi
     assert not await database_sync_to_async(Message.objects.filter(conversation__owner=bob).exists)()
     assert len(fake_upstream.completion_requests) == requests
     await bobs.close()
+
+
+def moderation_inputs(fake_upstream) -> str:
+    return " ".join(str(r.body.get("input")) for r in fake_upstream.requests if r.path.endswith("/moderations"))
+
+
+async def test_document_text_goes_to_moderation_only_when_the_setting_is_on(alice, embedding, fake_upstream, settings):
+    document = await indexed(alice, "notes.txt", b"The vault plan says FLAGME at midnight.")
+    tab = await Tab.open(alice)
+
+    await tab.send_message("What does the vault plan say?", document_ids=[str(document.id)])
+    off = await tab.reply()
+
+    assert off["status"] == "complete"
+    assert "vault plan says" not in moderation_inputs(fake_upstream)  # default: the member's text only
+    await tab.close()
+
+    settings.PARLEY_MODERATE_DOCUMENTS = True
+    second = await indexed(alice, "plan.txt", b"The vault plan says FLAGME at midnight.")
+    completions = len(fake_upstream.completion_requests)
+    tab = await Tab.open(alice)
+    await tab.send_message("What does the vault plan say?", document_ids=[str(second.id)])
+    on = await tab.reply()
+
+    assert on["status"] == "blocked"
+    assert on["error"]["code"] == "moderation_blocked"
+    assert "documents" in on["error"]["message"]
+    assert "vault plan says FLAGME" in moderation_inputs(fake_upstream)
+    assert len(fake_upstream.completion_requests) == completions  # no model read it
+    await tab.close()
