@@ -156,3 +156,15 @@ class CollectionReadOnly(ParleyError):
     # A member of a group the collection is shared with may read it; only its owner changes it.
     code = "collection_read_only"
     default_message = _("Only the owner of this collection can change it.")
+
+
+class VisionUnsupported(ParleyError):
+    # Images are never dropped silently: a model the catalog does not mark as reading them is
+    # refused before any call.
+    code = "model_no_vision"
+    default_message = _("This model cannot read images. Pick a model that accepts images, or remove them.")
+
+
+class ImageRefused(ParleyError):
+    code = "image_refused"
+    default_message = _("This image cannot be attached.")

@@ -17,6 +17,15 @@ def vocabulary_drop(apps, schema_editor):
         schema_editor.execute("DROP TABLE IF EXISTS chat_chunk_fts_vocab")
 
 
+def vision_from_families(apps, schema_editor):
+    """Models already in the catalog get the flag their family implies (admins correct it)."""
+    from chat.catalog.families import has_vision
+
+    ChatModel = apps.get_model("chat", "ChatModel")
+    ids = [pk for pk, model_id in ChatModel.objects.filter(kind="chat").values_list("pk", "model_id") if has_vision(model_id)]
+    ChatModel.objects.filter(pk__in=ids).update(vision=True)
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
@@ -56,4 +65,10 @@ class Migration(migrations.Migration):
             model_name='collection',
             constraint=models.UniqueConstraint(fields=('owner', 'name'), name='collection_owner_name'),
         ),
+        migrations.AddField(
+            model_name='chatmodel',
+            name='vision',
+            field=models.BooleanField(default=False, help_text='The model reads images attached to a message.', verbose_name='accepts images'),
+        ),
+        migrations.RunPython(vision_from_families, migrations.RunPython.noop),
     ]

@@ -29,6 +29,7 @@ from chat.selectors import conversation_for_user, message_for_user, path_ids
 from chat.services.collections import collections_use
 from chat.services.conversations import conversation_create
 from chat.services.documents import documents_attach
+from chat.services.images import images_attach, message_images, vision_check
 from chat.services.prompt import Prompt, prompt_build
 
 CLIENT_ID_MAX = 64
@@ -112,6 +113,7 @@ def message_save(
     fresh_user=False,
     document_ids=None,
     collection_ids=None,
+    image_ids=None,
 ) -> SavedTurn:
     """Save the member's message (creating the conversation if ``conversation_id`` is None).
 
@@ -137,6 +139,7 @@ def message_save(
             conversation.current_leaf = message
             documents_attach(user=user, conversation=conversation, message=message, document_ids=document_ids)
             collections_use(user=user, conversation=conversation, collection_ids=collection_ids)
+            images_attach(user=user, conversation=conversation, message=message, image_ids=image_ids)
         return SavedTurn(conversation, message, created_conversation=True, duplicate=False)
     conversation = conversation_for_user(user=user, conversation_id=conversation_id)
     message = _user_message(conversation, client_id, content)
@@ -145,6 +148,7 @@ def message_save(
             _append(conversation, message)
             documents_attach(user=user, conversation=conversation, message=message, document_ids=document_ids)
             collections_use(user=user, conversation=conversation, collection_ids=collection_ids)
+            images_attach(user=user, conversation=conversation, message=message, image_ids=image_ids)
     except IntegrityError:
         # This client id was saved already (a resend after a reconnect, or the same frame
         # racing in from another socket): that message is the one, and nothing is added.
@@ -199,6 +203,7 @@ def turn_start(
     chat_settings=None,
     document_ids=None,
     collection_ids=None,
+    image_ids=None,
     query_vector=None,
 ) -> TurnStart:
     """Save the member's message, then begin its reply: one call, so one trip to the database
@@ -231,6 +236,7 @@ def turn_start(
         fresh_user=True,
         document_ids=document_ids,
         collection_ids=collection_ids,
+        image_ids=image_ids,
     )
     if saved.duplicate:
         return TurnStart(saved, None, None)
@@ -295,6 +301,9 @@ def reply_begin(
     elif model is None or model.pk != conversation.model_id:
         # A model that was disabled or ungranted since the conversation began is refused (T07).
         model = model_granted(user=user, model_id=conversation.model_id)
+    # Images go to a model that reads them, or the reply is refused before any call.
+    images = message_images(question)
+    vision_check(model=model, images=images)
     with transaction.atomic():
         # Lock the conversation row: two sends racing into one conversation serialize here.
         Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
@@ -311,7 +320,7 @@ def reply_begin(
                 % {"count": in_flight, "limit": settings.PARLEY_MAX_CONCURRENT_REPLIES}
             )
         conversation.model = model
-        prompt = prompt_build(conversation=conversation, newest=question, query_vector=query_vector)
+        prompt = prompt_build(conversation=conversation, newest=question, query_vector=query_vector, images=images)
         now = timezone.now()
         count = prompt.payload.get("n", 1)
         replies = [

@@ -310,6 +310,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             chat_settings=chat_settings,
             document_ids=document_ids,
             collection_ids=collection_ids,
+            image_ids=frame.get("image_ids") or None,  # images attached (chat/services/images.py)
             query_vector=query_vector,
         )
         if start is None:
