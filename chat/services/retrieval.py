@@ -238,7 +238,9 @@ def _keyword_sqlite(document_ids: list, query: str, limit: int) -> list[int]:
         match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
         marks = ", ".join(["%s"] * len(document_ids))
         cursor.execute(
-            "SELECT c.id FROM chat_chunk_fts f JOIN chat_chunk c ON c.id = f.rowid "  # noqa: S608 - marks only
+            # CROSS JOIN: SQLite keeps the full-text match as the outer loop; left to itself it
+            # walked the scope's 100,000 passages by their document index first (10x slower).
+            "SELECT c.id FROM chat_chunk_fts f CROSS JOIN chat_chunk c ON c.id = f.rowid "  # noqa: S608 - marks only
             f"WHERE chat_chunk_fts MATCH %s AND c.document_id IN ({marks}) "
             "ORDER BY bm25(chat_chunk_fts) LIMIT %s",
             [match, *(_uuid_hex(d) for d in document_ids), limit],
@@ -257,8 +259,9 @@ def _uncommon(cursor, words: list[str]) -> list[str]:
         return []  # no passage holds any of them
     # The span of passage ids stands for their count (an upper bound once passages in the
     # middle were deleted: then fewer words count as common, slower but never wrong), from two
-    # index lookups where count(*) reads every row.
-    cursor.execute("SELECT max(id) - min(id) + 1 FROM chat_chunk")
+    # index lookups where count(*) reads every row (each in its own subquery: SQLite reads
+    # max() and min() from the index only when each is alone in its SELECT).
+    cursor.execute("SELECT (SELECT max(id) FROM chat_chunk) - (SELECT min(id) FROM chat_chunk) + 1")
     total = cursor.fetchone()[0] or 0
     if total < COMMON_MIN_ROWS:
         return [w for w in words if w in counts]
