@@ -165,6 +165,6 @@ class VisionUnsupported(ParleyError):
     default_message = _("This model cannot read images. Pick a model that accepts images, or remove them.")
 
 
-class ImageRefused(ParleyError):
-    code = "image_refused"
+class VisionImageRefused(ParleyError):
+    code = "vision_image_refused"
     default_message = _("This image cannot be attached.")

@@ -423,9 +423,9 @@ PARLEY_DOCUMENT_LEASE_SECONDS = env.float("PARLEY_DOCUMENT_LEASE_SECONDS", defau
 PARLEY_EMBEDDING_MODEL = env.str("PARLEY_EMBEDDING_MODEL", default="")
 PARLEY_EMBEDDING_DIMENSIONS = env.int("PARLEY_EMBEDDING_DIMENSIONS", default=256)
 PARLEY_EMBEDDING_BATCH = env.int("PARLEY_EMBEDDING_BATCH", default=64)
-# Images attached to a message, for vision models (chat/services/images.py).
-PARLEY_IMAGE_MAX_BYTES = env.int("PARLEY_IMAGE_MAX_BYTES", default=10 * 1024 * 1024)
-PARLEY_IMAGES_PER_MESSAGE = env.int("PARLEY_IMAGES_PER_MESSAGE", default=4)
+# Images attached to a message, for vision models (chat/services/vision.py).
+PARLEY_VISION_IMAGE_MAX_BYTES = env.int("PARLEY_VISION_IMAGE_MAX_BYTES", default=10 * 1024 * 1024)
+PARLEY_VISION_IMAGES_PER_MESSAGE = env.int("PARLEY_VISION_IMAGES_PER_MESSAGE", default=4)
 # Send the document passages a turn's prompt carries to the moderation gate too (default off).
 PARLEY_MODERATE_DOCUMENTS = env.bool("PARLEY_MODERATE_DOCUMENTS", default=False)
 # Memory each process may keep documents' vectors in for the SQLite vector scan (chat/services/retrieval.py).

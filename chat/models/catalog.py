@@ -128,7 +128,7 @@ class ChatModel(models.Model):
     )
     # Whether the model reads image parts in a message (set from its family when synced, for ids
     # such as gpt-4o*, gpt-4.1*; an admin corrects it). A message with images to a model without
-    # it is refused before any call (chat/services/images.py).
+    # it is refused before any call (chat/services/vision.py).
     vision = models.BooleanField(
         _("accepts images"), default=False, help_text=_("The model reads images attached to a message.")
     )

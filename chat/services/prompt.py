@@ -29,9 +29,9 @@ from chat.core.calls import caller_pseudonym
 from chat.errors import NoProvider
 from chat.models import Conversation, Message
 from chat.selectors import path_ids
-from chat.services.images import IMAGE_TOKENS, image_parts
 from chat.services.sources import Sources, sources_pick
 from chat.services.trimming import PromptMessage, fixed_cost, trim_history
+from chat.services.vision import IMAGE_TOKENS, image_parts
 
 # Sampling parameters copied into the request only when the conversation sets them, so the
 # provider's own defaults apply otherwise (and models that reject some of them still work).

@@ -29,8 +29,8 @@ from chat.selectors import conversation_for_user, message_for_user, path_ids
 from chat.services.collections import collections_use
 from chat.services.conversations import conversation_create
 from chat.services.documents import documents_attach
-from chat.services.images import images_attach, message_images, vision_check
 from chat.services.prompt import Prompt, prompt_build
+from chat.services.vision import images_attach, message_images, vision_check
 
 CLIENT_ID_MAX = 64
 

@@ -310,7 +310,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             chat_settings=chat_settings,
             document_ids=document_ids,
             collection_ids=collection_ids,
-            image_ids=frame.get("image_ids") or None,  # images attached (chat/services/images.py)
+            image_ids=frame.get("image_ids") or None,  # images attached (chat/services/vision.py)
             query_vector=query_vector,
         )
         if start is None:

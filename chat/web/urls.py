@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.web import api, api_keys, collections, documents, images, media, views
+from chat.web import api, api_keys, collections, documents, media, views, vision
 
 app_name = "chat"
 
@@ -33,7 +33,7 @@ urlpatterns = [
     path("api/documents/", documents.document_create, name="api_documents"),
     path("api/documents/<uuid:document_id>/", documents.document_detail, name="api_document"),
     path("sources/<uuid:message_id>/<int:number>/", documents.passage, name="passage"),
-    path("api/images/", images.image_create, name="api_images"),
+    path("api/vision/images/", vision.vision_image_create, name="api_vision_images"),
     path("api/collections/", collections.collection_list, name="api_collections"),
     path("api/collections/<uuid:collection_id>/", collections.collection_detail, name="api_collection"),
     path(

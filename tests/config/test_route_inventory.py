@@ -60,7 +60,7 @@ ROUTES = {
     "chat:api_documents": MEMBER,
     "chat:api_document": MEMBER,
     "chat:api_collections": MEMBER,
-    "chat:api_images": MEMBER,
+    "chat:api_vision_images": MEMBER,
     "chat:api_collection": MEMBER,
     "chat:api_collection_documents": MEMBER,
     "chat:api_conversation_collection": MEMBER,

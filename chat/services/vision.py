@@ -14,7 +14,7 @@ import base64
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from chat.errors import ImageRefused, NotFound, VisionUnsupported
+from chat.errors import NotFound, VisionImageRefused, VisionUnsupported
 from chat.media.services import media_save
 from chat.media.storage import stored_open
 from chat.models import MediaFile
@@ -28,16 +28,16 @@ IMAGE_TOKENS = 765
 
 def image_upload(*, user, name, data: bytes) -> MediaFile:
     """Store an image for the member's next message, or raise saying why not."""
-    if len(data) > settings.PARLEY_IMAGE_MAX_BYTES:
-        raise ImageRefused(
+    if len(data) > settings.PARLEY_VISION_IMAGE_MAX_BYTES:
+        raise VisionImageRefused(
             _("The image is %(size)s bytes; the limit is %(limit)s.")
-            % {"size": len(data), "limit": settings.PARLEY_IMAGE_MAX_BYTES},
+            % {"size": len(data), "limit": settings.PARLEY_VISION_IMAGE_MAX_BYTES},
             code="image_too_large",
         )
     media = media_save(owner=user, content=data, name=name or "image", kind=MediaFile.Kind.IMAGE)
     if media.content_type not in IMAGE_TYPES:
         media.delete()
-        raise ImageRefused(_("Attach a PNG, JPEG, WEBP or GIF image."), code="image_type_unsupported")
+        raise VisionImageRefused(_("Attach a PNG, JPEG, WEBP or GIF image."), code="image_type_unsupported")
     return media
 
 
@@ -45,9 +45,9 @@ def images_attach(*, user, conversation, message, image_ids) -> list[MediaFile]:
     """Attach the member's uploaded images to ``message`` (in the caller's transaction)."""
     if not image_ids:
         return []
-    if not isinstance(image_ids, list) or len(image_ids) > settings.PARLEY_IMAGES_PER_MESSAGE:
-        raise ImageRefused(
-            _("A message can carry at most %(limit)s images.") % {"limit": settings.PARLEY_IMAGES_PER_MESSAGE},
+    if not isinstance(image_ids, list) or len(image_ids) > settings.PARLEY_VISION_IMAGES_PER_MESSAGE:
+        raise VisionImageRefused(
+            _("A message can carry at most %(limit)s images.") % {"limit": settings.PARLEY_VISION_IMAGES_PER_MESSAGE},
             code="image_too_many",
         )
     ids = {str(i) for i in image_ids}

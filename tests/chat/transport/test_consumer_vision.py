@@ -12,7 +12,7 @@ from django.test import Client
 
 from chat.catalog.families import has_vision
 from chat.models import ChatModel, MediaFile, Message
-from chat.services.images import image_upload
+from chat.services.vision import image_upload
 from tests.chat.media.samples import png
 from tests.chat.wsclient import Tab
 from tests.documents_support import media_in_folder, pdf_with_pages
@@ -102,7 +102,7 @@ def test_the_catalog_marks_vision_by_family(model_id, vision):
 def test_a_bad_image_upload_gets_its_code(alice, name, data, code, status):
     client = Client()
     client.force_login(alice)
-    response = client.post("/api/images/", {"file": SimpleUploadedFile(name, data)})
+    response = client.post("/api/vision/images/", {"file": SimpleUploadedFile(name, data)})
     assert response.status_code == status
     assert response.json()["error"]["code"] == code
     assert not MediaFile.objects.exists()
@@ -111,6 +111,6 @@ def test_a_bad_image_upload_gets_its_code(alice, name, data, code, status):
 def test_an_image_upload_is_the_members(alice):
     client = Client()
     client.force_login(alice)
-    response = client.post("/api/images/", {"file": SimpleUploadedFile("x.png", png())})
+    response = client.post("/api/vision/images/", {"file": SimpleUploadedFile("x.png", png())})
     assert response.status_code == 201
     assert MediaFile.objects.get(pk=response.json()["image"]["id"]).owner == alice
