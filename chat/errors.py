@@ -168,3 +168,30 @@ class VisionUnsupported(ParleyError):
 class VisionImageRefused(ParleyError):
     code = "vision_image_refused"
     default_message = _("This image cannot be attached.")
+
+
+class ImageRefused(ParleyError):
+    """An image request that cannot be made, or an image that cannot be used; ``code`` says
+    which rule (chat/media/images.py, chat/services/images.py): ``image_invalid`` (not an
+    image, or a truncated one), ``image_too_large``, ``image_bomb`` (too many pixels),
+    ``image_option_invalid``, ``image_operation_unsupported``, ``image_no_result``,
+    ``image_url_only`` (the provider sent a link instead of the image)."""
+
+    code = "image_refused"
+    default_message = _("This image request cannot be made.")
+
+
+class AudioRefused(ParleyError):
+    """Audio Parley will not send to a provider; ``code`` says why (chat/media/audio.py):
+    ``audio_type_unsupported``, ``audio_unreadable``, ``audio_too_long``, ``audio_too_large``,
+    ``audio_empty``."""
+
+    code = "audio_refused"
+    default_message = _("This audio cannot be used.")
+
+
+class SpeechRefused(ParleyError):
+    """A reply that cannot be read aloud: ``speech_unavailable``, ``speech_too_long``, ``speech_empty``."""
+
+    code = "speech_refused"
+    default_message = _("This reply cannot be read aloud.")

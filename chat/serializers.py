@@ -5,6 +5,8 @@ Only whitelisted fields leave the server (never keys, never another member's dat
 
 from __future__ import annotations
 
+from django.urls import reverse
+
 from chat.models import Collection, Conversation, Document, Message
 
 
@@ -74,9 +76,25 @@ def message_to_dict(message: Message) -> dict:
         "passages": message.passages,  # numbered document sources the reply could cite
         "omitted_passages": message.omitted_passages,
         "moderation_categories": message.moderation_categories,
+        "attachments": attachments_to_list(message.attachments),
         "model": message.model_name,
         "created_at": message.created_at.isoformat(),
     }
+
+
+_ATTACHMENT_FIELDS = ("kind", "content_type", "name", "width", "height", "revised_prompt")
+
+
+def attachments_to_list(attachments) -> list[dict]:
+    """A message's files with their owner-only URLs (``/media/<id>/``; add ``?inline=1`` to show one)."""
+    shown = []
+    for item in attachments if isinstance(attachments, list) else []:
+        if not isinstance(item, dict) or not item.get("id"):
+            continue
+        entry = {"id": str(item["id"]), **{key: item.get(key) for key in _ATTACHMENT_FIELDS}}
+        entry["url"] = reverse("chat:media", args=[item["id"]])
+        shown.append(entry)
+    return shown
 
 
 def document_to_dict(document: Document) -> dict:

@@ -349,6 +349,8 @@ CONTENT_SECURITY_POLICY = {
         "img-src": ["'self'", "data:"],
         "font-src": ["'self'", "data:"],
         "connect-src": ["'self'"],
+        # Replies read aloud and recordings played back: Parley's own audio URLs only.
+        "media-src": ["'self'"],
         "object-src": ["'none'"],
         "base-uri": ["'none'"],
         "form-action": ["'self'"],
@@ -421,6 +423,14 @@ PARLEY_DOCUMENT_CHUNK_TOKENS = env.int("PARLEY_DOCUMENT_CHUNK_TOKENS", default=3
 PARLEY_DOCUMENT_CONTEXT_TOKENS = env.int("PARLEY_DOCUMENT_CONTEXT_TOKENS", default=3000)
 PARLEY_DOCUMENT_LEASE_SECONDS = env.float("PARLEY_DOCUMENT_LEASE_SECONDS", default=300.0)
 PARLEY_EMBEDDING_MODEL = env.str("PARLEY_EMBEDDING_MODEL", default="")
+# Images (chat/services/images.py): how many a call may ask for, what an uploaded image may be,
+# and the size of a provider's answer Parley reads (base64 images are large).
+PARLEY_IMAGE_MAX_N = env.int("PARLEY_IMAGE_MAX_N", default=4)
+PARLEY_IMAGE_PROMPT_MAX_CHARS = env.int("PARLEY_IMAGE_PROMPT_MAX_CHARS", default=4000)
+PARLEY_IMAGE_UPLOAD_MAX_BYTES = env.int("PARLEY_IMAGE_UPLOAD_MAX_BYTES", default=20 * 1024 * 1024)
+PARLEY_IMAGE_MAX_PIXELS = env.int("PARLEY_IMAGE_MAX_PIXELS", default=40_000_000)
+PARLEY_IMAGE_EDIT_MAX_SIDE = env.int("PARLEY_IMAGE_EDIT_MAX_SIDE", default=1024)
+PARLEY_IMAGE_MAX_RESPONSE_BYTES = env.int("PARLEY_IMAGE_MAX_RESPONSE_BYTES", default=64 * 1024 * 1024)
 PARLEY_EMBEDDING_DIMENSIONS = env.int("PARLEY_EMBEDDING_DIMENSIONS", default=256)
 PARLEY_EMBEDDING_BATCH = env.int("PARLEY_EMBEDDING_BATCH", default=64)
 # Images attached to a message, for vision models (chat/services/vision.py).
@@ -430,6 +440,17 @@ PARLEY_VISION_IMAGES_PER_MESSAGE = env.int("PARLEY_VISION_IMAGES_PER_MESSAGE", d
 PARLEY_MODERATE_DOCUMENTS = env.bool("PARLEY_MODERATE_DOCUMENTS", default=False)
 # Memory each process may keep documents' vectors in for the SQLite vector scan (chat/services/retrieval.py).
 PARLEY_RETRIEVAL_CACHE_MB = env.int("PARLEY_RETRIEVAL_CACHE_MB", default=256)
+# Voice (chat/services/voice.py): dictation and audio files in, replies read aloud out. The
+# models are the admin's choice (docs/admin.md): these ids, else the first granted of the kind.
+PARLEY_TRANSCRIPTION_MODEL = env.str("PARLEY_TRANSCRIPTION_MODEL", default="")
+PARLEY_SPEECH_MODEL = env.str("PARLEY_SPEECH_MODEL", default="")
+# A dictation's length and size; an audio file attached as a document may be longer (its size
+# limit is PARLEY_DOCUMENT_MAX_BYTES: keep it within the provider's 25 MB).
+PARLEY_VOICE_MAX_RECORDING_SECONDS = env.int("PARLEY_VOICE_MAX_RECORDING_SECONDS", default=300)
+PARLEY_VOICE_MAX_UPLOAD_BYTES = env.int("PARLEY_VOICE_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
+PARLEY_AUDIO_DOCUMENT_MAX_SECONDS = env.int("PARLEY_AUDIO_DOCUMENT_MAX_SECONDS", default=3 * 3600)
+# A reply read aloud: at most this many characters (OpenAI's /audio/speech takes 4,096).
+PARLEY_SPEECH_MAX_CHARACTERS = env.int("PARLEY_SPEECH_MAX_CHARACTERS", default=4096)
 # Ingestion jobs: django-tasks with its database backend; the worker is `manage.py db_worker`.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 

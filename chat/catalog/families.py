@@ -176,3 +176,48 @@ def output_limit_field(model_id: str) -> str:
     if found is not None and found[0] in _COMPLETION_LIMIT_FAMILIES:
         return "max_completion_tokens"
     return "max_tokens"
+
+
+# --- images: what each family's endpoints accept (OpenAI's API reference, images) ------------
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    sizes: tuple[str, ...]
+    qualities: tuple[str, ...]  # empty: the model has no quality setting
+    max_n: int
+    edits: bool  # /images/edits
+    variations: bool  # /images/variations
+    square_inputs: bool  # edits and variations take square images only
+
+
+_IMAGE_OPTIONS = {
+    "dall-e-2": ImageOptions(("256x256", "512x512", "1024x1024"), (), 10, True, True, True),
+    "dall-e-3": ImageOptions(("1024x1024", "1792x1024", "1024x1792"), ("standard", "hd"), 1, False, False, True),
+    "gpt-image": ImageOptions(
+        ("1024x1024", "1536x1024", "1024x1536"), ("low", "medium", "high"), 10, True, False, False
+    ),
+}
+# A model Parley does not know (a compatible server's diffusion model): square 1024 images,
+# no quality, and every operation offered (the provider's refusal is shown if it has none).
+_OTHER_IMAGES = ImageOptions(("1024x1024",), (), 10, True, True, True)
+
+
+def image_options(model_id: str, prices: dict | None = None) -> ImageOptions:
+    """What ``model_id`` can be asked for; the sizes and qualities an admin priced count too
+    (``ChatModel.image_prices`` keys are "size" or "size/quality")."""
+    low = model_id.lower().removeprefix("ft:")
+    known = next((o for prefix, o in _IMAGE_OPTIONS.items() if low.startswith(prefix)), _OTHER_IMAGES)
+    sizes, qualities = list(known.sizes), list(known.qualities)
+    for key in prices or {}:
+        size, _, quality = str(key).partition("/")
+        if size and size != "default" and size not in sizes and _is_size(size):
+            sizes.append(size)
+        if quality and quality not in qualities and quality.isalnum():
+            qualities.append(quality)
+    return ImageOptions(tuple(sizes), tuple(qualities), known.max_n, known.edits, known.variations, known.square_inputs)
+
+
+def _is_size(text: str) -> bool:
+    width, x, height = text.partition("x")
+    return bool(x) and width.isdigit() and height.isdigit() and 0 < int(width) <= 8192 and 0 < int(height) <= 8192

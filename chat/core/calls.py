@@ -234,7 +234,9 @@ def call_settle(
     the reply's ``message`` instance (it holds the row's lock and is ending the reply), they
     are set on the instance instead, for the caller to save with its other changes.
     """
-    with transaction.atomic():
+    # No savepoint inside the caller's transaction (a reply's end settles inside the one that
+    # saves it): an error here leaves that whole transaction, which rolls back with it.
+    with transaction.atomic(savepoint=False):
         rows = Reservation.objects.select_for_update()
         if reservation_id is not None:
             reservation = rows.filter(pk=reservation_id).first()
@@ -258,7 +260,10 @@ def _settle(
     """Release ``reservation`` and record ``units`` at today's prices (or at ``cost``, given)."""
     model = None
     if reservation.model_id and (cost is not None or not units.empty):  # only priced when used
-        model = ChatModel.objects.filter(pk=reservation.model_id).first()
+        if message is not None and message.model_id == reservation.model_id and message.model is not None:
+            model = message.model  # the reply's model, read with its row (no second query)
+        else:
+            model = ChatModel.objects.filter(pk=reservation.model_id).first()
     if cost is None:
         cost = units_cost(model, reservation.kind, units)
     cost = budget._money(cost)

@@ -29,7 +29,7 @@ def vision_from_families(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
-        ("chat", "0010_documents"),
+        ("chat", "0012_voice"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

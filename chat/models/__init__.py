@@ -7,6 +7,7 @@ from chat.models.documents import Chunk, Citation, Collection, Document
 from chat.models.media import MediaFile
 from chat.models.moderation import BlocklistEntry, ModerationEvent
 from chat.models.usage import Reservation, UsageKind, UsageMonth, UsageRecord
+from chat.models.voice import SpeechClip, VoicePreference
 
 __all__ = [
     "TOKEN_PREFIX",
@@ -25,8 +26,10 @@ __all__ = [
     "ModerationEvent",
     "Provider",
     "Reservation",
+    "SpeechClip",
     "UsageKind",
     "UsageMonth",
     "UsageRecord",
+    "VoicePreference",
     "token_hash",
 ]

@@ -109,6 +109,11 @@ class Message(models.Model):
     omitted_passages = models.PositiveIntegerField(default=0)  # document passages that did not fit
     moderation_categories = models.JSONField(default=list, blank=True)
     moderation_unchecked = models.BooleanField(default=False)
+    # Files shown with the message: the images a model made (a reply of an image call) or the
+    # image a member edits or varies, [{"id", "kind", "content_type", "name", "width",
+    # "height", "revised_prompt"}]; each names a MediaFile (chat/models/media.py), which the
+    # owner-only media view serves. Kept on the row so a thread is read without another query.
+    attachments = models.JSONField(default=list, blank=True)
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_text = models.TextField(blank=True, default="")
     model_name = models.CharField(max_length=200, blank=True, default="")

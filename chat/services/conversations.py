@@ -136,8 +136,17 @@ def _check_bias_for_model(conversation: Conversation) -> None:
 
 
 def conversation_create(
-    *, user, title: str = "", model_id=None, settings: dict | None = None, fresh_user: bool = False
+    *,
+    user,
+    title: str = "",
+    model_id=None,
+    settings: dict | None = None,
+    fresh_user: bool = False,
+    first_message_id=None,
 ) -> Conversation:
+    # ``first_message_id``: the id of the message the caller saves next, in the same
+    # transaction, as the conversation's first; it is the leaf from the start (the foreign key
+    # is checked at commit), which saves an UPDATE on every new chat.
     # Read the member's defaults fresh: a socket's user object was loaded when it connected,
     # and the member may have changed them in another tab since (``fresh_user``: the caller
     # read ``user`` from the database just now).
@@ -158,11 +167,13 @@ def conversation_create(
     if settings is not None and not isinstance(settings, dict):
         raise BadRequest(_("Settings must be an object."))
     values = _clean_settings({**defaults, **(settings or {})})
-    conversation = Conversation(owner=user, title=title[:TITLE_MAX], model=model, **values)
+    conversation = Conversation(
+        owner=user, title=title[:TITLE_MAX], model=model, current_leaf_id=first_message_id, **values
+    )
     _check_bias_for_model(conversation)
     try:
         # validate_unique would query for the fresh random UUID: a round trip for nothing.
-        conversation.full_clean(exclude=["owner", "model"], validate_unique=False)
+        conversation.full_clean(exclude=["owner", "model", "current_leaf"], validate_unique=False)
     except ValidationError as exc:
         raise BadRequest("; ".join(exc.messages)) from None
     conversation.save()

@@ -33,7 +33,8 @@ from chat.media.storage import stored_open
 from chat.models import Chunk, Collection, Conversation, Document, MediaFile, ModelKind, UsageKind
 from chat.selectors import readable_collection_ids
 from chat.services.chunking import chunk_pages
-from chat.services.extract import extract, kind_of, name_check, sniff
+from chat.services.extract import Page, extract, kind_of, name_check, sniff
+from chat.services.voice import audio_document_check, audio_transcript
 from chat.upstream import client
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,10 @@ def document_upload(*, user, name, data: bytes, conversation_id=None, collection
     ``collection``: one the member owns (chat/services/collections.py checked it and its limit)."""
     name = name_check(name)
     kind = kind_of(name)
-    sniff(kind, data)
+    if kind == "audio":
+        audio_document_check(data, user=user)  # a model, type, truncation, length: before any job
+    else:
+        sniff(kind, data)
     conversation = None
     if collection is not None:
         media = media_save(owner=user, content=data, name=name, kind=MediaFile.Kind.DOCUMENT)
@@ -74,7 +78,8 @@ def document_upload(*, user, name, data: bytes, conversation_id=None, collection
             code="document_too_many_files",
         )
     # Stored first, outside any transaction (media_save's advice), within the member's quota.
-    media = media_save(owner=user, content=data, name=name, kind=MediaFile.Kind.DOCUMENT, conversation=conversation)
+    media_kind = MediaFile.Kind.AUDIO if kind == "audio" else MediaFile.Kind.DOCUMENT
+    media = media_save(owner=user, content=data, name=name, kind=media_kind, conversation=conversation)
     try:
         with transaction.atomic():
             if conversation is not None and not conversation.has_documents:
@@ -246,7 +251,7 @@ def document_index(document_id, *, after_batch=None) -> str:
         return "skipped"
     user = document.owner
     try:
-        pages = extract(document.kind, _original(document))
+        pages = _pages(document, user)
         pieces = chunk_pages(pages, settings.PARLEY_DOCUMENT_CHUNK_TOKENS)
         _heartbeat(document, status=Document.Status.INDEXING, pages=sum(1 for p in pages if p.number) or 0)
         model = embedding_model(user)
@@ -310,6 +315,17 @@ def document_index(document_id, *, after_batch=None) -> str:
     except ParleyError as exc:
         document_fail(document, exc, attempt=document.attempt)
         return Document.Status.FAILED
+
+
+def _pages(document: Document, user) -> list[Page]:
+    """The document's text: extracted from the file, or an audio file's transcript."""
+    data = _original(document)
+    if document.kind != "audio":
+        return extract(document.kind, data)
+    text = audio_transcript(user=user, data=data)
+    if not text.strip():
+        raise DocumentRefused(_("No speech was heard in the audio."), code="document_empty")
+    return [Page(0, text)]
 
 
 def _original(document: Document) -> bytes:

@@ -33,6 +33,15 @@ KINDS = {
     ".csv": "csv",
     ".html": "html",
     ".htm": "html",
+    # Audio (a meeting recording): its text is its transcript (chat/services/voice.py).
+    ".mp3": "audio",
+    ".wav": "audio",
+    ".ogg": "audio",
+    ".oga": "audio",
+    ".opus": "audio",
+    ".webm": "audio",
+    ".m4a": "audio",
+    ".flac": "audio",
 }
 # Source code and other plain-text formats are read as text.
 TEXT_EXTENSIONS = frozenset(
@@ -78,7 +87,7 @@ def kind_of(name: str) -> str:
     if extension in TEXT_EXTENSIONS:
         return "text"
     raise DocumentRefused(
-        _("Files of this type cannot be read. Attach PDF, DOCX, text, Markdown, CSV, HTML or source code."),
+        _("Files of this type cannot be read. Attach PDF, DOCX, text, Markdown, CSV, HTML, source code or audio."),
         code="document_type_unsupported",
     )
 

@@ -10,6 +10,7 @@ member, the budget reservation) run in one transaction that locks the conversati
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, replace
 
 from django.conf import settings
@@ -124,18 +125,25 @@ def message_save(
     _validate_client_id(client_id)
     if conversation_id is None:
         title = title_fallback(content)
+        message_id = uuid.uuid4()
         with transaction.atomic():
             try:
                 conversation = conversation_create(
-                    user=user, title=title, model_id=model_id, settings=chat_settings, fresh_user=fresh_user
+                    user=user,
+                    title=title,
+                    model_id=model_id,
+                    settings=chat_settings,
+                    fresh_user=fresh_user,
+                    first_message_id=message_id,
                 )
             except NoProvider:
                 # Keep the message even when no model is configured yet: it is saved, and the
                 # reply is refused with ``no_provider`` by reply_begin.
-                conversation = Conversation.objects.create(owner=user, title=title)
+                conversation = Conversation.objects.create(owner=user, title=title, current_leaf_id=message_id)
             message = _user_message(conversation, client_id, content)
-            message.save()
-            Conversation.objects.filter(pk=conversation.pk).update(current_leaf=message)
+            message.id = message_id
+            # The conversation already names it as its leaf (checked when this commits).
+            message.save(force_insert=True)
             conversation.current_leaf = message
             documents_attach(user=user, conversation=conversation, message=message, document_ids=document_ids)
             collections_use(user=user, conversation=conversation, collection_ids=collection_ids)

@@ -77,7 +77,8 @@ class ReplyRunner:
         self.layer = get_channel_layer()
         provider = plan.conversation.model.provider
         self.provider = provider
-        self.endpoint = client.Endpoint.for_provider(provider)
+        # Built (key decrypted, address checked) once, by the admission of this reply.
+        self.endpoint = plan.admission.endpoint
         self.model_id = plan.conversation.model.model_id
         self.parts: list[str] = []
         self.length = 0  # code points received so far

@@ -2,9 +2,9 @@
 
 It is the only module that imports httpx (docs/architecture.md; tests/test_architecture.py
 enforces it). It speaks the OpenAI API (``/chat/completions`` as server-sent events,
-``/embeddings``, ``/moderations``, ``/models``); what the bytes mean is read by the pure
-:mod:`chat.upstream.wire` and :mod:`chat.upstream.sse`. Every transport or protocol failure
-becomes :class:`chat.errors.UpstreamError` with a stable code.
+``/embeddings``, ``/moderations``, ``/models``, ``/images/*``); what the bytes mean is read by the
+pure :mod:`chat.upstream.wire`, :mod:`chat.upstream.imagewire` and :mod:`chat.upstream.sse`.
+Every transport or protocol failure becomes :class:`chat.errors.UpstreamError` with a stable code.
 
 Rules kept here, each with its docs/security.md row:
 
@@ -41,6 +41,7 @@ from django.utils.translation import gettext as _
 
 from chat.errors import UpstreamError
 from chat.upstream import redact, sse
+from chat.upstream.imagewire import GeneratedImage, images_result
 from chat.upstream.wire import (
     Embeddings,
     Endpoint,
@@ -64,8 +65,11 @@ from chat.upstream.wire import (
     raw_chunk,
     retry_after_seconds,
     retryable,
+    speech_body,
     status_error,
     stream_error,
+    transcription_fields,
+    transcription_text,
     validate_base_url,
 )
 
@@ -82,11 +86,15 @@ __all__ = [
     "completion",
     "edit",
     "embeddings",
+    "images_from_image",
+    "images_generate",
     "list_models",
     "moderate",
     "moderations",
     "stream_chat",
     "stream_chunks",
+    "speech",
+    "transcribe",
     "validate_base_url",
 ]
 
@@ -477,9 +485,13 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
                 pass
 
 
-async def _read_json(response: httpx.Response, endpoint: Endpoint):
+async def _read_json(response: httpx.Response, endpoint: Endpoint, cap: int = MAX_JSON_BODY):
     try:
-        raw = await _read_capped(response, MAX_JSON_BODY)
+        raw = await _read_capped(response, cap + 1)
+        if len(raw) > cap:
+            raise UpstreamError(
+                _("The model provider sent a response larger than Parley reads."), code="upstream_bad_response"
+            )
     except httpx.HTTPError as exc:
         raise _transport_error(exc, endpoint) from None
     try:
@@ -490,18 +502,39 @@ async def _read_json(response: httpx.Response, endpoint: Endpoint):
         ) from None
 
 
-async def _call_json(endpoint: Endpoint, method: str, path: str, body=None, max_retries=None):
+async def _call_json(
+    endpoint: Endpoint,
+    method: str,
+    path: str,
+    body=None,
+    max_retries=None,
+    *,
+    files: dict | None = None,
+    cap: int = MAX_JSON_BODY,
+):
+    """One request with a JSON answer. ``files`` makes it multipart: ``body`` its text fields,
+    ``files`` its files as ``{field: (name, bytes, type)}`` (bytes, so a retry sends them again)."""
     with _lease() as client:
-        request = client.build_request(
-            method,
-            endpoint.url(path),
-            json=body,
-            headers=_headers(endpoint, "application/json"),
-            timeout=_timeout(endpoint),
-        )
+        if files is None:
+            request = client.build_request(
+                method,
+                endpoint.url(path),
+                json=body,
+                headers=_headers(endpoint, "application/json"),
+                timeout=_timeout(endpoint),
+            )
+        else:
+            request = client.build_request(
+                method,
+                endpoint.url(path),
+                data=body,
+                files=files,
+                headers=_headers(endpoint, "application/json"),
+                timeout=_timeout(endpoint),
+            )
         response = await _send(client, endpoint, request, max_retries)
         try:
-            data = await _read_json(response, endpoint)
+            data = await _read_json(response, endpoint, cap)
         finally:
             await response.aclose()
     if isinstance(data, dict) and data.get("error"):
@@ -547,6 +580,110 @@ async def embed(
 async def list_models(endpoint: Endpoint, *, max_retries: int | None = None) -> list[str]:
     """The model ids ``GET /models`` lists, in the provider's order, without duplicates."""
     return model_ids(await _call_json(endpoint, "GET", "models", max_retries=max_retries))
+
+
+# --- images (chat/upstream/imagewire.py reads the answers) -----------------------------------
+async def images_generate(endpoint: Endpoint, body: dict, *, max_retries: int | None = None) -> list[GeneratedImage]:
+    """``POST /images/generations`` (a JSON body from ``imagewire.generation_body``): the images."""
+    data = await _call_json(
+        endpoint, "POST", "images/generations", body, max_retries, cap=settings.PARLEY_IMAGE_MAX_RESPONSE_BYTES
+    )
+    return images_result(data, most=int(body.get("n") or 1))
+
+
+async def images_from_image(
+    endpoint: Endpoint,
+    operation: str,
+    fields: dict[str, str],
+    files: dict[str, tuple[str, bytes, str]],
+    *,
+    max_retries: int | None = None,
+) -> list[GeneratedImage]:
+    """``POST /images/edits`` or ``/images/variations`` (``operation``: "edits" or
+    "variations"), multipart: ``fields`` from ``imagewire.form_fields``, ``files`` the PNGs."""
+    if operation not in ("edits", "variations"):
+        raise ValueError(f"unknown image operation {operation!r}")
+    data = await _call_json(
+        endpoint,
+        "POST",
+        f"images/{operation}",
+        fields,
+        max_retries,
+        files=files,
+        cap=settings.PARLEY_IMAGE_MAX_RESPONSE_BYTES,
+    )
+    return images_result(data, most=int(fields.get("n") or 1))
+
+
+# --- audio ----------------------------------------------------------------------------------
+async def transcribe(
+    endpoint: Endpoint,
+    *,
+    model: str,
+    audio: bytes,
+    filename: str,
+    content_type: str,
+    translate: bool = False,
+    language: str = "",
+    max_retries: int | None = None,
+) -> str:
+    """``POST /audio/transcriptions`` (or ``/audio/translations``, into English) as a multipart
+    form: the text the provider heard."""
+    path = "audio/translations" if translate else "audio/transcriptions"
+    fields = transcription_fields(model=model, language="" if translate else language)
+    with _lease() as client:
+        request = client.build_request(
+            "POST",
+            endpoint.url(path),
+            data=fields,
+            files={"file": (filename, audio, content_type)},
+            headers=_headers(endpoint, "application/json"),
+            timeout=_timeout(endpoint),
+        )
+        response = await _send(client, endpoint, request, max_retries)
+        try:
+            data = await _read_json(response, endpoint)
+        finally:
+            await response.aclose()
+    if isinstance(data, dict) and data.get("error"):
+        raise stream_error(error_fields(data), endpoint)
+    return transcription_text(data)
+
+
+async def speech(
+    endpoint: Endpoint, *, model: str, text: str, voice: str, speed, max_retries: int | None = None
+) -> AsyncGenerator[bytes, None]:
+    """``POST /audio/speech``: the MP3 bytes as they arrive, to relay before the file is whole.
+
+    Retried only before the answer starts; close the generator (or cancel its consumer) to
+    close the request at once, like a chat stream.
+    """
+    body = speech_body(model=model, text=text, voice=voice, speed=speed)
+    with _lease() as client:
+        request = client.build_request(
+            "POST",
+            endpoint.url("audio/speech"),
+            json=body,
+            headers=_headers(endpoint, "audio/mpeg"),
+            timeout=_timeout(endpoint),
+        )
+        response = await _send(client, endpoint, request, max_retries)
+        try:
+            if "json" in response.headers.get("content-type", ""):
+                data = await _read_json(response, endpoint)  # an error reported with a 200
+                raise stream_error(error_fields(data), endpoint) if isinstance(data, dict) else bad_audio()
+            try:
+                async for chunk in response.aiter_bytes():
+                    if chunk:
+                        yield chunk
+            except httpx.HTTPError as exc:
+                raise _transport_error(exc, endpoint) from None
+        finally:
+            await response.aclose()
+
+
+def bad_audio() -> UpstreamError:
+    return UpstreamError(_("The model provider sent a response Parley could not read."), code="upstream_bad_response")
 
 
 # --- the member API: the provider's answers in OpenAI's shapes, passed through ----------------

@@ -424,6 +424,36 @@ def model_ids(data) -> list[str]:
     return list(dict.fromkeys(i for i in ids if isinstance(i, str) and i and len(i) <= 200))
 
 
+# --- audio: /audio/transcriptions, /audio/translations, /audio/speech -----------------------
+# Speech comes back as MP3: every browser plays it as it arrives, and it is what OpenAI sends
+# by default. Transcripts are asked as plain JSON ({"text": ...}).
+SPEECH_FORMAT = "mp3"
+SPEECH_CONTENT_TYPE = "audio/mpeg"
+MAX_TRANSCRIPT_CHARS = 2_000_000
+
+
+def transcription_fields(*, model: str, language: str = "", prompt: str = "") -> dict[str, str]:
+    """The form fields of a transcription or translation request (the file goes beside them)."""
+    fields = {"model": model, "response_format": "json"}
+    if language:
+        fields["language"] = language
+    if prompt:
+        fields["prompt"] = prompt
+    return fields
+
+
+def transcription_text(data) -> str:
+    """Read a transcription's ``{"text": ...}``: the text, stripped."""
+    text = data.get("text") if isinstance(data, dict) else None
+    if not isinstance(text, str) or len(text) > MAX_TRANSCRIPT_CHARS:
+        raise bad_shape("transcription")
+    return text.strip()
+
+
+def speech_body(*, model: str, text: str, voice: str, speed) -> dict:
+    return {"model": model, "input": text, "voice": voice, "speed": float(speed), "response_format": SPEECH_FORMAT}
+
+
 # --- the member API: OpenAI's own shapes, passed through ------------------------------------
 class RawChunk(NamedTuple):
     """One chunk of a streamed completion as the provider sent it: its JSON text (relayed as

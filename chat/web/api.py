@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from chat import selectors, tokens
 from chat.core import grants
 from chat.errors import BadRequest, Busy, CollectionReadOnly, ModelUnavailable, NotFound, ParleyError
-from chat.serializers import conversation_to_dict, message_to_dict
+from chat.serializers import attachments_to_list, conversation_to_dict, message_to_dict
 from chat.services.branches import conversation_fork as conversation_fork_service
 from chat.services.conversations import conversation_delete, conversation_update
 from chat.services.preferences import chat_defaults_update
@@ -219,6 +219,10 @@ def export_markdown(conversation, messages) -> str:
         if message.role == "assistant" and message.model_name:
             heading = f"{heading} ({message.model_name})"
         lines += [f"## {heading}", "", message.content, ""]
+        for image in attachments_to_list(message.attachments):
+            # The link is the owner-only media view: it opens for the member, for nobody else.
+            alt = (image.get("revised_prompt") or image.get("name") or _("Image")).replace("]", ")").replace("\n", " ")
+            lines += [f"![{alt}]({image['url']})", ""]
         if message.status not in ("complete", "streaming"):
             lines += [f"_({message.get_status_display()})_", ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -12,6 +12,18 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
 
 STRINGS = (
+    # static/app/voice.js
+    gettext_noop("Dictate"),
+    gettext_noop("Stop recording"),
+    gettext_noop("Recording… %(seconds)s s"),
+    gettext_noop("Recording for translation… %(seconds)s s"),
+    gettext_noop("Transcribing…"),
+    gettext_noop("No speech was heard."),
+    gettext_noop("Parley cannot use the microphone. Allow it in the browser's site settings."),
+    gettext_noop("Reply read aloud"),
+    gettext_noop("Read aloud"),
+    gettext_noop("Stop reading"),
+    gettext_noop("This reply could not be played."),
     gettext_noop("Previous version"),
     gettext_noop("Next version"),
     gettext_noop("Fork"),
@@ -96,6 +108,21 @@ STRINGS = (
     gettext_noop("Your conversations will appear here."),
     gettext_noop("unknown error"),
     gettext_noop("“%(title)s” and all its messages will be deleted. This cannot be undone."),
+    # Images (static/app/images.js)
+    gettext_noop("Clear mask"),
+    gettext_noop("Describe the change"),
+    gettext_noop("Describe the change."),
+    gettext_noop("Describe the image"),
+    gettext_noop("Download"),
+    gettext_noop("Edit image"),
+    gettext_noop("Image %(number)s"),
+    gettext_noop("Image model"),
+    gettext_noop("Image"),
+    gettext_noop("More like this"),
+    gettext_noop("Open full size"),
+    gettext_noop("Paint over the part to change (optional), then say what to change."),
+    gettext_noop("Paint the area to change"),
+    gettext_noop("Revised prompt:"),
 )
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.web import api, api_keys, collections, documents, media, views, vision
+from chat.web import api, api_keys, collections, documents, images, media, views, vision, voice
 
 app_name = "chat"
 
@@ -32,6 +32,8 @@ urlpatterns = [
     path("api/budget/", api.budget, name="api_budget"),
     path("api/documents/", documents.document_create, name="api_documents"),
     path("api/documents/<uuid:document_id>/", documents.document_detail, name="api_document"),
+    path("api/images/", images.image_create, name="api_images"),
+    path("api/images/models/", images.image_models, name="api_image_models"),
     path("sources/<uuid:message_id>/<int:number>/", documents.passage, name="passage"),
     path("api/vision/images/", vision.vision_image_create, name="api_vision_images"),
     path("api/collections/", collections.collection_list, name="api_collections"),
@@ -46,4 +48,7 @@ urlpatterns = [
         collections.conversation_collection,
         name="api_conversation_collection",
     ),
+    path("api/voice/transcriptions/", voice.transcription_create, name="api_voice_transcriptions"),
+    path("api/voice/settings/", voice.voice_settings, name="api_voice_settings"),
+    path("api/messages/<uuid:message_id>/speech/", voice.message_speech, name="api_message_speech"),
 ]

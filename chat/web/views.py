@@ -24,7 +24,10 @@ from chat import selectors
 from chat.core import grants
 from chat.core.budget import budget_status, month_begins, month_start
 from chat.errors import NotFound
+from chat.models.voice import VOICES
 from chat.serializers import conversation_to_dict
+from chat.services.images import image_models_offered
+from chat.services.voice import voice_offered, voice_preferences
 from chat.web.api import conversation_page, model_to_dict
 from chat.web.ui_text import catalog
 
@@ -49,11 +52,19 @@ def _app_context(request, *, conversation=None, sidebar=None) -> dict:
         "conversation": conversation_to_dict(conversation) if conversation is not None else None,
         "sidebar": sidebar,
         "models": models,
+        "image_models": image_models_offered(user=user),
         "defaults": user.chat_defaults or {},
         "budget": budget_summary(user),
         "user": {"name": user.get_short_name() or user.get_username(), "is_staff": user.is_staff},
         "csrf_token": get_token(request),
         "max_message_chars": settings.PARLEY_MAX_MESSAGE_CHARS,
+        # Voice buttons only for the kinds a granted model serves (none with only the local model).
+        "voice": {
+            **voice_offered(user=user),
+            "voices": list(VOICES),
+            "preferences": voice_preferences(user=user),
+            "max_recording_seconds": settings.PARLEY_VOICE_MAX_RECORDING_SECONDS,
+        },
         "urls": {
             "socket": "/ws/chat/",
             "home": reverse("chat:home"),
@@ -63,7 +74,11 @@ def _app_context(request, *, conversation=None, sidebar=None) -> dict:
             "api_defaults": reverse("chat:api_defaults"),
             "api_budget": reverse("chat:api_budget"),
             "api_documents": reverse("chat:api_documents"),
+            "api_images": reverse("chat:api_images"),
             "sources": reverse("chat:passage", args=["00000000-0000-0000-0000-000000000000", 1]),
+            "voice_transcriptions": reverse("chat:api_voice_transcriptions"),
+            "voice_settings": reverse("chat:api_voice_settings"),
+            "speech": reverse("chat:api_message_speech", args=["00000000-0000-0000-0000-000000000000"]),
             "usage": reverse("chat:usage"),
             "login": reverse("login"),
             "highlight": static("vendor/highlight.js/highlight.min.mjs"),

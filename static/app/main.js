@@ -5,11 +5,13 @@
 // and ignores message frames until then, so a late frame of the previous conversation can
 // never land in the new one.
 import { Attachments } from "./attachments.js";
+import { ImageMode } from "./images.js";
 import { ChatSocket, api } from "./net.js";
 import { Composer, SettingsPanel, setUpTheme, showBudget } from "./panels.js";
 import { Sidebar } from "./sidebar.js";
 import { Thread } from "./thread.js";
 import { config, conversationUrl, h, t } from "./util.js";
+import { Voice } from "./voice.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -59,6 +61,9 @@ function showConnection(connected) {
 }
 
 // --- the open conversation ---------------------------------------------------------------------------
+// Dictation and Read aloud, only where a granted model serves them (voice.js).
+const voice = new Voice({ notify });
+
 const thread = new Thread($("thread"), $("scroller"), {
   regenerate: (messageId) => sendFrame({ type: "regenerate", conversation_id: state.conversation.id, message_id: messageId }),
   edit: (messageId, content) => sendFrame({ type: "edit", conversation_id: state.conversation.id, message_id: messageId, content }),
@@ -68,6 +73,7 @@ const thread = new Thread($("thread"), $("scroller"), {
   openSettings: () => settings.open(),
   busyChanged: (busy) => composer.setBusy(busy),
   replyDone: () => refreshBudget(),
+  messageTools: (message) => voice.replyButtons(message),
 });
 
 let syncRequested = false;
@@ -156,6 +162,7 @@ function randomId() {
 }
 
 function send(text) {
+  if (imageMode.active) return imageMode.create(text);
   if (text.length > config.max_message_chars) {
     notify(t("This message is too long."));
     return false;
@@ -344,6 +351,25 @@ const composer = new Composer({
   stop: () => {
     if (state.conversation) sendFrame({ type: "stop", conversation_id: state.conversation.id });
   },
+});
+
+// Image calls go over HTTP (their files are multipart); their messages come back on the socket.
+const imageMode = new ImageMode({
+  conversationId: () => (state.conversation ? state.conversation.id : null),
+  started: (data) => {
+    notify(null);
+    sidebar.upsert(data.conversation);
+    if (!state.conversation || state.conversation.id !== data.conversation.id) {
+      openConversation(data.conversation.id);
+      return;
+    }
+    if (state.ready) {
+      thread.add(data.question);
+      thread.add(data.reply);
+    }
+  },
+  notify,
+  restore: (text) => composer.restore(text),
 });
 
 const settings = new SettingsPanel({

@@ -4,6 +4,7 @@
 // (text continuing at `offset`, counted in Unicode code points as the protocol says, not in
 // JavaScript's UTF-16 units). Each change re-renders the whole accumulated text through the
 // sanitizing pipeline, at most once per animation frame.
+import { paintAttachments } from "./images.js";
 import { renderMarkdown, onLibraryLoaded } from "./render.js";
 import { config, confirmCopied, copyText, formatCost, formatNumber, h, iconButton, nt, t } from "./util.js";
 
@@ -29,7 +30,7 @@ const FINAL = new Set(["complete", "stopped", "interrupted", "error", "blocked"]
 
 export class Thread {
   // actions: {regenerate(messageId), edit(messageId, text), switchTo(messageId), fork(messageId),
-  //           sync(), openSettings(), busyChanged(busy), replyDone(message)}
+  //           sync(), openSettings(), busyChanged(busy), replyDone(message), messageTools(message)?}
   constructor(root, scroller, actions) {
     this.root = root;
     this.scroller = scroller;
@@ -205,6 +206,7 @@ export class Thread {
     const status = h("div", { class: "message-status", hidden: true });
     const meta = h("span", { class: "message-meta" });
     const footer = h("div", { class: "message-footer" });
+    const attachments = h("div", { class: "message-images", hidden: true });
     const versions = h("div", { class: "message-versions", hidden: true });
     let label = mine ? t("You said") : t("Parley said");
     if (this.choiceIds.has(message.id)) {
@@ -217,13 +219,15 @@ export class Thread {
         "data-message-id": message.id,
         "aria-label": label,
       },
-      h("div", { class: "message-main" }, body, status, h("div", { class: "message-tools" }, versions, footer, meta)),
+      h("div", { class: "message-main" }, body, attachments, status, h("div", { class: "message-tools" }, versions, footer, meta)),
     );
-    return { article, body, status, footer, meta, versions };
+    return { article, body, status, footer, meta, versions, attachments };
   }
 
   paint(message) {
     this.paintBody(message);
+    const view = this.views.get(message.id);
+    if (view) paintAttachments(view.attachments, message);
     this.paintStatus(message);
     this.paintMeta(message);
     this.paintVersions(message);
@@ -416,6 +420,8 @@ export class Thread {
       if (message.status !== "streaming") {
         buttons.push(iconButton("fork", t("Fork"), () => this.actions.fork(message.id)));
       }
+      // Tools other modules add to a message (voice.js: Read aloud).
+      if (this.actions.messageTools) buttons.push(...this.actions.messageTools(message));
       view.footer.replaceChildren(...buttons);
     }
     this.actions.busyChanged(busy);

@@ -50,6 +50,8 @@ ROUTES = {
     "chat:conversation": MEMBER,
     "chat:usage": MEMBER,
     "chat:api_conversations": MEMBER,
+    "chat:api_images": MEMBER,
+    "chat:api_image_models": MEMBER,
     "chat:api_conversation": MEMBER,
     "chat:api_export_md": MEMBER,
     "chat:api_export_json": MEMBER,
@@ -65,6 +67,9 @@ ROUTES = {
     "chat:api_collection_documents": MEMBER,
     "chat:api_conversation_collection": MEMBER,
     "chat:passage": MEMBER,
+    "chat:api_voice_transcriptions": MEMBER,
+    "chat:api_voice_settings": MEMBER,
+    "chat:api_message_speech": MEMBER,
     "chat:api_keys": MEMBER,
     "chat:api_key_revoke": MEMBER,
     # The member API: a member's token in the Authorization header, never a session (T46).

@@ -24,6 +24,12 @@ class RequestRecord:
     deltas_sent: int = 0
     finished_at: float | None = None
     disconnected_at: float | None = None
+    # A multipart request's fields: for audio uploads (tests/fakeupstream/audio.py) text fields
+    # and files (name, type, size, SHA-256) together; for images (tests/fakeupstream/images.py)
+    # the text fields here and the files apart, their bytes in ``file_bytes``.
+    form: dict[str, str] = dataclasses.field(default_factory=dict)
+    files: dict[str, dict] = dataclasses.field(default_factory=dict)
+    file_bytes: dict[str, bytes] = dataclasses.field(default_factory=dict)
 
     @property
     def authorization(self) -> str | None:
@@ -32,6 +38,7 @@ class RequestRecord:
     def as_json(self) -> dict:
         data = dataclasses.asdict(self)
         data.pop("raw_body")
+        data.pop("file_bytes")
         return data
 
 

@@ -12,7 +12,7 @@ import uuid
 from collections import deque
 from typing import Any
 
-from tests.fakeupstream import embeddings
+from tests.fakeupstream import audio, embeddings, images
 from tests.fakeupstream.behaviour import (
     DEFAULT_MODELS,
     MODERATION_CATEGORIES,
@@ -41,6 +41,14 @@ class FakeUpstream(ChatStream):
         self.models = list(DEFAULT_MODELS)
         self.moderation_triggers = {"FLAGME": "violence", "HATEME": "hate"}
         self.require_key: str | None = None
+        self.image_answer = "b64"  # or "url", "not_png" (tests/fakeupstream/images.py)
+        self.transcript = audio.DEFAULT_TRANSCRIPT
+        self.translation = audio.DEFAULT_TRANSLATION
+        # What /audio/speech answers (a real MP3 a test made: tests/audio_support.py), sent in
+        # chunks of ``speech_chunk`` bytes ``speech_pause`` seconds apart.
+        self.speech_audio: bytes | None = None
+        self.speech_chunk = 4096
+        self.speech_pause = 0.02
         self._lock = threading.Lock()
         self._queue: deque[Behaviour] = deque()
         self._defaults: dict[str, Behaviour] = {}
@@ -83,6 +91,25 @@ class FakeUpstream(ChatStream):
                 self._defaults[name] = behaviour
         return self
 
+    def audio_knobs(
+        self, *, transcript=None, translation=None, speech_seconds=None, speech_pause=None, speech_chunk=None
+    ) -> None:
+        """What the audio endpoints answer (also over the control API, ``POST /_fake/audio``):
+        the texts heard, and speech as an MP3 tone of ``speech_seconds`` made here."""
+        with self._lock:
+            if transcript is not None:
+                self.transcript = str(transcript)
+            if translation is not None:
+                self.translation = str(translation)
+            if speech_pause is not None:
+                self.speech_pause = float(speech_pause)
+            if speech_chunk is not None:
+                self.speech_chunk = int(speech_chunk)
+        if speech_seconds is not None:
+            from tests.audio_support import mp3_bytes
+
+            self.speech_audio = mp3_bytes(float(speech_seconds))
+
     def reset(self) -> None:
         with self._lock:
             self._queue.clear()
@@ -92,11 +119,19 @@ class FakeUpstream(ChatStream):
             self.models = list(DEFAULT_MODELS)
             self.moderation_triggers = {"FLAGME": "violence", "HATEME": "hate"}
             self.require_key = None
+            self.image_answer = "b64"
+            self.transcript = audio.DEFAULT_TRANSCRIPT
+            self.translation = audio.DEFAULT_TRANSLATION
+            self.speech_audio = None
 
     @property
     def requests(self) -> list[RequestRecord]:
         with self._lock:
             return list(self._requests)
+
+    def audio_requests(self, kind: str) -> list[RequestRecord]:
+        """Requests to /audio/<kind> (transcriptions, translations, speech)."""
+        return [r for r in self.requests if r.path.endswith(f"/audio/{kind}")]
 
     @property
     def completion_requests(self) -> list[RequestRecord]:
@@ -238,6 +273,7 @@ class FakeUpstream(ChatStream):
                 raw,
                 body,
                 time.monotonic(),
+                form=audio.form_fields(headers.get("content-type", ""), raw) or {},
             )
             self._requests.append(record)
         conn.start_watching()
@@ -278,6 +314,10 @@ class FakeUpstream(ChatStream):
             endpoint = "embeddings"
         elif method == "GET" and path.endswith("/models"):
             endpoint = "models"
+        elif method == "POST" and path.endswith(("/images/generations", "/images/edits", "/images/variations")):
+            endpoint = "images"
+        elif method == "POST" and path.endswith(("/audio/transcriptions", "/audio/translations", "/audio/speech")):
+            endpoint = path.rsplit("/", 1)[1]
         else:
             return await self._json(
                 conn,
@@ -331,9 +371,30 @@ class FakeUpstream(ChatStream):
         if endpoint == "embeddings":
             status, body = embeddings.answer(record.body)
             return await self._json(conn, record, status, body, b.headers)
+        if endpoint == "images":
+            return await self._images(conn, record, b)
+        if endpoint in ("transcriptions", "translations"):
+            text = self.transcript if endpoint == "transcriptions" else self.translation
+            status, body = audio.transcription_answer(record.form, text)
+            return await self._json(conn, record, status, body, b.headers)
+        if endpoint == "speech":
+            return await self._speech(conn, record)
         if endpoint == "completions":
             return await self._legacy(conn, record, b)
         return await self._chat(conn, record, b)
+
+    async def _images(self, conn: Conn, record: RequestRecord, b: Behaviour) -> bool:
+        if record.path.endswith("/generations"):
+            fields = record.body if isinstance(record.body, dict) else {}
+        else:
+            content_type = record.headers.get("content-type", "")
+            record.form, record.files, record.file_bytes = images.parse_multipart(content_type, record.raw_body)
+            fields = record.form
+            if "image" not in record.files:
+                body = error_body("'image' is a required property", "invalid_request_error")
+                return await self._json(conn, record, 400, body, b.headers)
+        status, body = images.answer(fields, mode=self.image_answer)
+        return await self._json(conn, record, status, body, b.headers)
 
     def _moderation(self, body: Any) -> dict:
         inputs = body.get("input") if isinstance(body, dict) else ""
@@ -356,6 +417,26 @@ class FakeUpstream(ChatStream):
             "model": "omni-moderation-latest",
             "results": results,
         }
+
+    async def _speech(self, conn: Conn, record: RequestRecord) -> bool:
+        body = record.body if isinstance(record.body, dict) else {}
+        if not body.get("input") or not body.get("voice") or not body.get("model"):
+            error = {"error": {"message": "model, input and voice are required", "type": "invalid_request_error"}}
+            return await self._json(conn, record, 400, error)
+        data = self.speech_audio
+        if data is None:
+            from tests.audio_support import mp3_bytes
+
+            data = mp3_bytes(1.0)
+        record.status = 200
+        await conn.write(b"HTTP/1.1 200 OK\r\nContent-Type: audio/mpeg\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for start in range(0, len(data), self.speech_chunk):
+            piece = data[start : start + self.speech_chunk]
+            await conn.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            record.deltas_sent += 1
+            await conn.pause(self.speech_pause)
+        await conn.write(b"0\r\n\r\n")
+        return True
 
     async def _json(self, conn: Conn, record: RequestRecord, status: int, body: Any, headers=None) -> bool:
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
@@ -382,6 +463,8 @@ class FakeUpstream(ChatStream):
                 self.always(**(body or {}))
             elif method == "POST" and path == "/_fake/reset":
                 self.reset()
+            elif method == "POST" and path == "/_fake/audio":
+                self.audio_knobs(**(body or {}))
             else:
                 status, answer = 404, {"error": "unknown control path"}
         except (TypeError, ValueError) as exc:
