@@ -144,6 +144,32 @@ class DocumentRefused(ParleyError):
     default_message = _("This file cannot be used.")
 
 
+class CollectionRefused(ParleyError):
+    """A collection that cannot be made, changed or used; ``code`` says which rule
+    (chat/services/collections.py)."""
+
+    code = "collection_refused"
+    default_message = _("This collection cannot be changed.")
+
+
+class CollectionReadOnly(ParleyError):
+    # A member of a group the collection is shared with may read it; only its owner changes it.
+    code = "collection_read_only"
+    default_message = _("Only the owner of this collection can change it.")
+
+
+class VisionUnsupported(ParleyError):
+    # Images are never dropped silently: a model the catalog does not mark as reading them is
+    # refused before any call.
+    code = "model_no_vision"
+    default_message = _("This model cannot read images. Pick a model that accepts images, or remove them.")
+
+
+class VisionImageRefused(ParleyError):
+    code = "vision_image_refused"
+    default_message = _("This image cannot be attached.")
+
+
 class ImageRefused(ParleyError):
     """An image request that cannot be made, or an image that cannot be used; ``code`` says
     which rule (chat/media/images.py, chat/services/images.py): ``image_invalid`` (not an

@@ -14,7 +14,18 @@ from django.db.models.functions import Coalesce
 from django.utils.translation import gettext as _
 
 from chat.errors import NotFound
-from chat.models import ApiToken, Citation, Conversation, Document, Folder, Message, Preset, Prompt, ShareLink
+from chat.models import (
+    ApiToken,
+    Citation,
+    Collection,
+    Conversation,
+    Document,
+    Folder,
+    Message,
+    Preset,
+    Prompt,
+    ShareLink,
+)
 
 
 def _as_uuid(value) -> uuid.UUID:
@@ -243,10 +254,41 @@ def usage_units_text(row) -> str:
 # --- documents (chat/services/documents.py) ---
 
 
+def readable_collection_ids(user_id) -> QuerySet:
+    """Ids of the collections a member may read: their own, and those shared with a group of
+    theirs. A subquery, so every read filters by it in the same statement (T45)."""
+    return Collection.objects.filter(Q(owner_id=user_id) | Q(groups__user__id=user_id)).values("pk").distinct()
+
+
+def readable_documents(user) -> QuerySet:
+    """The documents a member may read: their own, and those of the collections they may read."""
+    return Document.objects.filter(Q(owner=user) | Q(collection__in=readable_collection_ids(user.pk)))
+
+
 def document_for_user(*, user, document_id) -> Document:
+    """A document the member may read (their own, or in a collection shared with them)."""
     try:
-        return Document.objects.get(id=_as_uuid(document_id), owner=user)
+        return readable_documents(user).get(id=_as_uuid(document_id))
     except Document.DoesNotExist:
+        raise NotFound() from None
+
+
+def collections_for_user(*, user) -> list[Collection]:
+    return list(
+        Collection.objects.filter(pk__in=readable_collection_ids(user.pk))
+        .select_related("owner")
+        .annotate(document_count=Count("documents", filter=~Q(documents__status=Document.Status.FAILED)))
+        .order_by("name", "pk")
+    )
+
+
+def collection_for_user(*, user, collection_id) -> Collection:
+    """A collection the member may read, or NotFound (another member's private one included)."""
+    try:
+        return Collection.objects.select_related("owner").get(
+            pk=_as_uuid(collection_id), pk__in=readable_collection_ids(user.pk)
+        )
+    except Collection.DoesNotExist:
         raise NotFound() from None
 
 
@@ -262,12 +304,13 @@ def documents_for_user(*, user, document_ids) -> list[Document]:
 
 
 def citation_for_user(*, user, message_id, number) -> Citation:
-    """Source ``number`` of a reply in one of the member's conversations (T48)."""
+    """Source ``number`` of a reply in one of the member's conversations, from a document they
+    may still read (a collection no longer shared with them is gone from their citations: T45, T48)."""
     try:
         return Citation.objects.select_related("chunk__document", "message").get(
             message_id=_as_uuid(message_id),
             message__conversation__owner=user,
-            chunk__owner=user,
+            chunk__document__in=readable_documents(user),
             number=number,
         )
     except Citation.DoesNotExist:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.urls import reverse
 
-from chat.models import Conversation, Document, Folder, Message, Preset, Prompt, ShareLink
+from chat.models import Collection, Conversation, Document, Folder, Message, Preset, Prompt, ShareLink
 
 
 def conversation_to_dict(conversation: Conversation) -> dict:
@@ -112,6 +112,19 @@ def document_to_dict(document: Document) -> dict:
         "status": document.status,
         "error": error,
         "conversation_id": str(document.conversation_id) if document.conversation_id else None,
+        "collection_id": str(document.collection_id) if document.collection_id else None,
+    }
+
+
+def collection_to_dict(collection: Collection, *, user) -> dict:
+    """A collection as the member sees it: the owner's name only, never the groups' (an admin's
+    business), and whether it is theirs to change."""
+    return {
+        "id": str(collection.id),
+        "name": collection.name,
+        "mine": collection.owner_id == user.pk,
+        "owner": collection.owner.get_username() if collection.owner_id != user.pk else None,
+        "documents": getattr(collection, "document_count", None),
     }
 
 

@@ -415,6 +415,9 @@ PARLEY_BACKGROUND_TASKS = env.bool("PARLEY_BACKGROUND_TASKS", default=True)
 PARLEY_DOCUMENT_MAX_BYTES = env.int("PARLEY_DOCUMENT_MAX_BYTES", default=20 * 1024 * 1024)
 PARLEY_DOCUMENT_MAX_PAGES = env.int("PARLEY_DOCUMENT_MAX_PAGES", default=500)
 PARLEY_DOCUMENT_MAX_FILES_PER_MESSAGE = env.int("PARLEY_DOCUMENT_MAX_FILES_PER_MESSAGE", default=10)
+PARLEY_COLLECTIONS_PER_MEMBER = env.int("PARLEY_COLLECTIONS_PER_MEMBER", default=50)
+PARLEY_COLLECTION_MAX_DOCUMENTS = env.int("PARLEY_COLLECTION_MAX_DOCUMENTS", default=500)
+PARLEY_COLLECTIONS_PER_CONVERSATION = env.int("PARLEY_COLLECTIONS_PER_CONVERSATION", default=5)
 PARLEY_DOCUMENT_MAX_TEXT_CHARS = env.int("PARLEY_DOCUMENT_MAX_TEXT_CHARS", default=5_000_000)
 PARLEY_DOCUMENT_CHUNK_TOKENS = env.int("PARLEY_DOCUMENT_CHUNK_TOKENS", default=300)
 PARLEY_DOCUMENT_CONTEXT_TOKENS = env.int("PARLEY_DOCUMENT_CONTEXT_TOKENS", default=3000)
@@ -430,6 +433,13 @@ PARLEY_IMAGE_EDIT_MAX_SIDE = env.int("PARLEY_IMAGE_EDIT_MAX_SIDE", default=1024)
 PARLEY_IMAGE_MAX_RESPONSE_BYTES = env.int("PARLEY_IMAGE_MAX_RESPONSE_BYTES", default=64 * 1024 * 1024)
 PARLEY_EMBEDDING_DIMENSIONS = env.int("PARLEY_EMBEDDING_DIMENSIONS", default=256)
 PARLEY_EMBEDDING_BATCH = env.int("PARLEY_EMBEDDING_BATCH", default=64)
+# Images attached to a message, for vision models (chat/services/vision.py).
+PARLEY_VISION_IMAGE_MAX_BYTES = env.int("PARLEY_VISION_IMAGE_MAX_BYTES", default=10 * 1024 * 1024)
+PARLEY_VISION_IMAGES_PER_MESSAGE = env.int("PARLEY_VISION_IMAGES_PER_MESSAGE", default=4)
+# Send the document passages a turn's prompt carries to the moderation gate too (default off).
+PARLEY_MODERATE_DOCUMENTS = env.bool("PARLEY_MODERATE_DOCUMENTS", default=False)
+# Memory each process may keep documents' vectors in for the SQLite vector scan (chat/services/retrieval.py).
+PARLEY_RETRIEVAL_CACHE_MB = env.int("PARLEY_RETRIEVAL_CACHE_MB", default=256)
 # Voice (chat/services/voice.py): dictation and audio files in, replies read aloud out. The
 # models are the admin's choice (docs/admin.md): these ids, else the first granted of the kind.
 PARLEY_TRANSCRIPTION_MODEL = env.str("PARLEY_TRANSCRIPTION_MODEL", default="")

@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from chat.admin import (  # noqa: F401  (registers)
     api,
+    collections,
     conversations,
     finetuning,
     library,

@@ -281,6 +281,7 @@ class ChatModelForm(forms.ModelForm):
             "model_id",
             "display_name",
             "kind",
+            "vision",
             "enabled",
             "is_default",
             "context_window",
@@ -330,6 +331,7 @@ class ChatModelAdmin(admin.ModelAdmin):
         "provider",
         "model_id",
         "kind",
+        "vision",
         "enabled",
         "is_default",
         "context_window",
@@ -338,13 +340,13 @@ class ChatModelAdmin(admin.ModelAdmin):
         "output_price_per_million",
         "allowed_groups",
     )
-    list_filter = ("kind", "enabled", "is_default", "provider")
+    list_filter = ("kind", "vision", "enabled", "is_default", "provider")
     list_select_related = ("provider",)
     search_fields = ("model_id", "display_name", "provider__name")
     filter_horizontal = ("groups",)
     actions = ["make_default", "enable", "disable"]
     fieldsets = (
-        (None, {"fields": ("provider", "model_id", "display_name", "kind", "enabled", "is_default")}),
+        (None, {"fields": ("provider", "model_id", "display_name", "kind", "vision", "enabled", "is_default")}),
         (_("Limits"), {"fields": ("context_window", "max_output_tokens")}),
         (
             _("Prices"),

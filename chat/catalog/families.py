@@ -90,6 +90,17 @@ _COMPLETION_LIMIT_FAMILIES = frozenset(
 DEFAULT_PREFERENCE = ("gpt-4o-mini", "gpt-4.1-mini", "gpt-5-mini", "gpt-4o", "gpt-4.1", "gpt-5", "gpt-3.5-turbo")
 
 
+# Families that read images in a message (OpenAI's vision-capable chat models). An id outside
+# them starts without vision; an admin turns it on in the catalog for a server that has it.
+_VISION_PREFIXES = ("gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4-turbo", "gpt-4-vision", "gpt-5", "o1", "o3", "o4-mini")
+_NO_VISION_PARTS = ("audio", "realtime", "search", "o1-mini", "o1-preview", "o3-mini", "transcribe", "tts")
+
+
+def has_vision(model_id: str) -> bool:
+    low = model_id.lower().removeprefix("ft:")
+    return low.startswith(_VISION_PREFIXES) and not any(part in low for part in _NO_VISION_PARTS)
+
+
 def is_chat_model(model_id: str) -> bool:
     low = model_id.lower().removeprefix("ft:")
     return not low.startswith(_NOT_CHAT_PREFIXES) and not any(part in low for part in _NOT_CHAT)

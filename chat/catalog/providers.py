@@ -116,6 +116,7 @@ def _new_model(provider: Provider, model_id: str, kind: str = "chat") -> ChatMod
         display_name=families.display_name(model_id),
         context_window=settings.PARLEY_DEFAULT_CONTEXT_WINDOW,
         max_output_tokens=min(4096, settings.PARLEY_DEFAULT_CONTEXT_WINDOW // 2),
+        vision=kind == "chat" and families.has_vision(model_id),
     )
     if found is not None:
         family = found[1]

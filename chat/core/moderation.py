@@ -268,6 +268,10 @@ class GateInput:
     system_prompt: str = ""
     previous: str = ""
     unchecked: tuple[tuple[str, str], ...] = ()
+    # The document passages the turn's prompt carries, only when PARLEY_MODERATE_DOCUMENTS is on
+    # (off by default: a member's files are data they chose to read, and checking every
+    # passage of every turn costs a moderation call's worth of text; reply_begin fills it).
+    documents: str = ""
 
     def texts(self, question: str) -> list[tuple[str, str]]:
         """(where, text) pairs to check, the question first."""
@@ -277,6 +281,8 @@ class GateInput:
         if self.system_prompt:
             found.append(("system_prompt", self.system_prompt))
         found.extend(("earlier", text) for _id, text in self.unchecked)
+        if self.documents:
+            found.append(("documents", self.documents))
         return found
 
 
@@ -289,6 +295,10 @@ _WHERE = {
     "earlier": gettext_lazy(
         "An earlier message of this conversation that could not be checked when it was sent was blocked by "
         "moderation: %(categories)s."
+    ),
+    "documents": gettext_lazy(
+        "A passage of this conversation's documents was blocked by moderation: %(categories)s. Remove the file, "
+        "or ask about another part of it."
     ),
 }
 

@@ -3,7 +3,7 @@
 from chat.models.api import TOKEN_PREFIX, ApiPolicy, ApiToken, token_hash
 from chat.models.catalog import ChatModel, ModelKind, Provider
 from chat.models.conversations import Conversation, Message
-from chat.models.documents import Chunk, Citation, Document
+from chat.models.documents import Chunk, Citation, Collection, Document
 from chat.models.finetuning import (
     ACTIVE_JOB_STATUSES,
     FINAL_JOB_STATUSES,
@@ -41,6 +41,7 @@ __all__ = [
     "Chunk",
     "Citation",
     "Conversation",
+    "Collection",
     "Document",
     "Folder",
     "MediaFile",

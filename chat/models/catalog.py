@@ -136,6 +136,12 @@ class ChatModel(models.Model):
     training_price_per_million = models.DecimalField(
         _("training price per 1M tokens (USD)"), max_digits=12, decimal_places=4, null=True, blank=True
     )
+    # Whether the model reads image parts in a message (set from its family when synced, for ids
+    # such as gpt-4o*, gpt-4.1*; an admin corrects it). A message with images to a model without
+    # it is refused before any call (chat/services/vision.py).
+    vision = models.BooleanField(
+        _("accepts images"), default=False, help_text=_("The model reads images attached to a message.")
+    )
     enabled = models.BooleanField(_("enabled"), default=True)
     is_default = models.BooleanField(_("default"), default=False)
     groups = models.ManyToManyField(

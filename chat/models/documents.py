@@ -65,6 +65,39 @@ class EmbeddingField(models.Field):
         return np.asarray(value, dtype="<f4")
 
 
+class Collection(models.Model):
+    """A named set of documents (for example "HR policies") that any conversation can search.
+
+    Private to its owner until an admin shares it with groups (in the Django admin): members of
+    those groups may read its documents and use it, only its owner adds or removes files.
+    Anyone else is answered as if it did not exist (docs/security.md, T45).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="collections")
+    name = models.CharField(_("name"), max_length=120)
+    groups = models.ManyToManyField(
+        "auth.Group",
+        blank=True,
+        related_name="document_collections",
+        verbose_name=_("shared with groups"),
+        help_text=_("Members of these groups can read the collection's documents and use it in their conversations."),
+    )
+    # The conversations that search it (picked in the composer).
+    conversations = models.ManyToManyField(Conversation, blank=True, related_name="collections")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="collection_owner_name")]
+        verbose_name = _("collection")
+        verbose_name_plural = _("collections")
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Document(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", _("waiting")
@@ -82,6 +115,10 @@ class Document(models.Model):
         Conversation, null=True, blank=True, on_delete=models.CASCADE, related_name="documents"
     )
     message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="documents")
+    # Set for a file of a collection (then no conversation): deleting the collection deletes it.
+    collection = models.ForeignKey(
+        Collection, null=True, blank=True, on_delete=models.CASCADE, related_name="documents"
+    )
     name = models.CharField(_("name"), max_length=255)
     kind = models.CharField(max_length=16)  # pdf, docx, text, markdown, csv, html
     size = models.PositiveBigIntegerField(default=0)
@@ -104,6 +141,7 @@ class Document(models.Model):
             models.Index(fields=["owner", "status"], name="doc_owner_status"),
             models.Index(fields=["conversation", "status"], name="doc_conv_status"),
             models.Index(fields=["status", "claimed_at"], name="doc_status_claim"),
+            models.Index(fields=["collection", "status"], name="doc_collection_status"),
         ]
         verbose_name = _("document")
         verbose_name_plural = _("documents")

@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -29,7 +30,8 @@ from chat.core.grants import models_granted
 from chat.errors import DocumentRefused, NoProvider, NotFound, ParleyError
 from chat.media.services import media_save
 from chat.media.storage import stored_open
-from chat.models import Chunk, Conversation, Document, MediaFile, ModelKind, UsageKind
+from chat.models import Chunk, Collection, Conversation, Document, MediaFile, ModelKind, UsageKind
+from chat.selectors import readable_collection_ids
 from chat.services.chunking import chunk_pages
 from chat.services.extract import Page, extract, kind_of, name_check, sniff
 from chat.services.voice import audio_document_check, audio_transcript
@@ -39,9 +41,10 @@ logger = logging.getLogger(__name__)
 PREFERRED_EMBEDDING = "text-embedding-3-small"
 
 
-def document_upload(*, user, name, data: bytes, conversation_id=None) -> Document:
+def document_upload(*, user, name, data: bytes, conversation_id=None, collection=None) -> Document:
     """Save a member's file for indexing, or raise a ParleyError saying why not (DocumentRefused,
-    or the media store's own: media_quota_exceeded, media_too_large, media_type_unsupported)."""
+    or the media store's own: media_quota_exceeded, media_too_large, media_type_unsupported).
+    ``collection``: one the member owns (chat/services/collections.py checked it and its limit)."""
     name = name_check(name)
     kind = kind_of(name)
     if kind == "audio":
@@ -49,6 +52,15 @@ def document_upload(*, user, name, data: bytes, conversation_id=None) -> Documen
     else:
         sniff(kind, data)
     conversation = None
+    if collection is not None:
+        media = media_save(owner=user, content=data, name=name, kind=MediaFile.Kind.DOCUMENT)
+        try:
+            return Document.objects.create(
+                owner=user, collection=collection, name=name, kind=kind, size=len(data), sha256=media.sha256, file=media
+            )
+        except BaseException:
+            media.delete()
+            raise
     if conversation_id:
         conversation = Conversation.objects.filter(pk=conversation_id, owner=user).first()
         if conversation is None:
@@ -281,6 +293,14 @@ def document_index(document_id, *, after_batch=None) -> str:
                 ).exclude(pk=held.pk)
                 MediaFile.objects.filter(document__in=replaced).delete()
                 replaced.delete()
+            if held.collection_id:
+                # A changed file uploaded again to a collection under the same name: the earlier
+                # one's chunks go in the same transaction the new ones become ready in.
+                replaced = Document.objects.filter(
+                    collection_id=held.collection_id, name=held.name, status=Document.Status.READY
+                ).exclude(pk=held.pk)
+                MediaFile.objects.filter(document__in=replaced).delete()
+                replaced.delete()
             Document.objects.filter(pk=held.pk).update(
                 status=Document.Status.READY,
                 tokens=sum(p.tokens for p in pieces),
@@ -325,16 +345,46 @@ def documents_resume() -> list:
     return list(stale.values_list("pk", flat=True)[:1000])
 
 
-def documents_query_vector(*, user, conversation: Conversation, question: str):
-    """The question's embedding when the conversation has indexed documents (None otherwise,
-    or when the embedding call is refused: retrieval then ranks by keywords alone)."""
-    if not conversation.has_documents:
+def question_embedding_model(*, user, conversation_id=None, document_ids=None, collection_ids=None):
+    """The embedding model a question is embedded with when its turn will retrieve passages
+    (files or collections attached, or the conversation has documents); None otherwise. One or
+    two reads."""
+    if collection_ids and not document_ids and conversation_id is None:
+        # Only a collection the member may read is worth a call (another's is refused next).
+        ids = [i for i in collection_ids if isinstance(i, str)] if isinstance(collection_ids, list) else []
+        try:
+            if not Collection.objects.filter(pk__in=ids[:20]).filter(pk__in=readable_collection_ids(user.pk)).exists():
+                return None
+        except (ValueError, ValidationError):
+            return None
+    elif not document_ids and not collection_ids:
+        if conversation_id is None:
+            return None
+        try:
+            if not Conversation.objects.filter(pk=conversation_id, owner=user, has_documents=True).exists():
+                return None
+        except (ValueError, ValidationError):
+            return None  # a malformed id: turn_start says not_found
+    try:
+        return embedding_model(user)
+    except ParleyError:
         return None
-    if not Document.objects.filter(conversation_id=conversation.pk, status=Document.Status.READY).exists():
+
+
+async def question_vector(*, user, question, conversation_id=None, document_ids=None, collection_ids=None):
+    """The question's embedding for retrieval, computed before the turn's trip to the database
+    thread and outside any transaction (an upstream call must not hold either). None when the
+    turn retrieves nothing, or when the embedding call is refused or fails: retrieval then
+    ranks by keywords alone."""
+    if not isinstance(question, str) or not question.strip() or len(question) > settings.PARLEY_MAX_MESSAGE_CHARS:
+        return None  # turn_start refuses it with its own code
+    model = await sync_to_async(question_embedding_model)(
+        user=user, conversation_id=conversation_id, document_ids=document_ids, collection_ids=collection_ids
+    )
+    if model is None:
         return None
     try:
-        model = embedding_model(user)
-        return async_to_sync(embed_texts)(user=user, model=model, texts=[question], purpose="retrieval")[0]
+        return (await embed_texts(user=user, model=model, texts=[question], purpose="retrieval"))[0]
     except ParleyError as exc:
         logger.info("question not embedded (%s): keyword ranking only", exc.code)
         return None

@@ -31,6 +31,7 @@ from chat.models import Conversation, Message
 from chat.selectors import path_ids
 from chat.services.sources import Sources, sources_pick
 from chat.services.trimming import PromptMessage, fixed_cost, trim_history
+from chat.services.vision import IMAGE_TOKENS, image_parts
 
 # Sampling parameters copied into the request only when the conversation sets them, so the
 # provider's own defaults apply otherwise (and models that reject some of them still work).
@@ -151,7 +152,7 @@ class _History:
             Message.objects.bulk_update(self.recounted, ["token_count", "token_encoding"], batch_size=500)
 
 
-def prompt_build(*, conversation: Conversation, newest: Message, query_vector=None) -> Prompt:
+def prompt_build(*, conversation: Conversation, newest: Message, query_vector=None, images=()) -> Prompt:
     """The request body for the reply to ``newest`` (a saved user message), trimmed to fit.
 
     Raises NoProvider when the conversation has no model, ContextTooLong when the system
@@ -174,7 +175,7 @@ def prompt_build(*, conversation: Conversation, newest: Message, query_vector=No
     latest = PromptMessage(
         role=Message.Role.USER,
         content=newest.content,
-        tokens=message_token_count(newest, encoding) + tokens.ROLE_TOKENS,
+        tokens=message_token_count(newest, encoding) + tokens.ROLE_TOKENS + IMAGE_TOKENS * len(images),
     )
     # --- documents (chat/services/sources.py): numbered passages after the system prompt ---
     sources = Sources()
@@ -215,6 +216,10 @@ def prompt_build(*, conversation: Conversation, newest: Message, query_vector=No
         "model": model.model_id,
         "messages": [{"role": str(m.role), "content": m.content} for m in messages],
     }
+    if images:
+        # The newest message's images, after its text (reply_begin checked the model reads them).
+        newest_body = payload["messages"][-1]
+        newest_body["content"] = [{"type": "text", "text": newest_body["content"]}, *image_parts(list(images))]
     for name in SAMPLING_FIELDS:
         value = getattr(conversation, name)
         if value is not None:

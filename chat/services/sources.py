@@ -16,7 +16,7 @@ from django.db.models import Sum
 
 from chat import tokens
 from chat.models import Chunk, Conversation, Document
-from chat.services.retrieval import CANDIDATES, chunks_by_ids, passages_search
+from chat.services.retrieval import CANDIDATES, chunks_by_ids, passages_search, search_scope
 
 HEADER = (
     "The member attached documents. Numbered passages from them follow between <sources> tags. "
@@ -43,16 +43,17 @@ def _attr(text: str) -> str:
 
 def sources_pick(*, conversation: Conversation, question: str, vector, room: int, encoding: str) -> Sources:
     """The passages that fit ``room`` tokens (block and all), best first."""
-    ready = Document.objects.filter(
-        conversation_id=conversation.pk, owner_id=conversation.owner_id, status=Document.Status.READY
-    )
-    total = ready.aggregate(t=Sum("tokens"))["t"] or 0
+    scope = search_scope(owner_id=conversation.owner_id, conversation_id=conversation.pk)
+    if not scope:
+        return Sources()
+    document_ids = [pk for pk, _ in scope]
+    total = Document.objects.filter(pk__in=document_ids).aggregate(t=Sum("tokens"))["t"] or 0
     if not total:
         return Sources()
     overhead = tokens.count_tokens(HEADER, encoding) + 8
-    if total + overhead + 20 * ready.count() <= room:
+    if total + overhead + 20 * len(document_ids) <= room:
         candidates = list(
-            Chunk.objects.filter(document__in=ready, owner_id=conversation.owner_id)
+            Chunk.objects.filter(document_id__in=document_ids)
             .select_related("document")
             .order_by("document__created_at", "ordinal")
         )
@@ -63,8 +64,9 @@ def sources_pick(*, conversation: Conversation, question: str, vector, room: int
             query=question,
             vector=vector,
             limit=CANDIDATES,
+            scope=scope,
         )
-        candidates = chunks_by_ids(ids, owner_id=conversation.owner_id)
+        candidates = chunks_by_ids(ids, document_ids=document_ids)
     picked: list[Chunk] = []
     entries: list[str] = []
     used = overhead

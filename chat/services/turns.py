@@ -11,7 +11,7 @@ member, the budget reservation) run in one transaction that locks the conversati
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -27,9 +27,11 @@ from chat.core.rate import message_admit
 from chat.errors import BadRequest, Busy, NoProvider, ParleyError, TooManyReplies
 from chat.models import Citation, Conversation, Message, ModelKind
 from chat.selectors import conversation_for_user, message_for_user, path_ids
+from chat.services.collections import collections_use
 from chat.services.conversations import conversation_create
-from chat.services.documents import documents_attach, documents_query_vector
+from chat.services.documents import documents_attach
 from chat.services.prompt import Prompt, prompt_build
+from chat.services.vision import images_attach, message_images, vision_check
 
 CLIENT_ID_MAX = 64
 
@@ -112,6 +114,8 @@ def message_save(
     fresh_user=False,
     document_ids=None,
     preset_id=None,
+    collection_ids=None,
+    image_ids=None,
 ) -> SavedTurn:
     """Save the member's message (creating the conversation if ``conversation_id`` is None).
 
@@ -144,6 +148,8 @@ def message_save(
             message.save(force_insert=True)
             conversation.current_leaf = message
             documents_attach(user=user, conversation=conversation, message=message, document_ids=document_ids)
+            collections_use(user=user, conversation=conversation, collection_ids=collection_ids)
+            images_attach(user=user, conversation=conversation, message=message, image_ids=image_ids)
         return SavedTurn(conversation, message, created_conversation=True, duplicate=False)
     conversation = conversation_for_user(user=user, conversation_id=conversation_id)
     message = _user_message(conversation, client_id, content)
@@ -151,6 +157,8 @@ def message_save(
         with transaction.atomic():
             _append(conversation, message)
             documents_attach(user=user, conversation=conversation, message=message, document_ids=document_ids)
+            collections_use(user=user, conversation=conversation, collection_ids=collection_ids)
+            images_attach(user=user, conversation=conversation, message=message, image_ids=image_ids)
     except IntegrityError:
         # This client id was saved already (a resend after a reconnect, or the same frame
         # racing in from another socket): that message is the one, and nothing is added.
@@ -196,14 +204,27 @@ class TurnStart:
 
 
 def turn_start(
-    *, user, conversation_id, client_id, content, model_id=None, chat_settings=None, document_ids=None, preset_id=None
+    *,
+    user,
+    conversation_id,
+    client_id,
+    content,
+    model_id=None,
+    chat_settings=None,
+    document_ids=None,
+    collection_ids=None,
+    image_ids=None,
+    query_vector=None,
+    preset_id=None,
 ) -> TurnStart:
     """Save the member's message, then begin its reply: one call, so one trip to the database
     thread before the upstream request (docs/performance.md). ``user`` must be freshly read.
 
     Errors about the message itself (empty, too long, not found) and a message over the
     member's rates raise before anything is saved; a reply refused by a later rule (budget,
-    busy...) is returned, with the message saved.
+    busy...) is returned, with the message saved. ``query_vector``: the question's embedding
+    for retrieval, computed by the caller before this trip (documents.question_vector), never
+    here: an upstream call inside the database thread would hold every other socket's queries.
     """
     content = _validate_content(content)
     _validate_client_id(client_id)
@@ -226,13 +247,14 @@ def turn_start(
         fresh_user=True,
         document_ids=document_ids,
         preset_id=preset_id,
+        collection_ids=collection_ids,
+        image_ids=image_ids,
     )
     if saved.duplicate:
         return TurnStart(saved, None, None)
     # A conversation created just now had its model checked for this member a moment ago.
     checked = saved.conversation.model if saved.created_conversation else None
     try:
-        vector = documents_query_vector(user=user, conversation=saved.conversation, question=saved.message.content)
         plan = reply_begin(
             conversation=saved.conversation,
             question=saved.message,
@@ -240,7 +262,7 @@ def turn_start(
             model=checked,
             admitted=True,
             first_turn=saved.created_conversation,
-            query_vector=vector,
+            query_vector=query_vector,
         )
     except ParleyError as exc:
         exc.detail.setdefault("message_id", str(saved.message.id))
@@ -291,6 +313,9 @@ def reply_begin(
     elif model is None or model.pk != conversation.model_id:
         # A model that was disabled or ungranted since the conversation began is refused (T07).
         model = model_granted(user=user, model_id=conversation.model_id)
+    # Images go to a model that reads them, or the reply is refused before any call.
+    images = message_images(question)
+    vision_check(model=model, images=images)
     with transaction.atomic():
         # Lock the conversation row: two sends racing into one conversation serialize here.
         Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
@@ -307,7 +332,7 @@ def reply_begin(
                 % {"count": in_flight, "limit": settings.PARLEY_MAX_CONCURRENT_REPLIES}
             )
         conversation.model = model
-        prompt = prompt_build(conversation=conversation, newest=question, query_vector=query_vector)
+        prompt = prompt_build(conversation=conversation, newest=question, query_vector=query_vector, images=images)
         now = timezone.now()
         count = prompt.payload.get("n", 1)
         replies = [
@@ -360,6 +385,8 @@ def reply_begin(
     gate = (
         GateInput(system_prompt=conversation.system_prompt or "") if first_turn else _gate_input(conversation, question)
     )
+    if settings.PARLEY_MODERATE_DOCUMENTS and prompt.sources.chunks:
+        gate = replace(gate, documents="\n\n".join(chunk.text for chunk in prompt.sources.chunks))
     hits, where = gate_blocklist(question.content, gate)
     return ReplyPlan(
         conversation=conversation,

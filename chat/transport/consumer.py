@@ -26,7 +26,7 @@ from chat import runtime
 from chat.errors import BadRequest, NotFound, ParleyError
 from chat.selectors import conversation_choices, conversation_for_user, conversation_messages
 from chat.serializers import conversation_to_dict, message_to_dict
-from chat.services import branches, turns
+from chat.services import branches, documents, turns
 from chat.transport import events
 from chat.transport.documents import documents_watch
 from chat.transport.events import control_group, conversation_group, user_group
@@ -60,6 +60,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # Deltas of a reply already in progress, held until its live snapshot arrives,
         # so a socket that opens mid-reply sees no gap and no duplicate (T41).
         self.awaiting_snapshot: dict[str, list[dict]] = {}
+        # Whether each conversation this socket has opened has documents, as last read: a send
+        # to one without them skips the trip that looks for an embedding model (do_send). One
+        # attached from another tab since is seen at the next send; until then, keywords rank.
+        self.has_documents: dict[str, bool] = {}
         await self._join(user_group(user.pk))
         await self.accept()
         runtime.socket_opened(self)
@@ -217,6 +221,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             user=self.user, conversation_id=conversation_id
         )
         await self._follow(conversation.id)
+        self.has_documents[str(conversation.id)] = conversation.has_documents
         messages, choices = await database_sync_to_async(self._branch)(conversation)
         has_more = len(messages) > STATE_MESSAGES
         messages = messages[-STATE_MESSAGES:]
@@ -281,6 +286,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
         preset_id = frame.get("preset_id")  # a new chat started from a preset (chat.services.library)
         if preset_id is not None and (not isinstance(preset_id, int) or isinstance(preset_id, bool)):
             raise BadRequest(_("The field “preset_id” has the wrong type."), code="bad_frame")
+        document_ids = frame.get("document_ids") or None  # files attached (chat/services/documents.py)
+        collection_ids = frame.get("collection_ids") or None  # collections picked (chat/services/collections.py)
+        # The question's embedding, when the turn retrieves passages: an upstream call, so made
+        # here, before the trip to the database thread and outside its transaction.
+        query_vector = None
+        if (
+            document_ids
+            or collection_ids
+            or (conversation_id is not None and self.has_documents.get(conversation_id, True))
+        ):
+            query_vector = await documents.question_vector(
+                user=self.user,
+                question=content,
+                conversation_id=conversation_id,
+                document_ids=document_ids,
+                collection_ids=collection_ids,
+            )
         # The session check, the message's save and the reply's start in one trip to the
         # database thread: each trip waits behind every other socket's queries (performance.md).
         start = await database_sync_to_async(self._send_in_thread)(
@@ -289,7 +311,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             content=content,
             model_id=model_id,
             chat_settings=chat_settings,
-            document_ids=frame.get("document_ids") or None,  # files attached (chat/services/documents.py)
+            document_ids=document_ids,
+            collection_ids=collection_ids,
+            image_ids=frame.get("image_ids") or None,  # images attached (chat/services/vision.py)
+            query_vector=query_vector,
             preset_id=preset_id,
         )
         if start is None:
@@ -297,6 +322,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         saved = start.saved
         conversation = saved.conversation
+        self.has_documents[str(conversation.id)] = conversation.has_documents
         if saved.created_conversation:
             await self._follow(conversation.id)
             await self.send_json(
@@ -371,9 +397,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _start_reply(self, conversation, question) -> None:
         """A new branch (an edit or a regeneration): every tab shows it, then its reply streams."""
+        query_vector = None
+        if conversation.has_documents:  # embedded before the trip, as in do_send
+            query_vector = await documents.question_vector(
+                user=self.user, question=question.content, conversation_id=conversation.id
+            )
         try:
             plan = await database_sync_to_async(turns.reply_begin)(
-                conversation=conversation, question=question, user=self.user
+                conversation=conversation, question=question, user=self.user, query_vector=query_vector
             )
         except ParleyError as exc:
             # The member's message is saved; only the reply was refused. Say why.

@@ -22,7 +22,15 @@ from django.utils.translation import gettext as _
 
 from chat import selectors, tokens
 from chat.core import grants
-from chat.errors import BadRequest, Busy, ModelUnavailable, NotFound, ParleyError, TrainingConsentLocked
+from chat.errors import (
+    BadRequest,
+    Busy,
+    CollectionReadOnly,
+    ModelUnavailable,
+    NotFound,
+    ParleyError,
+    TrainingConsentLocked,
+)
 from chat.serializers import attachments_to_list, conversation_to_dict, message_to_dict
 from chat.services.branches import conversation_fork as conversation_fork_service
 from chat.services.conversations import conversation_delete, conversation_update
@@ -34,7 +42,13 @@ from chat.transport.events import control_group, user_group
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
-STATUS_FOR_CODE = {NotFound.code: 404, ModelUnavailable.code: 403, Busy.code: 409, TrainingConsentLocked.code: 409}
+STATUS_FOR_CODE = {
+    NotFound.code: 404,
+    ModelUnavailable.code: 403,
+    Busy.code: 409,
+    TrainingConsentLocked.code: 409,
+    CollectionReadOnly.code: 403,
+}
 
 
 def error_response(exc: ParleyError) -> JsonResponse:

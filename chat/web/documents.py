@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from chat import selectors
-from chat.errors import DocumentRefused, NotFound
+from chat.errors import CollectionReadOnly, DocumentRefused, NotFound
 from chat.jobs.documents import document_enqueue
 from chat.serializers import document_to_dict
 from chat.services.documents import document_upload
@@ -48,6 +48,8 @@ def document_create(request):
 def document_detail(request, document_id):
     document = selectors.document_for_user(user=request.user, document_id=document_id)
     if request.method == "DELETE":
+        if document.owner_id != request.user.pk:
+            raise CollectionReadOnly()  # a file of a collection shared with the member
         if document.file_id:
             document.file.delete()  # the stored original (chat/media/signals.py)
         document.delete()  # its chunks and vectors go with it

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.web import api, api_keys, documents, images, library, media, views, voice
+from chat.web import api, api_keys, collections, documents, images, library, media, views, vision, voice
 
 app_name = "chat"
 
@@ -48,6 +48,19 @@ urlpatterns = [
     path("api/images/", images.image_create, name="api_images"),
     path("api/images/models/", images.image_models, name="api_image_models"),
     path("sources/<uuid:message_id>/<int:number>/", documents.passage, name="passage"),
+    path("api/vision/images/", vision.vision_image_create, name="api_vision_images"),
+    path("api/collections/", collections.collection_list, name="api_collections"),
+    path("api/collections/<uuid:collection_id>/", collections.collection_detail, name="api_collection"),
+    path(
+        "api/collections/<uuid:collection_id>/documents/",
+        collections.collection_document_create,
+        name="api_collection_documents",
+    ),
+    path(
+        "api/conversations/<uuid:conversation_id>/collections/<uuid:collection_id>/",
+        collections.conversation_collection,
+        name="api_conversation_collection",
+    ),
     path("api/voice/transcriptions/", voice.transcription_create, name="api_voice_transcriptions"),
     path("api/voice/settings/", voice.voice_settings, name="api_voice_settings"),
     path("api/messages/<uuid:message_id>/speech/", voice.message_speech, name="api_message_speech"),

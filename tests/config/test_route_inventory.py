@@ -75,6 +75,11 @@ ROUTES = {
     "chat:api_folder": MEMBER,
     # Members only unless PARLEY_PUBLIC_SHARE_LINKS (off by default, as this test runs).
     "chat:shared": MEMBER,
+    "chat:api_collections": MEMBER,
+    "chat:api_vision_images": MEMBER,
+    "chat:api_collection": MEMBER,
+    "chat:api_collection_documents": MEMBER,
+    "chat:api_conversation_collection": MEMBER,
     "chat:passage": MEMBER,
     "chat:api_voice_transcriptions": MEMBER,
     "chat:api_voice_settings": MEMBER,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from chat.errors import DocumentRefused, NotFound, ParleyError
-from chat.models import Chunk, Document, MediaFile, Reservation, UsageRecord
+from chat.models import Chunk, Conversation, Document, MediaFile, Reservation, UsageRecord
 from chat.services.documents import document_claim, document_index, document_upload, documents_resume
-from chat.services.retrieval import chunks_by_ids, passages_search
+from chat.services.retrieval import passages_search
 from tests.documents_support import (
     FILLER,
     docx_with,
@@ -278,7 +278,7 @@ def test_the_passage_that_answers_ranks_first_by_meaning_and_keywords(alice, emb
         passages_search(owner_id=alice.pk, conversation_id=conversation.pk, query=question, vector=None),
         passages_search(owner_id=alice.pk, conversation_id=conversation.pk, query="", vector=vector),
     ):
-        best = chunks_by_ids(ranked[:1], owner_id=alice.pk)[0]
+        best = Chunk.objects.get(pk=ranked[0], owner=alice)
         assert best.page == 41
         assert "BLUE-FALCON-7" in best.text
 
@@ -315,3 +315,51 @@ def test_a_document_that_names_urls_makes_parley_fetch_nothing(alice, embedding,
     assert document.status == Document.Status.READY
     assert not [r for r in fake_upstream.requests if "bait" in r.path]
     assert {r.path.rsplit("/", 1)[-1] for r in fake_upstream.requests} == {"embeddings"}
+
+
+# --- the question's embedding, before the turn -----------------------------------------------------
+
+
+def test_turn_start_calls_no_model_for_the_question_it_ranks_with_the_vector_it_is_given(
+    alice, embedding, fake_upstream, settings
+):
+    from chat.services.turns import turn_start
+    from tests.fakeupstream.embeddings import embed
+
+    settings.PARLEY_DOCUMENT_CONTEXT_TOKENS = 600
+    document = upload_and_index(alice, "report.pdf", long_pdf(60, {41: FACT}))
+    before = len(fake_upstream.requests)
+    question = "What is the launch code of project Heron?"
+
+    start = turn_start(
+        user=alice,
+        conversation_id=None,
+        client_id="q1",
+        content=question,
+        document_ids=[str(document.pk)],
+        query_vector=embed(question),
+    )
+
+    assert fake_upstream.requests[before:] == []  # no embedding call on the database thread
+    assert any("BLUE-FALCON-7" in c.text for c in start.plan.prompt.sources.chunks)
+
+
+def test_question_vector_embeds_only_for_a_turn_that_retrieves_and_only_the_owners(
+    alice, bob, embedding, fake_upstream
+):
+    from asgiref.sync import async_to_sync
+
+    from chat.services.documents import question_vector
+
+    document = upload_and_index(alice, "notes.txt", (FILLER + FACT).encode())
+    conversation = Conversation.objects.create(owner=alice, has_documents=True)
+    plain = Conversation.objects.create(owner=alice)
+    ask = async_to_sync(question_vector)
+
+    assert ask(user=alice, question="launch code?", conversation_id=None) is None
+    assert ask(user=alice, question="launch code?", conversation_id=str(plain.pk)) is None
+    assert ask(user=bob, question="launch code?", conversation_id=str(conversation.pk)) is None
+    assert ask(user=alice, question="launch code?", conversation_id="not-a-uuid") is None
+    assert ask(user=alice, question="", document_ids=[str(document.pk)]) is None
+    assert len(ask(user=alice, question="launch code?", conversation_id=str(conversation.pk))) == 256
+    assert len(ask(user=alice, question="launch code?", document_ids=[str(document.pk)])) == 256

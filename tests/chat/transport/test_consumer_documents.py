@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 
-from chat.models import Citation, Document, Message
+from chat.models import Citation, Document, Message, UsageRecord
 from chat.services.documents import document_index, document_upload
 from tests.chat.wsclient import Tab
 from tests.documents_support import FILLER, long_pdf, make_embedding_model, media_in_folder
@@ -138,6 +138,7 @@ async def test_the_tab_sees_each_files_progress_until_ready_and_only_its_own(ali
         "status": "queued",
         "error": None,
         "conversation_id": None,
+        "collection_id": None,
     }
     await database_sync_to_async(document_index)(mine.pk)
     ready = await tab.until(lambda f: f["type"] == "document.updated" and f["document"]["status"] == "ready")
@@ -156,4 +157,123 @@ async def test_a_failed_file_shows_its_reason(alice, embedding, fake_upstream):
 
     assert failed["document"]["error"]["code"] == "document_corrupt"
     assert failed["document"]["error"]["message"]
+    await tab.close()
+
+
+def embedding_requests(fake_upstream) -> list:
+    return [r for r in fake_upstream.requests if r.path.endswith("/embeddings")]
+
+
+async def test_the_question_is_embedded_before_the_turn_and_billed_as_retrieval(
+    alice, embedding, fake_upstream, settings
+):
+    settings.PARLEY_DOCUMENT_CONTEXT_TOKENS = 600
+    document = await indexed(alice, "report.pdf", long_pdf(60, {41: FACT}))
+    before = len(embedding_requests(fake_upstream))
+    tab = await Tab.open(alice)
+
+    await tab.send_message("What is the launch code of project Heron?", document_ids=[str(document.id)])
+    await tab.reply()
+
+    asked = embedding_requests(fake_upstream)[before:]
+    assert [r.body["input"] for r in asked] == [["What is the launch code of project Heron?"]]
+    assert "BLUE-FALCON-7" in system_text(fake_upstream.completion_requests[-1])
+    assert (
+        await database_sync_to_async(
+            lambda: UsageRecord.objects.filter(user=alice, kind="embedding", purpose="retrieval").count()
+        )()
+        == 1
+    )
+    await tab.close()
+
+
+async def test_a_failing_question_embedding_leaves_keyword_ranking_and_the_reply_goes_on(
+    alice, embedding, fake_upstream, settings
+):
+    settings.PARLEY_DOCUMENT_CONTEXT_TOKENS = 600
+    document = await indexed(alice, "report.pdf", long_pdf(60, {41: FACT}))
+    fake_upstream.script(endpoint="embeddings", status=500, times=5)
+    tab = await Tab.open(alice)
+
+    await tab.send_message("What is the launch code of project Heron?", document_ids=[str(document.id)])
+    final = await tab.reply()
+
+    assert final["status"] == "complete"
+    assert "BLUE-FALCON-7" in system_text(fake_upstream.completion_requests[-1])
+    await tab.close()
+
+
+async def test_a_chat_without_documents_embeds_nothing(alice, embedding, fake_upstream):
+    tab = await Tab.open(alice)
+    await tab.send_message("Hello there")
+    conversation = (await tab.until_type("conversation.created"))["conversation"]
+    await tab.reply()
+    await tab.send_message("And again", conversation_id=conversation["id"])
+    await tab.reply()
+
+    assert embedding_requests(fake_upstream) == []
+    await tab.close()
+
+
+@database_sync_to_async
+def collection_with(user, name, data):
+    from chat.services.collections import collection_create, collection_document_add
+
+    collection = collection_create(user=user, name="Projects")
+    document = collection_document_add(user=user, collection_id=str(collection.pk), name=name, data=data)
+    document_index(document.pk)
+    return collection
+
+
+async def test_a_collection_picked_in_the_composer_is_searched_and_bob_cannot_pick_alices(
+    alice, bob, embedding, fake_upstream, settings
+):
+    settings.PARLEY_DOCUMENT_CONTEXT_TOKENS = 600
+    collection = await collection_with(alice, "report.pdf", long_pdf(60, {41: FACT}))
+    tab = await Tab.open(alice)
+
+    await tab.send_message("What is the launch code of project Heron?", collection_ids=[str(collection.pk)])
+    final = await tab.reply()
+
+    assert "BLUE-FALCON-7" in system_text(fake_upstream.completion_requests[-1])
+    assert final["passages"] >= 1
+    await tab.close()
+
+    requests = len(fake_upstream.completion_requests)
+    bobs = await Tab.open(bob)
+    await bobs.send_message("What is the launch code of project Heron?", collection_ids=[str(collection.pk)])
+    error = await bobs.until_type("error")
+    assert error["code"] == "not_found"
+    assert not await database_sync_to_async(Message.objects.filter(conversation__owner=bob).exists)()
+    assert len(fake_upstream.completion_requests) == requests
+    await bobs.close()
+
+
+def moderation_inputs(fake_upstream) -> str:
+    return " ".join(str(r.body.get("input")) for r in fake_upstream.requests if r.path.endswith("/moderations"))
+
+
+async def test_document_text_goes_to_moderation_only_when_the_setting_is_on(alice, embedding, fake_upstream, settings):
+    document = await indexed(alice, "notes.txt", b"The vault plan says FLAGME at midnight.")
+    tab = await Tab.open(alice)
+
+    await tab.send_message("What does the vault plan say?", document_ids=[str(document.id)])
+    off = await tab.reply()
+
+    assert off["status"] == "complete"
+    assert "vault plan says" not in moderation_inputs(fake_upstream)  # default: the member's text only
+    await tab.close()
+
+    settings.PARLEY_MODERATE_DOCUMENTS = True
+    second = await indexed(alice, "plan.txt", b"The vault plan says FLAGME at midnight.")
+    completions = len(fake_upstream.completion_requests)
+    tab = await Tab.open(alice)
+    await tab.send_message("What does the vault plan say?", document_ids=[str(second.id)])
+    on = await tab.reply()
+
+    assert on["status"] == "blocked"
+    assert on["error"]["code"] == "moderation_blocked"
+    assert "documents" in on["error"]["message"]
+    assert "vault plan says FLAGME" in moderation_inputs(fake_upstream)
+    assert len(fake_upstream.completion_requests) == completions  # no model read it
     await tab.close()
