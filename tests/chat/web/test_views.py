@@ -528,3 +528,22 @@ def test_budget_endpoint_reports_the_members_month(alice_client, alice):
     alice.save()
     budget = alice_client.get(reverse("chat:api_budget")).json()["budget"]
     assert budget["token_budget"] == 500 and budget["tokens_remaining"] == 500
+
+
+def test_the_chat_page_is_compressed_with_random_padding(client, alice):
+    # The page's HTML is most of its first load (tests/browser/test_page_weight.py): it goes
+    # gzip-compressed to a browser that accepts it, padded at random against BREACH (T53).
+    import gzip
+
+    client.force_login(alice)
+    sizes = set()
+    for _ in range(5):
+        response = client.get("/new/", headers={"accept-encoding": "gzip"})
+        assert response.status_code == 200
+        assert response["Content-Encoding"] == "gzip"
+        assert "Accept-Encoding" in response["Vary"]
+        assert b"<html" in gzip.decompress(response.content)
+        sizes.add(len(response.content))
+    assert len(sizes) > 1, "the same page compressed five times should differ in length (random padding)"
+    plain = client.get("/new/")
+    assert "Content-Encoding" not in plain and b"<html" in plain.content
