@@ -12,6 +12,7 @@ Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import random
@@ -19,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 WORDS = (
@@ -36,6 +38,38 @@ def _setup_django(tmp: Path) -> None:
     import django
 
     django.setup()
+
+
+@contextlib.contextmanager
+def throwaway_database(name: str, database: str | None = None) -> Iterator[Path]:
+    """Django set up in this process on a database of its own, dropped afterwards; yields the
+    temporary data folder. ``database``: "postgres" (the server's admin URL), "sqlite" (a file
+    in the folder), or None (DATABASE_URL if set, else SQLite). On a server, the configured
+    database is never touched: a throwaway ``name`` is made beside it."""
+    from bench.harness import POSTGRES_ADMIN_URL
+
+    with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
+        if database == "postgres":
+            os.environ["DATABASE_URL"] = POSTGRES_ADMIN_URL
+        elif database == "sqlite":
+            os.environ.pop("DATABASE_URL", None)
+        if database is not None:
+            os.environ["PARLEY_DATA_DIR"] = tmp
+        _setup_django(Path(tmp))
+        from django.conf import settings
+        from django.db import connection
+
+        server_db = connection.vendor != "sqlite"
+        configured_name = settings.DATABASES["default"]["NAME"]
+        if server_db:
+            settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = name
+            connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+        try:
+            yield Path(tmp)
+        finally:
+            if server_db:
+                connection.creation.destroy_test_db(configured_name, verbosity=0)
+            connection.close()
 
 
 def _text(rng: random.Random, low: int, high: int) -> str:
@@ -175,23 +209,8 @@ def main(argv=None) -> int:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
-        _setup_django(Path(tmp))
-        from django.conf import settings
-        from django.db import connection
-
-        server_db = connection.vendor != "sqlite"
-        configured_name = settings.DATABASES["default"]["NAME"]
-        if server_db:
-            # Never touch the configured database: build a throwaway one beside it.
-            settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = "parley_bench"
-            connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
-        try:
-            results = run(args.messages, args.runs)
-        finally:
-            if server_db:
-                connection.creation.destroy_test_db(configured_name, verbosity=0)
-            connection.close()
+    with throwaway_database("parley_bench"):
+        results = run(args.messages, args.runs)
     print(f"prompt_build, median of {args.runs} runs\n")
     print(table(results))
     print(

@@ -22,12 +22,10 @@ import datetime as dt
 import os
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from bench import prompt_build
-from bench.harness import POSTGRES_ADMIN_URL, Section, Target, emit, percentile, table
+from bench.harness import Section, Target, emit, percentile, table
 
 CONVERSATIONS = 5_000
 OTHER_MEMBERS = 20
@@ -131,29 +129,9 @@ def sidebar(runs: int) -> list[dict]:
 
 
 def measure(database: str, runs: int) -> tuple[list[dict], list[dict]]:
-    with tempfile.TemporaryDirectory(prefix="parley-bench-q-") as tmp:
-        if database == "postgres":
-            os.environ["DATABASE_URL"] = POSTGRES_ADMIN_URL
-        else:
-            os.environ.pop("DATABASE_URL", None)
-        os.environ["PARLEY_DATA_DIR"] = tmp
-        prompt_build._setup_django(Path(tmp))
-        from django.conf import settings
-        from django.db import connection
-
-        server_db = connection.vendor != "sqlite"
-        configured = settings.DATABASES["default"]["NAME"]
-        if server_db:
-            # A throwaway database beside the configured one, as bench/prompt_build.py does.
-            settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"parley_bench_q_{os.getpid()}"
-            connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
-        try:
-            prompts = prompt_build.run(10_000, runs)
-            lists = sidebar(runs)
-        finally:
-            if server_db:
-                connection.creation.destroy_test_db(configured, verbosity=0)
-            connection.close()
+    with prompt_build.throwaway_database(f"parley_bench_q_{os.getpid()}", database):
+        prompts = prompt_build.run(10_000, runs)
+        lists = sidebar(runs)
     return prompts, lists
 
 

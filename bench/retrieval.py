@@ -27,12 +27,10 @@ import argparse
 import os
 import random
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 from bench import prompt_build
-from bench.harness import POSTGRES_ADMIN_URL, Section, Target, emit, percentile, table
+from bench.harness import Section, Target, emit, percentile, table
 
 FACTS = 200
 SYLLABLES = "ka lo mi ne ru sa ti vo ze bu da fe gi ho ju".split()
@@ -222,30 +220,13 @@ def _ingest(pages: int) -> dict:
 
 
 def measure(database: str, n_chunks: int, runs: int, ingest_pages: int = 300) -> dict:
-    with tempfile.TemporaryDirectory(prefix="parley-bench-r-") as tmp:
-        if database == "postgres":
-            os.environ["DATABASE_URL"] = POSTGRES_ADMIN_URL
-        else:
-            os.environ.pop("DATABASE_URL", None)
-        os.environ["PARLEY_DATA_DIR"] = tmp
-        prompt_build._setup_django(Path(tmp))
+    with prompt_build.throwaway_database(f"parley_bench_r_{os.getpid()}", database) as tmp:
         from django.conf import settings
-        from django.db import connection
 
-        server_db = connection.vendor != "sqlite"
-        configured = settings.DATABASES["default"]["NAME"]
-        if server_db:
-            settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"parley_bench_r_{os.getpid()}"
-            connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
-        try:
-            from tests.documents_support import media_in_folder
+        from tests.documents_support import media_in_folder
 
-            media_in_folder(settings, Path(tmp) / "media")
-            return run(n_chunks, runs, ingest_pages)
-        finally:
-            if server_db:
-                connection.creation.destroy_test_db(configured, verbosity=0)
-            connection.close()
+        media_in_folder(settings, tmp / "media")
+        return run(n_chunks, runs, ingest_pages)
 
 
 def report(result: dict) -> Section:
