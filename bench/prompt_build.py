@@ -102,6 +102,9 @@ def _conversation(n_messages: int, model):
                 token_encoding=encoding,
                 created_at=start + dt.timedelta(seconds=index),
                 parent=rows[-1] if rows else None,  # one branch: each message the child of the last
+                # As the app stores it with each reply (chat.services.prompt.replayed_above_reply):
+                # every message above is replayed, so the count is the index.
+                replayed_above=index if role == Message.Role.ASSISTANT else None,
             )
         )
     Message.objects.bulk_create(rows, batch_size=1000)

@@ -114,6 +114,97 @@ def descendant_ids(message_id) -> RawSQL:
     return _recursive(_BELOW_SQL, message_id)
 
 
+# Walking up one branch with the columns the prompt needs, newest first. Each step of the
+# recursion yields exactly one row (a message has one parent), so the first ``limit`` rows
+# produced are the nearest ``limit`` ancestors and both databases stop the walk there:
+# PostgreSQL evaluates a WITH query only as far as the outer query fetches, SQLite runs the
+# recursion as a queue feeding the outer LIMIT. ``depth`` orders them without trusting that.
+_WALK_COLUMNS = ("id", "parent_id", "role", "status", "token_count", "token_encoding")
+_WALK_SQL = (
+    "WITH RECURSIVE walk(depth, {columns}) AS ("
+    " SELECT 0, {columns} FROM {table} WHERE id = %s AND conversation_id = %s"
+    " UNION ALL SELECT walk.depth + 1, {prefixed} FROM {table} m JOIN walk ON m.id = walk.parent_id"
+    " WHERE m.conversation_id = %s{stop}"
+    ") {outer}"
+)
+
+
+def _walk_sql(columns: tuple[str, ...], outer: str, *, stop_at_known: bool = False) -> str:
+    return _WALK_SQL.format(
+        table=connection.ops.quote_name(Message._meta.db_table),
+        columns=", ".join(columns),
+        prefixed=", ".join(f"m.{column}" for column in columns),
+        stop=" AND walk.replayed_above IS NULL" if stop_at_known else "",
+        outer=outer,
+    )
+
+
+def _walk_params(message_id, conversation_id) -> list:
+    key = Message._meta.pk.get_db_prep_value(_as_uuid(message_id), connection)
+    owner = Conversation._meta.pk.get_db_prep_value(_as_uuid(conversation_id), connection)
+    return [key, owner, owner]
+
+
+def walk_up(*, conversation_id, message_id, limit: int) -> list[tuple]:
+    """``message_id`` and its ancestors in its conversation, nearest first, at most ``limit``.
+
+    Rows are ``(id, parent_id, role, status, token_count, token_encoding, content)``, ids as
+    the database gives them (a UUID, or SQLite's hex text; ``walk_up`` takes either back).
+    One query that reads only the rows it returns: the next page starts from the last row's
+    ``parent_id``, so paging never walks the same part of the branch twice.
+    """
+    columns = (*_WALK_COLUMNS, "content")
+    sql = _walk_sql(columns, "SELECT depth, " + ", ".join(columns) + " FROM walk LIMIT %s")  # noqa: S608 - fixed names
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*_walk_params(message_id, conversation_id), limit])
+        rows = sorted(cursor.fetchall())
+    return [row[1:] for row in rows]
+
+
+# Statuses that never change once set (a streaming reply ends, the moderation gate settles
+# an unchecked message later): a count over messages in them can be kept.
+SETTLED = tuple(
+    str(status)
+    for status in (
+        Message.Status.COMPLETE,
+        Message.Status.STOPPED,
+        Message.Status.INTERRUPTED,
+        Message.Status.ERROR,
+        Message.Status.BLOCKED,
+    )
+)
+
+
+_COUNTED = "role IN ({roles}) AND status IN ({statuses}) AND NOT (token_count = 0 AND token_encoding > '')"
+_COUNT_SQL = (
+    "SELECT COALESCE(SUM(CASE WHEN {replayed} THEN 1 ELSE 0 END), 0), COALESCE(MAX(replayed_above), 0),"
+    " SUM(CASE WHEN status IN ({settled}) THEN 0 ELSE 1 END) FROM walk"
+)
+
+
+def _marks(values) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def count_up(*, conversation_id, message_id, roles, statuses) -> tuple[int, bool]:
+    """How many of ``message_id`` and its ancestors have one of ``roles`` and ``statuses`` and
+    are not known to be empty (a stored count of 0 made under some encoding), and whether that
+    count can be kept (every message counted has a settled status).
+
+    One walk that reads no message bodies and stops at the first message that knows how many
+    replayed messages are above it (``Message.replayed_above``, stored with each reply): in a
+    conversation replied to since, two or three rows, however long it is. (``roles`` and
+    ``statuses`` are the prompt's; only they are ever stored.)
+    """
+    replayed = _COUNTED.format(roles=_marks(roles), statuses=_marks(statuses))
+    outer = _COUNT_SQL.format(replayed=replayed, settled=_marks(SETTLED))
+    sql = _walk_sql((*_WALK_COLUMNS, "replayed_above"), outer, stop_at_known=True)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*_walk_params(message_id, conversation_id), *roles, *statuses, *SETTLED])
+        counted, above, unsettled = cursor.fetchone()
+    return counted + above, not unsettled
+
+
 def message_path(*, conversation: Conversation, leaf_id=None, limit: int | None = None) -> list[Message]:
     """The messages from the root to ``leaf_id`` (the current leaf by default), oldest first:
     the newest ``limit`` of them when a limit is given. One query."""

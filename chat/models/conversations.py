@@ -128,6 +128,11 @@ class Message(models.Model):
     omitted_messages = models.PositiveIntegerField(default=0)
     passages = models.PositiveIntegerField(default=0)  # numbered document sources in the prompt
     omitted_passages = models.PositiveIntegerField(default=0)  # document passages that did not fit
+    # How many messages above this one on its branch are replayed to a model (the history's
+    # length for a reply to it), stored with a reply once every one of them has a status that
+    # no longer changes: counting a long history then stops at the nearest message that knows
+    # (chat.selectors.count_up). Null: not known, counted by walking further up.
+    replayed_above = models.PositiveIntegerField(null=True, blank=True, editable=False)
     moderation_categories = models.JSONField(default=list, blank=True)
     moderation_unchecked = models.BooleanField(default=False)
     # Files shown with the message: the images a model made (a reply of an image call) or the

@@ -6,10 +6,10 @@ the reply (issue 3). Token counts are read from each message's stored ``token_co
 the prompt of a 10,000-message conversation is built without tokenizing old messages.
 
 The history is the path from the root of the conversation's tree to the new message (the
-branch the member sees, chat.selectors.path_ids: one recursive walk up the parents), read
-newest first and only as far as the budget reaches (trimming.trim_history
-stops there), then the left-out messages are counted on the index. A conversation that
-fits takes one query; a trimmed one a page or two more plus the count. Reading all 10,000
+branch the member sees), read newest first by walking up the parents
+(chat.selectors.walk_up) only as far as the budget reaches (trimming.trim_history stops
+there); then the rest of the branch is counted by one more walk that reads no bodies. A
+conversation that fits takes one query; a trimmed one a page or two more plus the count. Reading all 10,000
 bodies to send 1,000 of them would cost more than everything else together
 (bench/prompt_build.py measures it).
 """
@@ -17,18 +17,17 @@ bodies to send 1,000 of them would cost more than everything else together
 from __future__ import annotations
 
 import functools
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import CharField
-from django.db.models.functions import Cast
 
 from chat import tokens
 from chat.catalog import families
 from chat.core.calls import caller_pseudonym
 from chat.errors import NoProvider
 from chat.models import Conversation, Message
-from chat.selectors import path_ids
+from chat.selectors import SETTLED, count_up, walk_up
 from chat.services.sources import Sources, sources_pick
 from chat.services.trimming import PromptMessage, fixed_cost, trim_history
 from chat.services.vision import IMAGE_TOKENS, image_parts
@@ -52,6 +51,7 @@ class Prompt:
     omitted: int  # history messages left out to fit the context window
     encoding: str = tokens.O200K  # the encoding counts were made in (for usage_estimate)
     sources: Sources = Sources()  # passages of the conversation's documents, numbered from 1
+    history: int | None = None  # the history's whole length when it can be kept (Message.replayed_above)
 
 
 def message_token_count(message: Message, encoding_name: str) -> int:
@@ -92,64 +92,78 @@ def _reply_reservation(conversation: Conversation, window: int) -> tuple[int, bo
     return min(max_output, window // 2), False
 
 
-def _replayable(conversation: Conversation, newest: Message):
-    """History before ``newest`` on its branch that is replayed: complete replies and questions, and replies
-    stopped with some text. Blocked, failed, interrupted and still-streaming messages are
-    left out, and so are empty ones (a reply stopped before its first token carries nothing,
-    and some compatible servers refuse empty content).
-
-    Every condition is on a column of the ``msg_conv_history`` index, so counting these rows
-    never reads message bodies. A stored count of 0 means empty content; a message never
-    counted (``token_encoding`` empty) is checked when it is read.
-    """
-    if newest.parent_id is None:
-        return Message.objects.none()
-    return Message.objects.filter(
-        conversation_id=conversation.pk,
-        id__in=path_ids(newest.parent_id),
-        role__in=_REPLAYED,
-        status__in=_REPLAYED_STATUSES,
-    ).exclude(token_count=0, token_encoding__gt="")
+def _replayed(role: str, status: str, count: int, counted_with: str) -> bool:
+    """Whether a history message is replayed (chat.selectors.count_up counts the same way; a
+    message never counted is counted here and left out when it is read and found empty)."""
+    return role in _REPLAYED and status in _REPLAYED_STATUSES and not (count == 0 and counted_with)
 
 
 class _History:
     """Reads the history newest first, for ``trim_history``, stopping where it stops.
 
-    Rows come in pages that double in size (LIMIT/OFFSET on the history index, the same on
-    every database and behind any connection pooler), so the database only produces the
-    rows the prompt can hold plus part of one page, never the whole conversation. Messages
-    counted under another encoding (the conversation switched model families) are counted
-    again as they are read; ``save_counts`` stores those counts so it happens once.
+    The history is the branch above ``newest`` (its parent, the parent's parent...) less what
+    is not replayed: blocked, failed, interrupted and still-streaming messages, and empty ones
+    (a reply stopped before its first token carries nothing, and some compatible servers
+    refuse empty content; a stored count of 0 means empty, a message never counted is checked
+    when it is read). Rows come from walks up the branch in pages that double in size, each
+    starting where the last stopped (chat.selectors.walk_up), so the database reads only the
+    rows the prompt can hold plus part of one page. Messages counted under another encoding
+    (the conversation switched model families) are counted again as they are read;
+    ``save_counts`` stores those counts so it happens once.
     """
 
     def __init__(self, conversation: Conversation, newest: Message, encoding: str):
+        self.conversation_id = conversation.pk
         self.encoding = encoding
-        self.rows = (
-            _replayable(conversation, newest)
-            .order_by("-created_at")
-            .values_list(Cast("id", CharField()), "role", "content", "token_count", "token_encoding")
-        )
+        self.top = newest.parent_id
+        self.next_id = newest.parent_id  # where the next page's walk starts
+        self.replayed = 0  # replayed messages read so far
+        self.settled = True  # whether every message read has a status that no longer changes
         self.recounted: list[Message] = []
 
     def newest_first(self):
-        offset, size = 0, _FIRST_PAGE
-        while True:
-            page = list(self.rows[offset : offset + size])
-            for key, role, content, count, counted_with in page:
+        size = _FIRST_PAGE
+        while self.next_id is not None:
+            page = walk_up(conversation_id=self.conversation_id, message_id=self.next_id, limit=size)
+            self.next_id = page[-1][1] if len(page) == size else None
+            for key, _parent, role, status, count, counted_with, content in page:
+                self.settled = self.settled and status in SETTLED
+                if not _replayed(role, status, count, counted_with):
+                    continue
+                self.replayed += 1
                 if counted_with != self.encoding:
                     count = tokens.count_tokens(content, self.encoding)
-                    self.recounted.append(Message(id=key, token_count=count, token_encoding=self.encoding))
+                    recounted = Message(id=uuid.UUID(str(key)), token_count=count, token_encoding=self.encoding)
+                    self.recounted.append(recounted)
                     if not content:
                         continue
                 yield PromptMessage(role=role, content=content, tokens=count + tokens.ROLE_TOKENS)
-            if len(page) < size:
-                return
-            offset += size
             size *= 2
+        self.length = self.replayed if self.settled else None
+
+    length: int | None = None  # the history's length, once known and settled
+
+    def count(self) -> int:
+        """The whole history's length (asked only when trimming left something out): one walk
+        down from the top that stops at the nearest reply which knows its count."""
+        total, settled = count_up(
+            conversation_id=self.conversation_id, message_id=self.top, roles=_REPLAYED, statuses=_REPLAYED_STATUSES
+        )
+        self.length = total if settled else None
+        return total
 
     def save_counts(self) -> None:
         if self.recounted:
             Message.objects.bulk_update(self.recounted, ["token_count", "token_encoding"], batch_size=500)
+
+
+def replayed_above_reply(prompt: Prompt, question: Message) -> int | None:
+    """``Message.replayed_above`` for a reply to ``question`` built from ``prompt``: the history
+    above the question and the question itself, when all of it is settled; else None."""
+    if prompt.history is None or question.status not in SETTLED:
+        return None
+    replayed = _replayed(question.role, question.status, question.token_count, question.token_encoding)
+    return prompt.history + int(replayed)
 
 
 def prompt_build(*, conversation: Conversation, newest: Message, query_vector=None, images=()) -> Prompt:
@@ -199,8 +213,9 @@ def prompt_build(*, conversation: Conversation, newest: Message, query_vector=No
         newest_first=history.newest_first(),
         newest=latest,
         budget=window - reserved,
-        # Asked only when something was left out, to say how much (an index-only count).
-        count_history=lambda: _replayable(conversation, newest).count(),
+        # Asked only when something was left out, to say how much (a walk that stops at a reply
+        # which stored the history's length).
+        count_history=history.count,
     )
     history.save_counts()
     messages, omitted, prompt_tokens = trimmed.messages, trimmed.omitted, trimmed.prompt_tokens
@@ -251,4 +266,5 @@ def prompt_build(*, conversation: Conversation, newest: Message, query_vector=No
         omitted=omitted,
         encoding=encoding,
         sources=sources,
+        history=history.length,
     )

@@ -30,7 +30,7 @@ from chat.selectors import conversation_for_user, message_for_user, path_ids
 from chat.services.collections import collections_use
 from chat.services.conversations import conversation_create
 from chat.services.documents import documents_attach
-from chat.services.prompt import Prompt, prompt_build
+from chat.services.prompt import Prompt, prompt_build, replayed_above_reply
 from chat.services.vision import images_attach, message_images, vision_check
 
 CLIENT_ID_MAX = 64
@@ -347,6 +347,7 @@ def reply_begin(
                 omitted_messages=prompt.omitted,
                 passages=len(prompt.sources.chunks),
                 omitted_passages=prompt.sources.omitted,
+                replayed_above=replayed_above_reply(prompt, question),
                 # The prompt as built; the provider's own count replaces it when the reply ends.
                 # Several answers are one request: its usage (the prompt once, every answer's
                 # tokens) is recorded on the first, so the others carry none of their own.

@@ -11,7 +11,7 @@ from chat import tokens
 from chat.core.calls import caller_pseudonym
 from chat.errors import ContextTooLong, NoProvider
 from chat.models import ChatModel, Conversation, Message, Provider
-from chat.services.prompt import message_token_count, prompt_build
+from chat.services.prompt import message_token_count, prompt_build, replayed_above_reply
 from chat.tokens import CL100K, O200K, REPLY_PRIMING, ROLE_TOKENS, TOKENS_PER_MESSAGE, count_tokens
 
 pytestmark = pytest.mark.django_db
@@ -337,7 +337,7 @@ def test_a_long_trimmed_history_is_read_only_as_far_as_it_fits_and_omitted_is_ex
     # Pages of 200, 400 (newest first), then one count; the oldest messages' text is never read.
     reads = [q["sql"] for q in queries.captured_queries]
     assert len(reads) == 3
-    assert "COUNT(" in reads[-1].upper() and '"content"' not in reads[-1]
+    assert "SUM(CASE" in reads[-1].upper() and "content" not in reads[-1]
 
 
 def test_a_long_history_that_fits_entirely_is_sent_entirely(alice, provider):
@@ -389,3 +389,47 @@ def test_special_token_text_in_a_message_is_sent_and_counted_as_text(alice, gpt4
     prompt = prompt_build(conversation=chat.conversation, newest=newest)
     assert prompt.payload["messages"][-1]["content"] == "What does <|endoftext|> mean?"
     assert prompt.prompt_tokens == cost(["What does <|endoftext|> mean?"])
+
+
+def test_a_reply_keeps_the_history_length_so_the_next_count_stops_at_it(alice, provider):
+    model = make_model(provider, model_id="gpt-4o", context_window=4_000, max_output_tokens=1_000)
+    chat = Chat(alice, model)
+    replayable = bulk_history(chat, 3_000, every_tenth_blocked=True)
+    question = chat.ask("and now?")
+    prompt = prompt_build(conversation=chat.conversation, newest=question)
+    assert prompt.history == len(replayable)  # every status settled: the length can be kept
+    assert replayed_above_reply(prompt, question) == len(replayable) + 1
+
+    reply = chat.answer("an answer")
+    # What the reply stores is what the next count trusts: it walks no further up than the
+    # reply (a wrong stored figure shows in the count, which proves the walk stopped there).
+    Message.objects.filter(pk=reply.pk).update(replayed_above=10_000)
+    follow_up = chat.ask("and then?")
+    again = prompt_build(conversation=chat.conversation, newest=follow_up)
+    kept = len(again.payload["messages"]) - 1
+    assert again.omitted == 10_000 + 1 - kept
+    assert again.history == 10_001
+
+    Message.objects.filter(pk=reply.pk).update(replayed_above=len(replayable) + 1)
+    again = prompt_build(conversation=chat.conversation, newest=follow_up)
+    assert again.omitted == len(replayable) + 2 - (len(again.payload["messages"]) - 1)
+
+
+def test_a_history_with_a_message_still_unsettled_is_counted_but_not_kept(alice, provider):
+    model = make_model(provider, model_id="gpt-4o", context_window=4_000, max_output_tokens=1_000)
+    chat = Chat(alice, model)
+    bulk_history(chat, 1_000)
+    chat.ask("not checked yet").__class__.objects.filter(pk=chat.last.pk).update(status=Message.Status.UNCHECKED)
+    chat.answer("a reply")
+    question = chat.ask("and now?")
+    prompt = prompt_build(conversation=chat.conversation, newest=question)
+    assert prompt.omitted > 0
+    assert prompt.history is None
+    assert replayed_above_reply(prompt, question) is None
+
+    short = Chat(alice, model)
+    short.ask("hello")
+    short.answer("hi")
+    question = short.ask("how are you?")
+    prompt = prompt_build(conversation=short.conversation, newest=question)
+    assert prompt.omitted == 0 and prompt.history == 2  # read whole: known without a count
