@@ -21,12 +21,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from authlib.integrations.base_client import MismatchingStateError, OAuthError
-from authlib.integrations.django_client import OAuth
 from django.conf import settings
 from django.core.cache import cache
 from django.urls import reverse
-from joserfc import errors as jose_errors
 
 from accounts import errors
 from accounts.models import OIDCProvider
@@ -136,6 +133,10 @@ def _client(config: ProviderConfig):
     except KeyDecryptionError:
         logger.error("The client secret of sign-on provider %r cannot be decrypted; enter it again", config.slug)
         raise errors.OIDCUnavailable() from None
+    # Authlib (and requests under it) is imported by the first sign-on, not at start-up: a
+    # deployment without single sign-on never loads it (docs/performance.md, idle memory).
+    from authlib.integrations.django_client import OAuth
+
     oauth = OAuth()
     cached = cache.get(_metadata_key(config)) or {}
     client = oauth.register(
@@ -173,6 +174,8 @@ def authorize_redirect(request, config: ProviderConfig):
 
 
 def _token_error(exc: Exception) -> errors.SignInRefused:
+    from joserfc import errors as jose_errors
+
     if isinstance(exc, jose_errors.BadSignatureError):
         return errors.OIDCTokenSignature()
     if isinstance(exc, jose_errors.ExpiredTokenError):
@@ -191,6 +194,9 @@ def _token_error(exc: Exception) -> errors.SignInRefused:
 def complete(request, config: ProviderConfig) -> tuple[dict, str]:
     """Check the provider's answer on the redirect URI; the verified ID token's claims and the
     raw ID token (kept for signing out at the provider)."""
+    from authlib.integrations.base_client import MismatchingStateError, OAuthError
+    from joserfc import errors as jose_errors
+
     client = _client(config)
     issuer = client.server_metadata["issuer"]
     # RFC 9207: an answer that names its issuer must name ours, and a provider that says it
@@ -233,6 +239,8 @@ def complete(request, config: ProviderConfig) -> tuple[dict, str]:
 
 def _with_userinfo(client, token, claims: dict) -> dict:
     """Claims the ID token left out (some providers send the email only from userinfo)."""
+    from authlib.integrations.base_client import OAuthError
+
     try:
         extra = dict(client.userinfo(token=token))
     except (OSError, OAuthError, ValueError) as exc:

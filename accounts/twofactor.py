@@ -8,7 +8,6 @@ failed sign-ins by django-axes (accounts/views.py), like wrong passwords.
 
 from __future__ import annotations
 
-import segno
 from django.db import transaction
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -46,6 +45,8 @@ def totp_pending(*, user: User) -> TOTPDevice | None:
 
 def qr_svg(device: TOTPDevice) -> str:
     """The device's otpauth:// address as an inline SVG QR code (no script, no style)."""
+    import segno  # here, not at start-up: drawn only on the enrolment page
+
     return segno.make(device.config_url, error="m").svg_inline(scale=4, dark="#111", light="#fff", border=2)
 
 

@@ -351,6 +351,23 @@ def readable_collection_ids(user_id) -> QuerySet:
     return Collection.objects.filter(Q(owner_id=user_id) | Q(groups__user__id=user_id)).values("pk").distinct()
 
 
+def search_scope(*, owner_id, conversation_id) -> list[tuple]:
+    """(id, version) of the ready documents a question in the conversation searches: the
+    owner's documents attached to it, and those of the collections it uses that the owner may
+    still read (their own, or shared with a group of theirs). The version changes whenever the
+    chunks do. One query."""
+    used = Collection.conversations.through.objects.filter(conversation_id=conversation_id).values("collection_id")
+    rows = (
+        Document.objects.filter(status=Document.Status.READY)
+        .filter(
+            Q(owner_id=owner_id, conversation_id=conversation_id)
+            | Q(collection_id__in=used) & Q(collection_id__in=readable_collection_ids(owner_id))
+        )
+        .values_list("pk", "updated_at")
+    )
+    return [(pk, updated_at) for pk, updated_at in rows]
+
+
 def readable_documents(user) -> QuerySet:
     """The documents a member may read: their own, and those of the collections they may read."""
     return Document.objects.filter(Q(owner=user) | Q(collection__in=readable_collection_ids(user.pk)))

@@ -7,11 +7,10 @@ Parley only names files by the storage names this module makes.
 from __future__ import annotations
 
 import logging
+import sys
 import uuid
 
 from django.core.files.storage import Storage, storages
-from storages.backends.s3 import S3Storage
-from storages.utils import clean_name
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,12 @@ def stored_open(name: str):
     first read; the object's own body streams from the store instead.
     """
     storage = media_storage()
-    if isinstance(storage, S3Storage):
+    # django-storages, and boto3 under it (about 30 MB), is imported by Django only when the
+    # bucket is the configured store: when it is not loaded, the store cannot be a bucket.
+    s3 = sys.modules.get("storages.backends.s3")
+    if s3 is not None and isinstance(storage, s3.S3Storage):
+        from storages.utils import clean_name
+
         key = storage._normalize_name(clean_name(name))  # the prefix joined as S3Storage joins it
         return storage.bucket.Object(key).get()["Body"]
     return storage.open(name, "rb")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 
-import numpy as np
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -46,6 +45,8 @@ class EmbeddingField(models.Field):
     def get_db_prep_value(self, value, connection, prepared=False):
         if value is None:
             return None
+        import numpy as np  # here, not at start-up: a process that never reads vectors skips it
+
         array = np.asarray(value, dtype="<f4")
         if connection.vendor == "postgresql":
             from pgvector import Vector
@@ -56,6 +57,8 @@ class EmbeddingField(models.Field):
     def from_db_value(self, value, expression, connection):
         if value is None:
             return None
+        import numpy as np
+
         if isinstance(value, (bytes, memoryview)):
             return np.frombuffer(bytes(value), dtype="<f4")
         if isinstance(value, str):

@@ -18,10 +18,9 @@ from collections import OrderedDict
 import numpy as np
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
 
-from chat.models import Chunk, Collection, Document
-from chat.selectors import readable_collection_ids
+from chat.models import Chunk
+from chat.selectors import search_scope
 
 RRF_K = 60
 CANDIDATES = 50
@@ -44,23 +43,6 @@ COMMON_MIN_ROWS = 2000  # below this many passages, every word is kept
 def _words(text: str) -> list[str]:
     words = (w.lower() for w in WORD.findall(text or ""))
     return list(dict.fromkeys(w for w in words if len(w) > 1 and w not in STOP_WORDS))[:32]
-
-
-def search_scope(*, owner_id, conversation_id) -> list[tuple]:
-    """(id, version) of the ready documents a question in the conversation searches: the
-    owner's documents attached to it, and those of the collections it uses that the owner may
-    still read (their own, or shared with a group of theirs). The version changes whenever the
-    chunks do. One query."""
-    used = Collection.conversations.through.objects.filter(conversation_id=conversation_id).values("collection_id")
-    rows = (
-        Document.objects.filter(status=Document.Status.READY)
-        .filter(
-            Q(owner_id=owner_id, conversation_id=conversation_id)
-            | Q(collection_id__in=used) & Q(collection_id__in=readable_collection_ids(owner_id))
-        )
-        .values_list("pk", "updated_at")
-    )
-    return [(pk, updated_at) for pk, updated_at in rows]
 
 
 def passages_search(

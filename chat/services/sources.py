@@ -16,7 +16,7 @@ from django.db.models import Sum
 
 from chat import tokens
 from chat.models import Chunk, Conversation, Document
-from chat.services.retrieval import CANDIDATES, chunks_by_ids, passages_search, search_scope
+from chat.selectors import search_scope
 
 HEADER = (
     "The member attached documents. Numbered passages from them follow between <sources> tags. "
@@ -58,6 +58,10 @@ def sources_pick(*, conversation: Conversation, question: str, vector, room: int
             .order_by("document__created_at", "ordinal")
         )
     else:
+        # Here, not at start-up: retrieval brings numpy, which a process whose conversations
+        # have no documents never needs (docs/performance.md, idle memory).
+        from chat.services.retrieval import CANDIDATES, chunks_by_ids, passages_search
+
         ids = passages_search(
             owner_id=conversation.owner_id,
             conversation_id=conversation.pk,
