@@ -23,13 +23,19 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from chat.errors import ImageRefused
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# Pillow is imported by the functions that read pixels, not with this module: the URLs import
+# it at start-up, and a process that is never sent an image does not need Pillow's 3 MB.
 
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
 # The image endpoints refuse PNGs of 4 MB or more (OpenAI's API reference, images/edits).
@@ -70,6 +76,8 @@ def image_open(data: bytes, *, max_bytes: int | None = None, draft: int | None =
     smallest of 1/2, 1/4 or 1/8 of its size that is still at least that big (libjpeg's DCT
     scaling), which is several times faster on a phone's photo and still reads every byte.
     """
+    from PIL import Image, UnidentifiedImageError
+
     limit = settings.PARLEY_IMAGE_UPLOAD_MAX_BYTES if max_bytes is None else max_bytes
     if len(data) > limit:
         raise ImageRefused(
@@ -122,6 +130,8 @@ def _crop_square(image: Image.Image) -> Image.Image:
 
 
 def _fit(image: Image.Image, *, square: bool, max_side: int) -> Image.Image:
+    from PIL import Image
+
     if square and image.width != image.height:
         image = _crop_square(image)
     if max(image.size) > max_side:
@@ -132,6 +142,8 @@ def _fit(image: Image.Image, *, square: bool, max_side: int) -> Image.Image:
 
 def image_normalise(data: bytes, *, square: bool, mask: bytes | None = None) -> tuple[Picture, Picture | None]:
     """``data`` (and its ``mask``, if any) as the edit and variation endpoints accept them."""
+    from PIL import Image, ImageOps
+
     side = max(MIN_SIDE, settings.PARLEY_IMAGE_EDIT_MAX_SIDE)
     source = ImageOps.exif_transpose(image_open(data, draft=side))
     # Cropped and scaled before the conversion, so only the small picture is converted.

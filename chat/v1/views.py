@@ -16,9 +16,17 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 
 from chat.errors import ParleyError
-from chat.v1 import calls, schemas
+from chat.v1 import calls
 from chat.v1.auth import caller_for
 from chat.v1.errors import ApiError, from_parley
+
+
+def _schemas():
+    # The request models (pydantic, about 6 MB) load with the first API call, not at start-up:
+    # a deployment whose members never script it never pays for them.
+    from chat.v1 import schemas
+
+    return schemas
 
 
 def api_view(*methods: str, reads_body: bool = True):
@@ -85,7 +93,7 @@ def _json_body(request) -> dict:
         raise _too_large() from None
     if len(raw) > limit:
         raise _too_large()
-    return schemas.parse_json(raw)
+    return _schemas().parse_json(raw)
 
 
 def _stream_response(relay: calls.Relay) -> StreamingHttpResponse:
@@ -107,7 +115,7 @@ async def model_detail(request, caller, body, model):
 
 
 async def _completion(caller, body: dict, schema, path: str):
-    fields = schemas.fields_set(schemas.parse(schema, body))
+    fields = _schemas().fields_set(_schemas().parse(schema, body))
     if fields.get("stream"):
         return _stream_response(await calls.completion_stream(caller=caller, body=fields, path=path))
     return JsonResponse(await calls.completion_json(caller=caller, body=fields, path=path))
@@ -115,28 +123,28 @@ async def _completion(caller, body: dict, schema, path: str):
 
 @api_view("POST")
 async def chat_completions(request, caller, body):
-    return await _completion(caller, body, schemas.ChatCompletionRequest, "chat/completions")
+    return await _completion(caller, body, _schemas().ChatCompletionRequest, "chat/completions")
 
 
 @api_view("POST")
 async def completions(request, caller, body):
-    return await _completion(caller, body, schemas.CompletionRequest, "completions")
+    return await _completion(caller, body, _schemas().CompletionRequest, "completions")
 
 
 @api_view("POST")
 async def edits(request, caller, body):
-    return await _completion(caller, body, schemas.EditRequest, "edits")
+    return await _completion(caller, body, _schemas().EditRequest, "edits")
 
 
 @api_view("POST")
 async def embeddings(request, caller, body):
-    fields = schemas.fields_set(schemas.parse(schemas.EmbeddingRequest, body))
+    fields = _schemas().fields_set(_schemas().parse(_schemas().EmbeddingRequest, body))
     return JsonResponse(await calls.embeddings_json(caller=caller, body=fields))
 
 
 @api_view("POST")
 async def moderations(request, caller, body):
-    fields = schemas.fields_set(schemas.parse(schemas.ModerationRequest, body))
+    fields = _schemas().fields_set(_schemas().parse(_schemas().ModerationRequest, body))
     return JsonResponse(await calls.moderations_json(caller=caller, body=fields))
 
 
