@@ -8,7 +8,19 @@ from __future__ import annotations
 import uuid
 
 from django.db import connection
-from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, UUIDField, When
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    UUIDField,
+    When,
+)
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils.translation import gettext as _
@@ -55,11 +67,16 @@ def api_token_for_user(*, user, token_id) -> ApiToken:
         raise NotFound() from None
 
 
-def conversation_list(*, user, query: str = "", before=None, limit: int = 50) -> QuerySet[Conversation]:
-    """The sidebar: pinned first, newest first, never loading message bodies."""
+def conversation_list(
+    *, user, query: str = "", before=None, limit: int = 50, folder: Folder | None = None
+) -> QuerySet[Conversation]:
+    """The sidebar: pinned first, newest first, never loading message bodies (``folder``: only
+    the conversations filed in that folder, one of the member's)."""
     qs = Conversation.objects.filter(owner=user).only(
         "id", "title", "pinned", "folder_id", "updated_at", "created_at", "training_consent_at", "training_locked_at"
     )
+    if folder is not None:
+        qs = qs.filter(folder=folder)
     if query:
         # The folder's name too: searching a folder's name finds the conversations filed in it.
         qs = qs.filter(
@@ -444,18 +461,57 @@ def _seen_by(model, user) -> Q:
     return Q(owner=user) | Q(pk__in=published)
 
 
-def presets_for_user(*, user) -> list[Preset]:
-    """The presets "New chat" offers the member, by name. One query."""
-    return list(Preset.objects.filter(_seen_by(Preset, user)).order_by("name", "pk"))
+def _changed_by(model, user, action: str) -> Q:
+    """The rows ``user`` may change (``action``: "change" or "delete"): their own, and for an
+    admin allowed to in the console, the published ones (no owner) too."""
+    rule = Q(owner=user)
+    if user.is_staff and user.has_perm(f"chat.{action}_{model._meta.model_name}"):
+        rule |= Q(owner__isnull=True)
+    return rule
 
 
-def preset_for_user(*, user, preset_id, own: bool = False) -> Preset:
-    """A preset the member may use (``own``: one they may change, their own)."""
-    rule = Q(owner=user) if own else _seen_by(Preset, user)
+def may_change(obj, user) -> bool:
+    """Whether ``user`` may change ``obj`` (a preset or prompt) from the chat page."""
+    if obj.owner_id is not None:
+        return obj.owner_id == user.pk
+    return bool(user.is_staff and user.has_perm(f"chat.change_{obj._meta.model_name}"))
+
+
+def _with_readable(user) -> QuerySet[Collection]:
+    # Each collection marked with whether ``user`` may read it (one subquery, T45).
+    readable = readable_collection_ids(user.pk).filter(pk=OuterRef("pk"))
+    return Collection.objects.annotate(readable=Exists(readable)).only("id", "name", "owner_id").order_by("name", "pk")
+
+
+def presets_for_user(*, user, collections: bool = False) -> list[Preset]:
+    """The presets "New chat" offers the member, by name. One query (``collections``: and one
+    more for their collections, each marked readable or not by the member)."""
+    presets = Preset.objects.filter(_seen_by(Preset, user)).order_by("name", "pk")
+    if collections:
+        presets = presets.prefetch_related(Prefetch("collections", queryset=_with_readable(user)))
+    return list(presets)
+
+
+def preset_for_user(*, user, preset_id, own: bool = False, action: str = "change") -> Preset:
+    """A preset the member may use (``own``: one they may change, their own, or as an admin a
+    published one; ``action``, "change" or "delete", names the admin's permission)."""
+    rule = _changed_by(Preset, user, action) if own else _seen_by(Preset, user)
     try:
         return Preset.objects.filter(rule).get(pk=_int_id(preset_id))
     except Preset.DoesNotExist:
         raise NotFound(_("That preset does not exist.")) from None
+
+
+def preset_collections_for_user(*, user, preset: Preset) -> tuple[list[Collection], int]:
+    """The preset's collections the member may read, by name, and how many others it names
+    (never their names: a collection not shared with the member is not theirs to know). One
+    query, or none when prefetched by ``presets_for_user(collections=True)``."""
+    if "collections" in getattr(preset, "_prefetched_objects_cache", {}):
+        rows = list(preset.collections.all())
+    else:
+        rows = list(_with_readable(user).filter(presets=preset))
+    readable = [c for c in rows if c.readable]
+    return readable, len(rows) - len(readable)
 
 
 def prompts_for_user(*, user) -> list[Prompt]:
@@ -463,8 +519,8 @@ def prompts_for_user(*, user) -> list[Prompt]:
     return list(Prompt.objects.filter(_seen_by(Prompt, user)).order_by("title", "pk"))
 
 
-def prompt_for_user(*, user, prompt_id, own: bool = False) -> Prompt:
-    rule = Q(owner=user) if own else _seen_by(Prompt, user)
+def prompt_for_user(*, user, prompt_id, own: bool = False, action: str = "change") -> Prompt:
+    rule = _changed_by(Prompt, user, action) if own else _seen_by(Prompt, user)
     try:
         return Prompt.objects.filter(rule).get(pk=_int_id(prompt_id))
     except Prompt.DoesNotExist:
@@ -474,7 +530,13 @@ def prompt_for_user(*, user, prompt_id, own: bool = False) -> Prompt:
 def folders_for_user(*, user) -> list[Folder]:
     """The member's folders, by name: one query for the whole sidebar, whatever the number of
     conversations (a conversation names its folder by id)."""
-    return list(Folder.objects.filter(owner=user).order_by("name", "created_at"))
+    # With how many conversations each holds, in the same query: the sidebar fetches an open
+    # folder's own pages only when its first page of the list does not hold them all.
+    return list(
+        Folder.objects.filter(owner=user)
+        .annotate(conversation_count=Count("conversations"))
+        .order_by("name", "created_at")
+    )
 
 
 def folder_for_user(*, user, folder_id) -> Folder:

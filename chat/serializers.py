@@ -128,8 +128,12 @@ def collection_to_dict(collection: Collection, *, user) -> dict:
     }
 
 
-def preset_to_dict(preset: Preset, *, user) -> dict:
-    return {
+def preset_to_dict(preset: Preset, *, user, collections: bool = False) -> dict:
+    """A preset as the member sees it; ``collections``: with the collections it searches that
+    the member may read (id and name) and how many others it names (never their names)."""
+    from chat.selectors import may_change, preset_collections_for_user
+
+    data = {
         "id": preset.pk,
         "name": preset.name,
         "system_prompt": preset.system_prompt,
@@ -137,11 +141,19 @@ def preset_to_dict(preset: Preset, *, user) -> dict:
         "settings": preset.settings,
         # The member's own (they may change it) or published to their group by an admin.
         "mine": preset.owner_id == user.pk,
+        # Theirs, or a published one and they are an admin allowed to change it.
+        "editable": may_change(preset, user),
     }
+    if collections:
+        readable, hidden = preset_collections_for_user(user=user, preset=preset)
+        data["collections"] = [{"id": str(c.pk), "name": c.name} for c in readable]
+        data["collections_hidden"] = hidden
+    return data
 
 
 def prompt_to_dict(prompt: Prompt, *, user) -> dict:
     from chat.errors import InvalidPrompt
+    from chat.selectors import may_change
     from chat.services.library import prompt_variables  # the one definition of a variable
 
     try:
@@ -154,11 +166,16 @@ def prompt_to_dict(prompt: Prompt, *, user) -> dict:
         "body": prompt.body,
         "variables": variables,
         "mine": prompt.owner_id == user.pk,
+        "editable": may_change(prompt, user),
     }
 
 
 def folder_to_dict(folder: Folder) -> dict:
-    return {"id": folder.pk, "name": folder.name, "collapsed": folder.collapsed}
+    data = {"id": folder.pk, "name": folder.name, "collapsed": folder.collapsed}
+    count = getattr(folder, "conversation_count", None)  # read by folders_for_user
+    if count is not None:
+        data["conversations"] = count
+    return data
 
 
 def share_to_dict(share: ShareLink) -> dict:

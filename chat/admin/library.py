@@ -8,13 +8,14 @@ member's (chat/services/library.py): the settings a conversation takes, well-for
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from chat.errors import ParleyError
-from chat.models import ChatModel, ModelKind, Preset, Prompt
+from chat.models import ChatModel, Collection, ModelKind, Preset, Prompt
 from chat.services.conversations import _clean_settings
 from chat.services.library import prompt_variables
 
@@ -22,7 +23,7 @@ from chat.services.library import prompt_variables
 class PresetForm(forms.ModelForm):
     class Meta:
         model = Preset
-        fields = ("name", "system_prompt", "model", "settings", "groups")
+        fields = ("name", "system_prompt", "model", "settings", "collections", "groups")
         help_texts = {
             "settings": _(
                 'Conversation settings as JSON, for example {"temperature": 0.2, "max_tokens": 800}. '
@@ -34,6 +35,21 @@ class PresetForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["model"].queryset = ChatModel.objects.filter(kind=ModelKind.CHAT).select_related("provider")
+        # Only collections shared with groups: a published preset is used by members of groups,
+        # and a member who may not read one of its collections is told it is skipped.
+        self.fields["collections"].queryset = (
+            Collection.objects.filter(groups__isnull=False).distinct().select_related("owner").order_by("name")
+        )
+        self.fields["collections"].help_text = _(
+            "Collections shared with groups. A member who may not read one of them is told it is skipped."
+        )
+
+    def clean_collections(self):
+        chosen = self.cleaned_data.get("collections")
+        limit = settings.PARLEY_COLLECTIONS_PER_CONVERSATION
+        if chosen is not None and len(chosen) > limit:
+            raise ValidationError(_("A preset searches at most %(limit)s collections.") % {"limit": limit})
+        return chosen
 
     def clean_name(self):
         name = " ".join((self.cleaned_data.get("name") or "").split())
@@ -56,7 +72,7 @@ class PresetAdmin(admin.ModelAdmin):
     form = PresetForm
     list_display = ("name", "model", "published_to", "updated_at")
     search_fields = ("name",)
-    filter_horizontal = ("groups",)
+    filter_horizontal = ("collections", "groups")
 
     def get_queryset(self, request):
         return (

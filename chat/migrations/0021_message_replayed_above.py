@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0015_documents_search'),
+        ('chat', '0016_preset_collections'),
     ]
 
     operations = [

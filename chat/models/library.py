@@ -41,9 +41,16 @@ class Preset(models.Model):
     # The conversation settings it starts with, cleaned exactly like a conversation's own
     # (chat.services.conversations.SETTING_FIELDS, system prompt apart).
     settings = models.JSONField(_("parameters"), default=dict, blank=True)
-    # Documents collections to search once they exist (issue 14 has no collections yet): the
-    # point a relation will take; always empty until then.
-    collection_ids = models.JSONField(default=list, blank=True, editable=False)
+    # Document collections a chat started from it searches (chat/services/collections.py):
+    # only ones its author may read are saved; a member using it gets those they may read, and
+    # is told of the others. Deleting a collection takes it out of every preset.
+    collections = models.ManyToManyField(
+        "chat.Collection",
+        blank=True,
+        related_name="presets",
+        verbose_name=_("collections"),
+        help_text=_("Collections a chat started from this preset searches."),
+    )
     groups = models.ManyToManyField(
         Group,
         blank=True,

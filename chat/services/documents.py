@@ -31,7 +31,7 @@ from chat.errors import DocumentRefused, NoProvider, NotFound, ParleyError
 from chat.media.services import media_save
 from chat.media.storage import stored_open
 from chat.models import Chunk, Collection, Conversation, Document, MediaFile, ModelKind, UsageKind
-from chat.selectors import readable_collection_ids
+from chat.selectors import preset_collections_for_user, preset_for_user, readable_collection_ids
 from chat.services.chunking import chunk_pages
 from chat.services.extract import Page, extract, kind_of, name_check, sniff
 from chat.services.voice import audio_document_check, audio_transcript
@@ -345,10 +345,21 @@ def documents_resume() -> list:
     return list(stale.values_list("pk", flat=True)[:1000])
 
 
-def question_embedding_model(*, user, conversation_id=None, document_ids=None, collection_ids=None):
+def question_embedding_model(*, user, conversation_id=None, document_ids=None, collection_ids=None, preset_id=None):
     """The embedding model a question is embedded with when its turn will retrieve passages
-    (files or collections attached, or the conversation has documents); None otherwise. One or
-    two reads."""
+    (files or collections attached, or the conversation has documents, or a new chat's preset
+    has collections the member may read); None otherwise. One to three reads."""
+    if preset_id is not None and conversation_id is None:
+        try:
+            preset = preset_for_user(user=user, preset_id=preset_id)
+        except NotFound:
+            preset = None  # turn_start says not_found
+        if preset is not None:
+            readable, _skipped = preset_collections_for_user(user=user, preset=preset)
+            extra = [str(c.pk) for c in readable]
+            if extra:
+                given = collection_ids if isinstance(collection_ids, list) else []
+                collection_ids = extra + [i for i in given if isinstance(i, str)]
     if collection_ids and not document_ids and conversation_id is None:
         # Only a collection the member may read is worth a call (another's is refused next).
         ids = [i for i in collection_ids if isinstance(i, str)] if isinstance(collection_ids, list) else []
@@ -371,7 +382,9 @@ def question_embedding_model(*, user, conversation_id=None, document_ids=None, c
         return None
 
 
-async def question_vector(*, user, question, conversation_id=None, document_ids=None, collection_ids=None):
+async def question_vector(
+    *, user, question, conversation_id=None, document_ids=None, collection_ids=None, preset_id=None
+):
     """The question's embedding for retrieval, computed before the turn's trip to the database
     thread and outside any transaction (an upstream call must not hold either). None when the
     turn retrieves nothing, or when the embedding call is refused or fails: retrieval then
@@ -379,7 +392,11 @@ async def question_vector(*, user, question, conversation_id=None, document_ids=
     if not isinstance(question, str) or not question.strip() or len(question) > settings.PARLEY_MAX_MESSAGE_CHARS:
         return None  # turn_start refuses it with its own code
     model = await sync_to_async(question_embedding_model)(
-        user=user, conversation_id=conversation_id, document_ids=document_ids, collection_ids=collection_ids
+        user=user,
+        conversation_id=conversation_id,
+        document_ids=document_ids,
+        collection_ids=collection_ids,
+        preset_id=preset_id,
     )
     if model is None:
         return None

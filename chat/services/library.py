@@ -17,10 +17,18 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from chat.core.grants import model_granted
-from chat.errors import BadRequest, InvalidName, InvalidPrompt, LimitReached, UnknownSetting
-from chat.models import Conversation, Folder, Message, Preset, Prompt, ShareLink
+from chat.errors import (
+    BadRequest,
+    CollectionRefused,
+    InvalidName,
+    InvalidPrompt,
+    LimitReached,
+    NotFound,
+    UnknownSetting,
+)
+from chat.models import Collection, Conversation, Folder, Message, Preset, Prompt, ShareLink
 from chat.models.library import NAME_MAX, PROMPT_BODY_MAX
-from chat.selectors import message_path
+from chat.selectors import _as_uuid, message_path, readable_collection_ids
 from chat.services.conversations import TITLE_MAX, _check_bias_for_model, _clean_settings
 
 # {{name}}: a letter or underscore, then letters, digits or underscores (spaces inside allowed).
@@ -64,7 +72,39 @@ def _check_limit(count: int, limit: int, what: str) -> None:
 
 
 # --- presets ----------------------------------------------------------------------------------
-PRESET_FIELDS = frozenset({"name", "system_prompt", "model_id", "settings"})
+PRESET_FIELDS = frozenset({"name", "system_prompt", "model_id", "settings", "collection_ids"})
+
+
+def _preset_collections(*, user, values: dict) -> list[Collection] | None:
+    """The collections ``values["collection_ids"]`` names, each one its author may read (None
+    when the field is absent: unchanged). Another member's private collection, a missing one
+    and a malformed id are all ``not_found`` with the id in ``detail``, never a hint that a
+    collection exists (T45)."""
+    if "collection_ids" not in values:
+        return None
+    ids = values["collection_ids"] if values["collection_ids"] is not None else []
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise BadRequest(_("“collection_ids” must be a list of collection ids."))
+    ids = list(dict.fromkeys(ids))
+    if len(ids) > settings.PARLEY_COLLECTIONS_PER_CONVERSATION:
+        raise CollectionRefused(
+            _("A preset searches at most %(limit)s collections.")
+            % {"limit": settings.PARLEY_COLLECTIONS_PER_CONVERSATION},
+            code="collection_too_many",
+            limit=settings.PARLEY_COLLECTIONS_PER_CONVERSATION,
+        )
+    keys = {}
+    for value in ids:
+        try:
+            keys[value] = _as_uuid(value)
+        except NotFound:
+            raise NotFound(_("That collection does not exist."), collection_id=value[:64]) from None
+    readable = Collection.objects.filter(pk__in=list(keys.values())).filter(pk__in=readable_collection_ids(user.pk))
+    found = {c.pk: c for c in readable}
+    for value, key in keys.items():
+        if key not in found:
+            raise NotFound(_("That collection does not exist."), collection_id=value[:64])
+    return [found[key] for key in keys.values()]
 
 
 def _preset_values(*, user, preset: Preset, values: dict) -> None:
@@ -94,18 +134,29 @@ def preset_create(*, user, values: dict) -> Preset:
     values = _only(values, PRESET_FIELDS)
     preset = Preset(owner=user, name=_name(values.get("name")))
     _preset_values(user=user, preset=preset, values=values)
+    collections = _preset_collections(user=user, values=values)
     with transaction.atomic():
         _lock_member(user)
         _check_limit(Preset.objects.filter(owner=user).count(), settings.PARLEY_MAX_PRESETS, _("presets"))
         preset.save()
+        if collections:
+            preset.collections.set(collections)
     return preset
 
 
 def preset_update(*, user, preset: Preset, values: dict) -> Preset:
+    """Change a preset: its name, prompt, model, parameters or collections (each field given
+    is checked before anything is saved; a refused change leaves the preset as it was).
+    ``user`` is who changes it, the one whose collections count: the owner, or an admin for a
+    published preset."""
     values = _only(values, PRESET_FIELDS)
     _preset_values(user=user, preset=preset, values=values)
+    collections = _preset_collections(user=user, values=values)
     preset.updated_at = timezone.now()
-    preset.save()
+    with transaction.atomic():
+        preset.save()
+        if collections is not None:
+            preset.collections.set(collections)
     return preset
 
 

@@ -26,7 +26,7 @@ from chat.core.moderation import GateInput, gate_blocklist
 from chat.core.rate import message_admit
 from chat.errors import BadRequest, Busy, NoProvider, ParleyError, TooManyReplies
 from chat.models import Citation, Conversation, Message, ModelKind
-from chat.selectors import conversation_for_user, message_for_user, path_ids
+from chat.selectors import conversation_for_user, message_for_user, path_ids, preset_collections_for_user
 from chat.services.collections import collections_use
 from chat.services.conversations import conversation_create
 from chat.services.documents import documents_attach
@@ -50,6 +50,9 @@ class SavedTurn:
     message: Message
     created_conversation: bool
     duplicate: bool
+    # A new chat from a preset: how many of its collections the member may not read, so were
+    # not applied (the member is told, chat.transport.consumer).
+    collections_skipped: int = 0
 
 
 @dataclass(frozen=True)
@@ -148,9 +151,10 @@ def message_save(
             message.save(force_insert=True)
             conversation.current_leaf = message
             documents_attach(user=user, conversation=conversation, message=message, document_ids=document_ids)
+            skipped = _preset_collections_use(user=user, conversation=conversation)
             collections_use(user=user, conversation=conversation, collection_ids=collection_ids)
             images_attach(user=user, conversation=conversation, message=message, image_ids=image_ids)
-        return SavedTurn(conversation, message, created_conversation=True, duplicate=False)
+        return SavedTurn(conversation, message, created_conversation=True, duplicate=False, collections_skipped=skipped)
     conversation = conversation_for_user(user=user, conversation_id=conversation_id)
     message = _user_message(conversation, client_id, content)
     try:
@@ -167,6 +171,18 @@ def message_save(
             raise
         return SavedTurn(conversation, existing, created_conversation=False, duplicate=True)
     return SavedTurn(conversation, message, created_conversation=False, duplicate=False)
+
+
+def _preset_collections_use(*, user, conversation: Conversation) -> int:
+    """A chat started from a preset searches the preset's collections the member may read,
+    exactly as if picked in the composer (collections_use); answers how many others the preset
+    names, which are skipped (a collection not shared with the member stays unread)."""
+    preset = conversation.preset if conversation.preset_id is not None else None
+    if preset is None:
+        return 0
+    readable, skipped = preset_collections_for_user(user=user, preset=preset)
+    collections_use(user=user, conversation=conversation, collection_ids=[str(c.pk) for c in readable])
+    return skipped
 
 
 def _append(conversation: Conversation, message: Message) -> None:

@@ -295,6 +295,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             document_ids
             or collection_ids
             or (conversation_id is not None and self.has_documents.get(conversation_id, True))
+            or (conversation_id is None and preset_id is not None)  # a preset's collections
         ):
             query_vector = await documents.question_vector(
                 user=self.user,
@@ -302,6 +303,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 conversation_id=conversation_id,
                 document_ids=document_ids,
                 collection_ids=collection_ids,
+                preset_id=preset_id if conversation_id is None else None,
             )
         # The session check, the message's save and the reply's start in one trip to the
         # database thread: each trip waits behind every other socket's queries (performance.md).
@@ -326,7 +328,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if saved.created_conversation:
             await self._follow(conversation.id)
             await self.send_json(
-                events.conversation_created(conversation=conversation_to_dict(conversation), client_id=client_id)
+                events.conversation_created(
+                    conversation=conversation_to_dict(conversation),
+                    client_id=client_id,
+                    collections_skipped=saved.collections_skipped,
+                )
             )
             await self.channel_layer.group_send(
                 user_group(self.user.pk),

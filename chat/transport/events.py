@@ -126,8 +126,13 @@ def conversation_state(
     }
 
 
-def conversation_created(*, conversation: dict, client_id: str) -> dict:
-    return {"type": CONVERSATION_CREATED, "conversation": conversation, "client_id": client_id}
+def conversation_created(*, conversation: dict, client_id: str, collections_skipped: int = 0) -> dict:
+    """A new chat saved; ``collections_skipped``: how many collections of the preset it
+    started from the member may not read, so it does not search (the page says so)."""
+    frame = {"type": CONVERSATION_CREATED, "conversation": conversation, "client_id": client_id}
+    if collections_skipped:
+        frame["collections_skipped"] = collections_skipped
+    return frame
 
 
 def document_updated(*, document: dict) -> dict:

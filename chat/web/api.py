@@ -120,9 +120,10 @@ def conversation_summary(conversation) -> dict:
     }
 
 
-def conversation_page(*, user, query: str = "", before: datetime | None = None) -> dict:
-    """One page of the sidebar in one query; ``next_before`` is the cursor of the next page."""
-    rows = list(selectors.conversation_list(user=user, query=query, before=before, limit=PAGE_SIZE + 1))
+def conversation_page(*, user, query: str = "", before: datetime | None = None, folder=None) -> dict:
+    """One page of the sidebar in one query; ``next_before`` is the cursor of the next page
+    (``folder``: a page of that folder's conversations only)."""
+    rows = list(selectors.conversation_list(user=user, query=query, before=before, limit=PAGE_SIZE + 1, folder=folder))
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     next_before = None
@@ -141,7 +142,12 @@ def conversation_list(request):
         before = parse_datetime(request.GET["before"])
         if before is None:
             raise BadRequest(_("“before” must be an ISO 8601 date and time."))
-    return JsonResponse(conversation_page(user=request.user, query=query, before=before))
+    folder = None
+    if request.GET.get("folder"):
+        # A folder's own pages (the sidebar fetches them when the folder is open): another
+        # member's folder is not found (T01).
+        folder = selectors.folder_for_user(user=request.user, folder_id=request.GET["folder"])
+    return JsonResponse(conversation_page(user=request.user, query=query, before=before, folder=folder))
 
 
 @api_view("GET", "PATCH", "DELETE")

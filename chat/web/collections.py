@@ -67,6 +67,15 @@ def collection_document_create(request, collection_id):
     return JsonResponse({"document": document_to_dict(document)}, status=201)
 
 
+@api_view("GET")
+def conversation_collection_list(request, conversation_id):
+    """The collections the conversation searches that the member may still read ("Save as
+    preset" offers them first)."""
+    conversation = selectors.conversation_for_user(user=request.user, conversation_id=conversation_id)
+    found = service.conversation_collections(user=request.user, conversation=conversation)
+    return JsonResponse({"collections": [{"id": str(c.pk), "name": c.name} for c in found]})
+
+
 @api_view("DELETE")
 def conversation_collection(request, conversation_id, collection_id):
     """The conversation stops searching the collection."""

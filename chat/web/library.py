@@ -34,20 +34,22 @@ def library_text(request):
 def preset_list(request):
     if request.method == "POST":
         preset = library.preset_create(user=request.user, values=_json_body(request))
-        return JsonResponse({"preset": preset_to_dict(preset, user=request.user)}, status=201)
-    presets = selectors.presets_for_user(user=request.user)
-    return JsonResponse({"presets": [preset_to_dict(p, user=request.user) for p in presets]})
+        return JsonResponse({"preset": preset_to_dict(preset, user=request.user, collections=True)}, status=201)
+    presets = selectors.presets_for_user(user=request.user, collections=True)
+    return JsonResponse({"presets": [preset_to_dict(p, user=request.user, collections=True) for p in presets]})
 
 
 @api_view("PATCH", "DELETE")
 def preset_detail(request, preset_id):
-    # Only the member's own: a preset an admin published to their group is used, not changed.
-    preset = selectors.preset_for_user(user=request.user, preset_id=preset_id, own=True)
+    # Only the member's own (an admin's: also the published ones, with the console's
+    # permission): a preset published to a member's group is used, not changed.
+    action = "delete" if request.method == "DELETE" else "change"
+    preset = selectors.preset_for_user(user=request.user, preset_id=preset_id, own=True, action=action)
     if request.method == "DELETE":
         library.preset_delete(preset=preset)
         return HttpResponse(status=204)
     preset = library.preset_update(user=request.user, preset=preset, values=_json_body(request))
-    return JsonResponse({"preset": preset_to_dict(preset, user=request.user)})
+    return JsonResponse({"preset": preset_to_dict(preset, user=request.user, collections=True)})
 
 
 # --- prompts ----------------------------------------------------------------------------------
@@ -62,7 +64,8 @@ def prompt_list(request):
 
 @api_view("PATCH", "DELETE")
 def prompt_detail(request, prompt_id):
-    prompt = selectors.prompt_for_user(user=request.user, prompt_id=prompt_id, own=True)
+    action = "delete" if request.method == "DELETE" else "change"
+    prompt = selectors.prompt_for_user(user=request.user, prompt_id=prompt_id, own=True, action=action)
     if request.method == "DELETE":
         library.prompt_delete(prompt=prompt)
         return HttpResponse(status=204)

@@ -57,6 +57,11 @@ urlpatterns = [
         name="api_collection_documents",
     ),
     path(
+        "api/conversations/<uuid:conversation_id>/collections/",
+        collections.conversation_collection_list,
+        name="api_conversation_collections",
+    ),
+    path(
         "api/conversations/<uuid:conversation_id>/collections/<uuid:collection_id>/",
         collections.conversation_collection,
         name="api_conversation_collection",

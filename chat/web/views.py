@@ -82,6 +82,7 @@ def _app_context(request, *, conversation=None, sidebar=None) -> dict:
             "api_documents": reverse("chat:api_documents"),
             "api_images": reverse("chat:api_images"),
             "api_presets": reverse("chat:api_presets"),
+            "api_collections": reverse("chat:api_collections"),
             "api_prompts": reverse("chat:api_prompts"),
             "api_folders": reverse("chat:api_folders"),
             "api_shares": reverse("chat:api_shares"),

@@ -318,6 +318,151 @@ function fillVariables(prompt) {
   return done;
 }
 
+// --- editing a preset or a prompt ------------------------------------------------------------------
+let presetParts = null;
+// editPreset(preset) → the preset as saved, or null when cancelled. Every field is sent; the
+// collections only when their choice changed (one not shared with the editor is kept otherwise).
+export function editPreset(preset) {
+  if (!presetParts) {
+    const parts = {
+      name: h("input", { type: "text", maxlength: 100, autocomplete: "off" }),
+      system: h("textarea", { rows: 4, maxlength: 20000 }),
+      model: h("select", {}),
+      settings: h("textarea", { rows: 4, spellcheck: "false", "aria-describedby": "preset-settings-help" }),
+      collections: h("div", {}),
+      hiddenNote: h("p", { class: "help", hidden: true }),
+      error: h("p", { class: "error", role: "alert", hidden: true }),
+    };
+    const legend = h("legend", { text: t("Collections the preset searches") });
+    parts.collectionBox = h("fieldset", { class: "preset-collections" }, legend, parts.collections, parts.hiddenNote);
+    const cancel = button(t("Cancel"));
+    const form = h(
+      "form",
+      { novalidate: true },
+      field(t("Name"), parts.name),
+      field(t("System prompt"), parts.system),
+      field(t("Model"), parts.model),
+      field(t("Parameters (JSON)"), parts.settings),
+      h("p", { class: "help", id: "preset-settings-help", text: t('The chat settings, for example {"temperature": 0.2, "max_tokens": 800}.') }),
+      parts.collectionBox,
+      parts.error,
+      actions(cancel, h("button", { type: "submit", class: "primary", text: t("Save") })),
+    );
+    const { node, heading } = dialog("", form);
+    Object.assign(parts, { node, heading });
+    presetParts = parts;
+    cancel.addEventListener("click", () => node.settle(null));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      let chosen;
+      try {
+        chosen = parts.settings.value.trim() ? JSON.parse(parts.settings.value) : {};
+        if (!chosen || typeof chosen !== "object" || Array.isArray(chosen)) throw new Error();
+      } catch {
+        showError(parts.error, t("The parameters must be a JSON object."));
+        parts.settings.focus();
+        return;
+      }
+      const body = {
+        name: parts.name.value,
+        system_prompt: parts.system.value,
+        model_id: parts.model.value ? parseInt(parts.model.value, 10) : null,
+        settings: chosen,
+      };
+      const ticked = [...parts.collections.querySelectorAll("input:checked")].map((box) => box.value);
+      // Unchanged (or not loaded yet): left out, so collections the editor cannot see are kept.
+      if (parts.initial !== null && ticked.join() !== parts.initial.join()) body.collection_ids = ticked;
+      try {
+        const data = await api(`${config.urls.api_presets}${parts.preset.id}/`, { method: "PATCH", body });
+        node.settle(data.preset);
+      } catch (failure) {
+        showError(parts.error, message(failure));
+      }
+    });
+  }
+  const parts = presetParts;
+  parts.preset = preset;
+  parts.heading.textContent = t("Edit preset “%(name)s”", { name: preset.name });
+  parts.name.value = preset.name;
+  parts.system.value = preset.system_prompt || "";
+  parts.model.replaceChildren(
+    new Option(t("Default model"), ""),
+    ...(config.models || []).map((m) => new Option(`${m.name} · ${m.provider}`, String(m.id))),
+  );
+  parts.model.value = preset.model_id && config.models.some((m) => m.id === preset.model_id) ? String(preset.model_id) : "";
+  parts.settings.value = JSON.stringify(preset.settings || {}, null, 2);
+  const current = (preset.collections || []).map((c) => c.id);
+  parts.initial = null;
+  parts.collections.replaceChildren(h("p", { class: "list-status", text: t("Loading…") }));
+  const hidden = preset.collections_hidden || 0;
+  parts.hiddenNote.textContent = hidden
+    ? t("Collections of this preset not shared with you: %(count)s. Changing the collections removes them.", { count: hidden })
+    : "";
+  parts.hiddenNote.hidden = !hidden;
+  showError(parts.error, "");
+  api(config.urls.api_collections).then(
+    (data) => {
+      if (parts.preset !== preset) return;
+      const rows = data.collections.map((collection) => {
+        const box = h("input", { type: "checkbox", value: collection.id, id: `edit-preset-collection-${collection.id}` });
+        box.checked = current.includes(collection.id);
+        return h("div", { class: "check" }, box, h("label", { for: box.id, text: collection.name }));
+      });
+      // In the list's order, as the ticked boxes are read.
+      parts.initial = data.collections.map((c) => c.id).filter((id) => current.includes(id));
+      parts.collections.replaceChildren(...(rows.length ? rows : [h("p", { class: "list-status", text: t("You have no collections.") })]));
+    },
+    (failure) => showError(parts.error, message(failure)),
+  );
+  const done = modal(parts.node, null);
+  parts.name.focus();
+  return done;
+}
+
+let promptParts = null;
+// editPrompt(prompt) → the prompt as saved, or null when cancelled.
+export function editPrompt(prompt) {
+  if (!promptParts) {
+    const parts = {
+      title: h("input", { type: "text", maxlength: 100, autocomplete: "off" }),
+      body: h("textarea", { rows: 6, maxlength: 20000 }),
+      error: h("p", { class: "error", role: "alert", hidden: true }),
+    };
+    const cancel = button(t("Cancel"));
+    const form = h(
+      "form",
+      { novalidate: true },
+      field(t("Prompt title"), parts.title),
+      field(t("Prompt text"), parts.body),
+      parts.error,
+      actions(cancel, h("button", { type: "submit", class: "primary", text: t("Save") })),
+    );
+    const { node, heading } = dialog("", form);
+    Object.assign(parts, { node, heading });
+    promptParts = parts;
+    cancel.addEventListener("click", () => node.settle(null));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        const body = { title: parts.title.value, body: parts.body.value };
+        const data = await api(`${config.urls.api_prompts}${parts.prompt.id}/`, { method: "PATCH", body });
+        node.settle(data.prompt);
+      } catch (failure) {
+        showError(parts.error, message(failure));
+      }
+    });
+  }
+  const parts = promptParts;
+  parts.prompt = prompt;
+  parts.heading.textContent = t("Edit prompt “%(name)s”", { name: prompt.title });
+  parts.title.value = prompt.title;
+  parts.body.value = prompt.body;
+  showError(parts.error, "");
+  const done = modal(parts.node, null);
+  parts.title.focus();
+  return done;
+}
+
 // --- the library dialog: the member's presets and prompts -----------------------------------------
 export class LibraryDialog {
   // presets: {list, set(list)} (the "New chat" picker's list); prompts: the PromptMenu
@@ -374,60 +519,84 @@ export class LibraryDialog {
     }
   }
 
-  row(name, mine, deleteLabel, remove, sharedText) {
+  // One preset or prompt: its name, what it carries, and Edit and Delete for one the member
+  // may change (their own; an admin's: also the published ones).
+  row({ name, detail, editable, mine, editLabel, edit, deleteLabel, remove, sharedText }) {
+    const act = (run) => async () => {
+      try {
+        await run();
+      } catch (error) {
+        this.notify(message(error));
+      }
+    };
     return h(
       "li",
       { class: "library-item" },
       h("span", { class: "library-name", text: name }),
-      mine
-        ? h("button", {
-            type: "button",
-            class: "secondary small",
-            "aria-label": deleteLabel,
-            text: t("Delete"),
-            onclick: async () => {
-              try {
-                await remove();
-              } catch (error) {
-                this.notify(message(error));
-              }
-            },
-          })
-        : h("span", { class: "library-shared", text: sharedText }),
+      detail ? h("span", { class: "library-detail", text: detail }) : null,
+      mine ? null : h("span", { class: "library-shared", text: sharedText }),
+      editable
+        ? [
+            h("button", { type: "button", class: "secondary small", "aria-label": editLabel, text: t("Edit"), onclick: act(edit) }),
+            h("button", { type: "button", class: "secondary small", "aria-label": deleteLabel, text: t("Delete"), onclick: act(remove) }),
+          ]
+        : null,
     );
   }
 
   drawPresets() {
-    const rows = this.presets.list.map((preset) =>
-      this.row(
-        preset.name,
-        preset.mine,
-        t("Delete preset “%(name)s”", { name: preset.name }),
-        async () => {
+    const rows = this.presets.list.map((preset) => {
+      const names = (preset.collections || []).map((c) => c.name);
+      let detail = names.length ? t("Searches %(names)s", { names: names.join(", ") }) : "";
+      if (preset.collections_hidden) {
+        // A published preset's collections the member may not read: skipped when used, and said so.
+        detail = [detail, t("%(count)s not shared with you", { count: preset.collections_hidden })].filter(Boolean).join(" · ");
+      }
+      return this.row({
+        name: preset.name,
+        detail,
+        editable: preset.editable,
+        mine: preset.mine,
+        editLabel: t("Edit preset “%(name)s”", { name: preset.name }),
+        edit: async () => {
+          const saved = await editPreset(preset);
+          if (!saved) return;
+          this.presets.set(this.presets.list.map((p) => (p.id === saved.id ? saved : p)).sort((a, b) => a.name.localeCompare(b.name)));
+          this.drawPresets();
+        },
+        deleteLabel: t("Delete preset “%(name)s”", { name: preset.name }),
+        remove: async () => {
           await api(`${config.urls.api_presets}${preset.id}/`, { method: "DELETE" });
           this.presets.set(this.presets.list.filter((p) => p.id !== preset.id));
           this.drawPresets();
         },
-        t("published to your group"),
-      ),
-    );
+        sharedText: t("published to your group"),
+      });
+    });
     if (!rows.length) rows.push(h("li", { class: "list-status", text: t("No presets yet.") }));
     this.presetList.replaceChildren(...rows);
   }
 
   drawPrompts(prompts) {
     const rows = prompts.map((prompt) =>
-      this.row(
-        prompt.title,
-        prompt.mine,
-        t("Delete prompt “%(name)s”", { name: prompt.title }),
-        async () => {
+      this.row({
+        name: prompt.title,
+        editable: prompt.editable,
+        mine: prompt.mine,
+        editLabel: t("Edit prompt “%(name)s”", { name: prompt.title }),
+        edit: async () => {
+          if (!(await editPrompt(prompt))) return;
+          this.prompts.invalidate();
+          this.drawPrompts(await this.prompts.load());
+        },
+        deleteLabel: t("Delete prompt “%(name)s”", { name: prompt.title }),
+        remove: async () => {
           await api(`${config.urls.api_prompts}${prompt.id}/`, { method: "DELETE" });
           this.prompts.invalidate();
           this.drawPrompts(await this.prompts.load());
         },
-        t("shared with your group"),
-      ),
+        sharedText: t("shared with your group"),
+      }),
     );
     if (!rows.length) rows.push(h("li", { class: "list-status", text: t("No prompts yet.") }));
     this.promptList.replaceChildren(...rows);

@@ -235,6 +235,10 @@ function onFrame(frame) {
         history.replaceState({ id: frame.conversation.id }, "", conversationUrl(frame.conversation.id));
         thread.clear();
         showHeader();
+        if (frame.collections_skipped) {
+          // A preset's collections not shared with the member are not searched: say so.
+          notify(t("Collections of this preset not shared with you are not searched (%(count)s).", { count: frame.collections_skipped }));
+        }
       }
       break;
     }
@@ -458,11 +462,11 @@ const settings = new SettingsPanel({
     const data = await api(config.urls.api_defaults, { method: "PUT", body: values });
     config.defaults = data.defaults;
   },
-  savePreset: async (name, values) => {
+  savePreset: async (name, values, collectionIds) => {
     const { model_id: modelId, system_prompt: systemPrompt, ...rest } = values;
     const data = await api(config.urls.api_presets, {
       method: "POST",
-      body: { name, model_id: modelId, system_prompt: systemPrompt, settings: rest },
+      body: { name, model_id: modelId, system_prompt: systemPrompt, settings: rest, collection_ids: collectionIds },
     });
     presets.set([...presets.list, data.preset].sort((a, b) => a.name.localeCompare(b.name)));
     return data.preset;

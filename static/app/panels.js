@@ -1,5 +1,6 @@
 // The composer, the settings dialog, the theme toggle and the budget line.
-import { config, formatCost, formatNumber, t } from "./util.js";
+import { api } from "./net.js";
+import { config, formatCost, formatNumber, h, t } from "./util.js";
 
 // --- composer ----------------------------------------------------------------------------------
 const DRAFT_PREFIX = "parley.draft.";
@@ -154,6 +155,8 @@ export class SettingsPanel {
     this.model = document.getElementById("set-model");
     this.error = document.getElementById("settings-error");
     this.scope = document.getElementById("settings-scope");
+    this.collectionBox = document.getElementById("set-preset-collections");
+    this.collectionList = document.getElementById("set-preset-collection-list");
     this.fillModels();
     this.model.addEventListener("change", () => this.showBias());
     this.form.addEventListener("submit", (event) => {
@@ -180,12 +183,38 @@ export class SettingsPanel {
       return;
     }
     try {
-      const preset = await this.callbacks.savePreset(nameInput.value.trim(), values);
+      const collectionIds = [...this.collectionList.querySelectorAll("input:checked")].map((box) => box.value);
+      const preset = await this.callbacks.savePreset(nameInput.value.trim(), values, collectionIds);
       this.error.hidden = true;
       nameInput.value = "";
       saved.textContent = t("Preset “%(name)s” saved.", { name: preset.name });
     } catch (error) {
       this.showError(error.message);
+    }
+  }
+
+  // The collections "Save as preset" offers: every one the member may read, those the open
+  // conversation searches ticked. Fetched when the dialog opens (the page carries none).
+  async loadCollections(conversation) {
+    const ticket = (this.collectionTicket = (this.collectionTicket || 0) + 1);
+    this.collectionBox.hidden = true;
+    try {
+      const [all, used] = await Promise.all([
+        api(config.urls.api_collections),
+        conversation ? api(`${config.urls.api_conversations}${conversation.id}/collections/`) : { collections: [] },
+      ]);
+      if (ticket !== this.collectionTicket) return;
+      const ticked = new Set(used.collections.map((c) => c.id));
+      this.collectionList.replaceChildren(
+        ...all.collections.map((collection) => {
+          const box = h("input", { type: "checkbox", value: collection.id, id: `preset-collection-${collection.id}` });
+          box.checked = ticked.has(collection.id);
+          return h("div", { class: "check" }, box, h("label", { for: box.id, text: collection.name }));
+        }),
+      );
+      this.collectionBox.hidden = all.collections.length === 0;
+    } catch {
+      this.collectionBox.hidden = true; // the preset is saved without collections
     }
   }
 
@@ -227,6 +256,7 @@ export class SettingsPanel {
     this.showBias();
     this.error.hidden = true;
     document.getElementById("settings-saved").textContent = "";
+    this.loadCollections(conversation);
     this.dialog.showModal();
   }
 

@@ -51,8 +51,12 @@ export class Sidebar {
     this.renaming = null;
     this.searchTimer = null;
     this.request = 0;
+    // Each open folder's own pages, fetched from the server: a folder lists all its
+    // conversations, not only those the sidebar's pages happen to hold. id → {next, loading, loaded}
+    this.folderPages = new Map();
 
     this.accept(config.sidebar || { conversations: [], next_before: null }, { replace: true });
+    this.loadOpenFolders();
     this.search.addEventListener("input", () => {
       clearTimeout(this.searchTimer);
       this.searchTimer = setTimeout(() => this.runSearch(this.search.value.trim()), 250);
@@ -97,6 +101,7 @@ export class Sidebar {
       const page = await this.fetchPage(null);
       if (ticket !== this.request) return; // a newer search has started
       this.accept(page, { replace: true });
+      if (!query) this.loadOpenFolders(); // the search results replaced the folders' pages
     } catch (error) {
       if (ticket === this.request) this.status.textContent = error.message;
     }
@@ -212,6 +217,43 @@ export class Sidebar {
   }
 
   // --- folders ---------------------------------------------------------------------------------------
+  // Open folders whose conversations the sidebar's pages do not all hold yet (the page says how
+  // many each has: a folder it holds whole costs no request).
+  loadOpenFolders() {
+    this.folderPages.clear();
+    const held = new Map();
+    for (const item of this.items.values()) held.set(item.folder_id, (held.get(item.folder_id) || 0) + 1);
+    for (const folder of this.folders.values()) {
+      if (folder.collapsed) continue;
+      if (folder.conversations !== undefined && (held.get(folder.id) || 0) >= folder.conversations) continue;
+      this.loadFolder(folder);
+    }
+  }
+
+  // The first page of a folder's conversations (``more``: the next one), newest first.
+  async loadFolder(folder, { more = false } = {}) {
+    if (this.query) return; // search results already cover folders
+    const page = this.folderPages.get(folder.id) || { next: null, loading: false, loaded: false };
+    if (page.loading || (more ? !page.next : page.loaded)) return;
+    page.loading = true;
+    this.folderPages.set(folder.id, page);
+    const ticket = this.request;
+    try {
+      const params = new URLSearchParams({ folder: String(folder.id) });
+      if (more) params.set("before", page.next);
+      const data = await api(`${config.urls.api_conversations}?${params}`);
+      if (ticket !== this.request || this.folderPages.get(folder.id) !== page) return; // a search began since
+      for (const conversation of data.conversations) this.items.set(conversation.id, conversation);
+      page.next = data.next_before;
+      page.loaded = true;
+      this.render();
+    } catch (error) {
+      this.callbacks.notify(error instanceof ApiError ? error.message : String(error));
+    } finally {
+      page.loading = false;
+    }
+  }
+
   drawFolders(filed) {
     const query = this.query.toLowerCase();
     const sections = [];
@@ -223,6 +265,7 @@ export class Sidebar {
       const headingId = `folder-${folder.id}`;
       const listId = `folder-list-${folder.id}`;
       const open = !folder.collapsed || Boolean(query);
+      const more = !query && Boolean(this.folderPages.get(folder.id)?.next);
       const section = h(
         "section",
         { class: `conversation-group folder${open ? "" : " collapsed"}`, "aria-labelledby": headingId, "data-folder-id": folder.id },
@@ -244,7 +287,7 @@ export class Sidebar {
               },
               icon("folder"),
               h("span", { text: folder.name }),
-              h("span", { class: "folder-count", text: list.length ? ` (${list.length})` : "" }),
+              h("span", { class: "folder-count", text: list.length ? ` (${list.length}${more ? "+" : ""})` : "" }),
             ),
           ),
           h(
@@ -258,6 +301,19 @@ export class Sidebar {
           "ul",
           { class: "conversation-list", id: listId, hidden: !open },
           list.length ? list.map((conversation) => this.item(conversation)) : h("li", { class: "folder-empty", text: t("Drag conversations here, or use “Move to folder”.") }),
+          more
+            ? h(
+                "li",
+                { class: "folder-more" },
+                h("button", {
+                  type: "button",
+                  class: "secondary small",
+                  text: t("Show more"),
+                  "aria-label": t("Show more in folder %(name)s", { name: folder.name }),
+                  onclick: () => this.loadFolder(folder, { more: true }),
+                }),
+              )
+            : null,
         ),
       );
       this.dropTarget(section, () => folder.id);
@@ -319,6 +375,7 @@ export class Sidebar {
       this.folders.set(folder.id, data.folder);
       this.render();
       if (values.collapsed !== undefined) document.getElementById(`folder-${folder.id}`)?.focus();
+      if (values.collapsed === false) this.loadFolder(data.folder); // opened: its conversations from the server
     } catch (error) {
       if (!quiet) throw error;
       this.callbacks.notify(error.message);

@@ -60,3 +60,39 @@ def test_members_own_presets_and_prompts_are_not_listed_in_the_console(admin_cli
     assert "Alice's private prompt" not in admin_client.get(reverse("admin:chat_prompt_changelist")).content.decode()
     mine = Preset.objects.get()
     assert admin_client.get(reverse("admin:chat_preset_change", args=[mine.pk])).status_code == 302  # not found
+
+
+def test_an_admin_gives_a_published_preset_collections_shared_with_groups_only(admin_client, alice, settings):
+    from chat.models import Collection
+
+    team = Group.objects.create(name="Team")
+    shared = Collection.objects.create(owner=alice, name="Team handbook")
+    shared.groups.add(team)
+    private = Collection.objects.create(owner=alice, name="Alice's diary")
+    form = admin_client.get(reverse("admin:chat_preset_add")).content.decode()
+    assert "Team handbook" in form and "Alice&#x27;s diary" not in form and "Alice's diary" not in form
+
+    refused = admin_client.post(
+        reverse("admin:chat_preset_add"),
+        {"name": "Spy", "system_prompt": "", "settings": "{}", "collections": [str(private.pk)]},
+    )
+    assert refused.status_code == 200 and not Preset.objects.exists()  # not a choice
+    settings.PARLEY_COLLECTIONS_PER_CONVERSATION = 0
+    too_many = admin_client.post(
+        reverse("admin:chat_preset_add"),
+        {"name": "Many", "system_prompt": "", "settings": "{}", "collections": [str(shared.pk)]},
+    )
+    assert too_many.status_code == 200 and not Preset.objects.exists()
+    settings.PARLEY_COLLECTIONS_PER_CONVERSATION = 5
+    saved = admin_client.post(
+        reverse("admin:chat_preset_add"),
+        {
+            "name": "Team desk",
+            "system_prompt": "",
+            "settings": "{}",
+            "collections": [str(shared.pk)],
+            "groups": [team.pk],
+        },
+    )
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    assert list(Preset.objects.get().collections.all()) == [shared]

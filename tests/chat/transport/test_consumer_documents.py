@@ -277,3 +277,44 @@ async def test_document_text_goes_to_moderation_only_when_the_setting_is_on(alic
     assert "vault plan says FLAGME" in moderation_inputs(fake_upstream)
     assert len(fake_upstream.completion_requests) == completions  # no model read it
     await tab.close()
+
+
+@database_sync_to_async
+def published_preset(*collections, group_member):
+    from django.contrib.auth.models import Group
+
+    from chat.models import Preset
+
+    group = Group.objects.create(name="Heron team")
+    group_member.groups.add(group)
+    preset = Preset.objects.create(owner=None, name="Heron desk")
+    preset.collections.set(collections)
+    preset.groups.add(group)
+    return preset
+
+
+async def test_a_new_chat_from_a_preset_searches_its_collections_and_says_how_many_were_skipped(
+    alice, bob, embedding, fake_upstream, settings
+):
+    from django.contrib.auth.models import Group
+
+    from chat.services.collections import collection_create
+
+    settings.PARLEY_DOCUMENT_CONTEXT_TOKENS = 600
+    shared = await collection_with(alice, "report.pdf", long_pdf(60, {41: FACT}))
+    private = await database_sync_to_async(collection_create)(user=alice, name="Diary")
+    preset = await published_preset(shared, private, group_member=bob)
+    await database_sync_to_async(lambda: shared.groups.add(Group.objects.get(name="Heron team")))()
+    tab = await Tab.open(bob)
+
+    await tab.send_message("What is the launch code of project Heron?", preset_id=preset.pk)
+    created = await tab.until_type("conversation.created")
+    final = await tab.reply()
+
+    assert created["collections_skipped"] == 1  # alice's diary: not bob's to read, nor to name
+    assert "Diary" not in str(created)
+    assert "BLUE-FALCON-7" in system_text(fake_upstream.completion_requests[-1])
+    assert final["passages"] >= 1
+    # The question was embedded before the turn, on bob's bill, for the collection he may read.
+    assert any("launch code" in str(r.body) for r in embedding_requests(fake_upstream))
+    await tab.close()
