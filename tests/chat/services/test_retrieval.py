@@ -114,3 +114,19 @@ def test_bad_input_ranks_nothing_and_raises_nothing(alice):
     )
     assert retrieval.passages_search(owner_id=alice.pk, conversation_id=conversation.pk, query="", vector=None) == []
     assert len(search(alice, conversation, "amber")) == 10
+
+
+def test_fusion_keeps_a_passage_one_ranking_puts_first_above_those_both_put_far_down():
+    # The failure bench/retrieval.py found: fused over fifty candidates, a passage only the
+    # keyword ranking found (first) lost to passages both rankings put about twentieth.
+    shared = list(range(100, 150))
+    vector = [*range(200, 219), *shared]  # the shared ones from 20th place on
+    keyword = [7, *range(300, 318), *shared]  # the fact first, the shared ones from 20th on
+    fused = retrieval._fuse([vector, keyword], 5)
+    assert fused[0] in (7, 200)
+    assert 7 in fused
+    assert not set(fused) & set(shared)
+    # Below the window, every candidate still comes, fused over the whole lists.
+    everything = retrieval._fuse([vector, keyword], 1000)
+    assert set(everything) == set(vector) | set(keyword)
+    assert everything.index(100) < everything.index(149)
