@@ -80,6 +80,7 @@ ROUTES = {
     "chat:api_collection": MEMBER,
     "chat:api_collection_documents": MEMBER,
     "chat:api_conversation_collection": MEMBER,
+    "chat:api_conversation_collections": MEMBER,
     "chat:passage": MEMBER,
     "chat:api_voice_transcriptions": MEMBER,
     "chat:api_voice_settings": MEMBER,
