@@ -72,4 +72,25 @@ def test_the_sidebar_search_finds_a_conversation_by_meaning(alice_page, live, wa
     # Words of no conversation: nothing is close enough in meaning either.
     page.get_by_role("searchbox", name="Search").fill("carburettor gasket torque")
     expect(sidebar.get_by_text(re.compile("No conversations match"))).to_be_visible()
+
+    # A budget that cannot cover the search's embedding: the text matches, and the sidebar says
+    # search by meaning took no part, with the reason's code.
+    budget(live, 1)
+    try:
+        page.get_by_role("searchbox", name="Search").fill("Kinkaku-ji")
+        notice = page.locator("#search-notice")
+        expect(notice).to_be_visible()
+        expect(notice).to_have_attribute("data-code", "search_meaning_failed")
+        expect(notice).to_contain_text("Showing text matches only")
+        expect(sidebar.locator(f'a[data-id="{conversation_id}"]')).to_be_visible()  # its title matches
+    finally:
+        budget(live, None)
+    page.get_by_role("searchbox", name="Search").fill("")
+    expect(page.locator("#search-notice")).to_be_hidden()
     watch.assert_clean()
+
+
+def budget(live, tokens):
+    live.shell(
+        f"from accounts.models import User\nUser.objects.filter(username='alice').update(monthly_token_budget={tokens})"
+    )
