@@ -299,3 +299,23 @@ def _vector(text):
     from tests.fakeupstream.embeddings import embed
 
     return embed(text)
+
+
+def test_the_backfill_command_embeds_here_or_enqueues_and_refuses_an_unknown_member(alice, embedding, fake_upstream):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+    from django_tasks_db.models import DBTaskResult
+
+    make_thread(alice, KYOTO)
+    out = StringIO()
+    call_command("search_backfill", "--member", "alice", "--now", stdout=out)
+    assert "1 conversations embedded here: 1 ready" in out.getvalue()
+    assert MessageChunk.objects.count() == 2
+
+    soup = make_thread(alice, SOUP)
+    call_command("search_backfill", stdout=out)
+    assert "1 conversations enqueued" in out.getvalue()
+    assert [r["args"] for r in DBTaskResult.objects.values_list("args_kwargs", flat=True)] == [[str(soup.pk)]]
+    with pytest.raises(CommandError, match="unknown member: nobody"):
+        call_command("search_backfill", "--member", "nobody")
