@@ -182,9 +182,8 @@ def report(result: dict) -> Section:
         title=f"Sidebar search over {result['messages']:,} embedded messages ({database})",
         markdown=markdown,
         targets=[
-            Target(
-                f"sidebar search p95 ({database})", "≤ 100 ms", f"{result['p95_ms']:.1f} ms", result["p95_ms"] <= 100
-            ),
+            # Issue 14 sets no target for this: reported (the plain sidebar's is ≤ 20 ms).
+            Target(f"sidebar search p95 ({database})", "reported", f"{result['p95_ms']:.1f} ms", None),
             Target(f"search found first ({database})", "reported", f"{result['first']:.0%}", None),
         ],
     )
