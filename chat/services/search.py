@@ -57,6 +57,9 @@ MAX_CHUNKS_PER_MESSAGE = 16  # passages embedded of one message (its first ~4,80
 CLAIM_BATCH = 64  # messages one pass of the job embeds
 MEANING_CANDIDATES = 200  # nearest passages looked at, grouped into conversations
 MEANING_RESULTS = 20  # conversations found by meaning, at most
+# PostgreSQL: a member with at most this many passages is ranked exactly (every passage of
+# theirs); more, by the HNSW index (approximate).
+EXACT_PASSAGES = 50_000
 SNIPPET_CHARS = 180
 INDEXED_STATUSES = (Message.Status.COMPLETE,)
 
@@ -375,13 +378,22 @@ def nearest_passages(owner_id, vector, limit: int = MEANING_CANDIDATES) -> list[
     if connection.vendor == "postgresql":
         from pgvector import Vector
 
+        exact = _count_max(owner_id)[0] <= EXACT_PASSAGES
         with connection.cursor() as cursor:
-            # Filtered by owner after the HNSW index's nearest: the iterative scan keeps looking
-            # until ``limit`` of the member's are found (pgvector 0.8; chat/services/retrieval.py).
-            cursor.execute("SET hnsw.iterative_scan = relaxed_order")
+            if exact:
+                # Every passage of the member, by the owner index, ranked exactly: "+ 0" keeps
+                # the planner off the HNSW index, whose nearest-then-filter scan found the
+                # conversation first in 36-42 % of bench.search's searches against 70 % exact,
+                # for about the same time at 10,000 passages (docs/performance.md).
+                order = "(embedding <=> %s::vector) + 0"
+            else:
+                # The HNSW index's nearest, filtered by owner: the iterative scan keeps looking
+                # until ``limit`` of the member's are found (pgvector 0.8; retrieval.py).
+                cursor.execute("SET hnsw.iterative_scan = relaxed_order")
+                order = "embedding <=> %s::vector"
             cursor.execute(
-                "SELECT id, conversation_id, 1 - (embedding <=> %s::vector) FROM chat_messagechunk "
-                "WHERE owner_id = %s ORDER BY embedding <=> %s::vector LIMIT %s",
+                "SELECT id, conversation_id, 1 - (embedding <=> %s::vector) FROM chat_messagechunk "  # noqa: S608 - constants
+                f"WHERE owner_id = %s ORDER BY {order} LIMIT %s",
                 [Vector._to_db(query), owner_id, Vector._to_db(query), limit],
             )
             return [(row[0], uuid.UUID(str(row[1])).hex, float(row[2])) for row in cursor.fetchall()]

@@ -191,7 +191,11 @@ def test_a_budget_that_cannot_cover_the_embedding_leaves_the_messages_queued(ali
 # --- search ----------------------------------------------------------------------------------------
 
 
-def test_a_conversation_is_found_by_meaning_when_the_words_match_but_not_the_phrase(alice, embedding, fake_upstream):
+@pytest.mark.parametrize("exact_passages", [50_000, 0])
+def test_a_conversation_is_found_by_meaning_when_the_words_match_but_not_the_phrase(
+    alice, embedding, fake_upstream, monkeypatch, exact_passages
+):
+    monkeypatch.setattr(search, "EXACT_PASSAGES", exact_passages)
     kyoto = embedded_thread(alice, KYOTO, title="Spring trip")
     embedded_thread(alice, SOUP, title="Soup")
 
@@ -222,7 +226,11 @@ def test_text_and_meaning_matches_are_fused_and_a_text_match_shows_its_words(ali
     assert "temple holiday Kyoto" in found.matches[both.pk.hex]["snippet"]
 
 
-def test_another_members_conversation_is_never_found_by_meaning(alice, bob, embedding, fake_upstream):
+@pytest.mark.parametrize("exact_passages", [50_000, 0])  # PostgreSQL: the exact ranking, and the HNSW index's
+def test_another_members_conversation_is_never_found_by_meaning(
+    alice, bob, embedding, fake_upstream, monkeypatch, exact_passages
+):
+    monkeypatch.setattr(search, "EXACT_PASSAGES", exact_passages)
     embedded_thread(bob, KYOTO, title="Bob's trip")
     mine = embedded_thread(alice, SOUP, title="Soup")
 
