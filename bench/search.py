@@ -9,7 +9,8 @@ many more, so the owner filter has work to do. Timed, warm, in process: the side
 page of a search (``chat.web.api.conversation_page``: the text search over titles, folder names
 and message text, the search's embedding through the model-call core to the fake upstream over
 HTTP, the nearest passages, the fusion and the snippets). Each search is a conversation's three
-words in another order (found by meaning, not as a phrase); the share whose conversation is
+words in a random order (found by meaning; in about one search in six the order is that of
+its messages, a text match too); the share whose conversation is
 first is reported. The time waiting on the fake upstream's embedding call is measured around
 the call and reported apart.
 
@@ -159,7 +160,7 @@ def report(result: dict) -> Section:
     markdown = (
         f"One member with {result['messages']:,} embedded messages in conversations of {PER_CONVERSATION} "
         f"(another member holds as many more), 256-dimension hashed-word vectors; {result['searches']} searches, "
-        f"warm, in process, each a conversation's three words in another order (loading took "
+        f"warm, in process, each a conversation's three words in a random order (loading took "
         f"{result['load_seconds']:.0f} s). The whole first page of the sidebar's search: text matches, the "
         "search's embedding call to the fake upstream over HTTP, the nearest passages, fusion, snippets.\n\n"
         + table(
