@@ -52,6 +52,8 @@ SCENARIOS = {
         ["--database", "postgres"],
         ["--database", "postgres", "--chunks", "10000"],
     ),
+    "search-sqlite": ("bench.search", ["--database", "sqlite"], ["--database", "sqlite", "--runs", "50"]),
+    "search-postgres": ("bench.search", ["--database", "postgres"], ["--database", "postgres", "--runs", "50"]),
     "floor": ("bench.floor", [], ["--replies", "10", "--long-runs", "2", "--levels", "10", "--databases", "sqlite"]),
 }
 

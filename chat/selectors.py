@@ -67,14 +67,25 @@ def api_token_for_user(*, user, token_id) -> ApiToken:
         raise NotFound() from None
 
 
+# What the sidebar shows of a conversation (never a message body).
+CONVERSATION_LIST_FIELDS = (
+    "id",
+    "title",
+    "pinned",
+    "folder_id",
+    "updated_at",
+    "created_at",
+    "training_consent_at",
+    "training_locked_at",
+)
+
+
 def conversation_list(
     *, user, query: str = "", before=None, limit: int = 50, folder: Folder | None = None
 ) -> QuerySet[Conversation]:
     """The sidebar: pinned first, newest first, never loading message bodies (``folder``: only
     the conversations filed in that folder, one of the member's)."""
-    qs = Conversation.objects.filter(owner=user).only(
-        "id", "title", "pinned", "folder_id", "updated_at", "created_at", "training_consent_at", "training_locked_at"
-    )
+    qs = Conversation.objects.filter(owner=user).only(*CONVERSATION_LIST_FIELDS)
     if folder is not None:
         qs = qs.filter(folder=folder)
     if query:

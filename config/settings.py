@@ -433,6 +433,9 @@ PARLEY_IMAGE_EDIT_MAX_SIDE = env.int("PARLEY_IMAGE_EDIT_MAX_SIDE", default=1024)
 PARLEY_IMAGE_MAX_RESPONSE_BYTES = env.int("PARLEY_IMAGE_MAX_RESPONSE_BYTES", default=64 * 1024 * 1024)
 PARLEY_EMBEDDING_DIMENSIONS = env.int("PARLEY_EMBEDDING_DIMENSIONS", default=256)
 PARLEY_EMBEDDING_BATCH = env.int("PARLEY_EMBEDDING_BATCH", default=64)
+# Search by meaning in the sidebar (chat/services/search.py): a conversation is found by meaning
+# when one of its passages is at least this close to the question (cosine similarity).
+PARLEY_SEARCH_MIN_SIMILARITY = env.float("PARLEY_SEARCH_MIN_SIMILARITY", default=0.3)
 # Images attached to a message, for vision models (chat/services/vision.py).
 PARLEY_VISION_IMAGE_MAX_BYTES = env.int("PARLEY_VISION_IMAGE_MAX_BYTES", default=10 * 1024 * 1024)
 PARLEY_VISION_IMAGES_PER_MESSAGE = env.int("PARLEY_VISION_IMAGES_PER_MESSAGE", default=4)

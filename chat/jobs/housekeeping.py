@@ -2,7 +2,8 @@
 
 - the sweep of replies whose worker died (at start-up, then every PARLEY_SWEEP_INTERVAL), and of
   other model calls' reservations left behind by a dead process (PARLEY_STALE_CALL_SECONDS), and
-  of documents whose indexing worker died (PARLEY_DOCUMENT_LEASE_SECONDS: enqueued again);
+  of documents whose indexing worker died (PARLEY_DOCUMENT_LEASE_SECONDS: enqueued again), and
+  of conversations whose messages wait to be embedded for search (a failed call, a dead worker);
 - the model catalog refresh from each provider's /models (every PARLEY_MODEL_SYNC_INTERVAL),
   so no page ever waits on a provider (docs/architecture.md, promise 9);
 - stored media files that no row names, left by a process that died mid-save (hourly);
@@ -35,6 +36,9 @@ def _sweep() -> None:
     from chat.jobs.documents import documents_requeue
 
     documents_requeue()  # documents whose indexing worker died
+    from chat.jobs.search import search_requeue
+
+    search_requeue()  # messages whose embedding call failed, or whose worker died
 
 
 def _sync_models() -> None:

@@ -19,6 +19,7 @@ from chat.models.finetuning import (
 from chat.models.library import Folder, Preset, Prompt, ShareLink
 from chat.models.media import MediaFile
 from chat.models.moderation import BlocklistEntry, ModerationEvent
+from chat.models.search import MessageChunk, MessageIndex
 from chat.models.usage import Reservation, UsageKind, UsageMonth, UsageRecord
 from chat.models.voice import SpeechClip, VoicePreference
 
@@ -46,6 +47,8 @@ __all__ = [
     "Folder",
     "MediaFile",
     "Message",
+    "MessageChunk",
+    "MessageIndex",
     "ModelKind",
     "ModerationEvent",
     "Preset",

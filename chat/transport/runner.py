@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from chat import runtime, tokens
 from chat.core.moderation import moderation_gate
 from chat.errors import MessageBlocked, ModerationUnavailable, ParleyError
+from chat.jobs.search import turn_index_enqueue
 from chat.models import Message
 from chat.serializers import message_to_dict
 from chat.services.replies import replies_save_progress, reply_finish
@@ -285,6 +286,7 @@ class ReplyRunner:
             sender.cancel()
             await self._close_listener(listener, control)
         if message is not None and status == Message.Status.COMPLETE:
+            await _index_for_search(self.reply_id)
             await title_generate(plan=self.plan, endpoint=self.endpoint)
 
     async def _close_listener(self, listener: asyncio.Task, control: str) -> None:
@@ -403,6 +405,15 @@ class ReplyRunner:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._outbox.join(), timeout=5)
         return message
+
+
+async def _index_for_search(reply_id) -> None:
+    """The completed turn is queued for search by meaning (chat/jobs/search.py). The reply is
+    saved already; a failure here only leaves the turn for the backfill."""
+    try:
+        await database_sync_to_async(turn_index_enqueue)(reply_id)
+    except Exception:  # noqa: BLE001 - never fails the reply
+        logger.warning("reply %s not queued for search by meaning", reply_id, exc_info=True)
 
 
 class Heartbeats:

@@ -35,6 +35,7 @@ from chat.serializers import attachments_to_list, conversation_to_dict, message_
 from chat.services.branches import conversation_fork as conversation_fork_service
 from chat.services.conversations import conversation_delete, conversation_update
 from chat.services.preferences import chat_defaults_update
+from chat.services.search import conversation_search
 from chat.services.training import training_consent_set, training_state
 from chat.transport import events
 from chat.transport.events import control_group, user_group
@@ -122,7 +123,13 @@ def conversation_summary(conversation) -> dict:
 
 def conversation_page(*, user, query: str = "", before: datetime | None = None, folder=None) -> dict:
     """One page of the sidebar in one query; ``next_before`` is the cursor of the next page
-    (``folder``: a page of that folder's conversations only)."""
+    (``folder``: a page of that folder's conversations only).
+
+    A search's first page fuses the text matches with the conversations found by meaning
+    (chat/services/search.py): in rank order, each with ``match`` (why it matched, a snippet),
+    and ``search`` says whether search by meaning took part (``meaning``: "on", "unavailable"
+    or "failed", with a ``notice`` {code, message} when not). Later pages (``before``) carry
+    more text matches, as before."""
     rows = list(selectors.conversation_list(user=user, query=query, before=before, limit=PAGE_SIZE + 1, folder=folder))
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
@@ -131,7 +138,19 @@ def conversation_page(*, user, query: str = "", before: datetime | None = None, 
         unpinned = [c for c in rows if not c.pinned]
         # Later pages hold only unpinned conversations (pinned ones all come first).
         next_before = unpinned[-1].updated_at.isoformat() if unpinned else "9999-12-31T00:00:00+00:00"
-    return {"conversations": [conversation_summary(c) for c in rows], "next_before": next_before}
+    if not query or before is not None or folder is not None:
+        return {"conversations": [conversation_summary(c) for c in rows], "next_before": next_before}
+    found = conversation_search(user=user, query=query, text_rows=rows, fields=selectors.CONVERSATION_LIST_FIELDS)
+    conversations = []
+    for conversation in found.conversations:
+        summary = conversation_summary(conversation)
+        summary["match"] = found.matches[conversation.pk.hex]
+        conversations.append(summary)
+    return {
+        "conversations": conversations,
+        "next_before": next_before,
+        "search": {"meaning": found.meaning, "notice": found.notice},
+    }
 
 
 @api_view("GET")

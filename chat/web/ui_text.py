@@ -101,6 +101,8 @@ STRINGS = (
     gettext_noop("Rename"),
     gettext_noop("Save and send"),
     gettext_noop("Searching…"),
+    gettext_noop("Best matches"),
+    gettext_noop("Similar in meaning"),
     gettext_noop("Something went wrong. Please try again."),
     gettext_noop("That conversation no longer exists."),
     gettext_noop("The connection dropped while sending. Check the conversation list, then send again if needed."),

@@ -1,4 +1,5 @@
-// The conversation list: New chat, search over titles, folder names and message text, the
+// The conversation list: New chat, search over titles, folder names and message text fused with
+// search by meaning (the results in rank order, each with why it matched), the
 // member's folders (create, rename, delete, collapse, drag a conversation in or use "Move to
 // folder"), groups by date, rename, pin, delete with confirmation, and pages loaded as the
 // member scrolls.
@@ -42,6 +43,8 @@ export class Sidebar {
     this.status = document.getElementById("list-status");
     this.more = document.getElementById("load-more");
     this.search = document.getElementById("search-input");
+    this.notice = document.getElementById("search-notice");
+    this.matches = new Map(); // a search's results: id -> {text, meaning, snippet, rank}
     this.confirm = document.getElementById("confirm-dialog");
     this.items = new Map();
     this.activeId = null;
@@ -79,10 +82,27 @@ export class Sidebar {
   }
 
   accept(page, { replace }) {
-    if (replace) this.items.clear();
-    for (const conversation of page.conversations) this.items.set(conversation.id, conversation);
+    if (replace) {
+      this.items.clear();
+      this.matches.clear();
+      this.showNotice(page.search);
+    }
+    for (const conversation of page.conversations) {
+      this.items.set(conversation.id, conversation);
+      if (conversation.match) this.matches.set(conversation.id, { ...conversation.match, rank: this.matches.size });
+    }
     this.nextBefore = page.next_before;
     this.render();
+  }
+
+  // Search by meaning took no part (no embedding model, or the search's embedding call was
+  // refused or failed): the member is told, with the reason's stable code on the element.
+  showNotice(search) {
+    const notice = this.query && search && search.notice;
+    this.notice.hidden = !notice;
+    this.notice.textContent = notice ? notice.message : "";
+    if (notice) this.notice.dataset.code = notice.code;
+    else delete this.notice.dataset.code;
   }
 
   async fetchPage(before) {
@@ -181,18 +201,19 @@ export class Sidebar {
 
   draw() {
     const today = startOfDay(new Date());
-    const sorted = [...this.items.values()].sort(
-      (a, b) => Number(b.pinned) - Number(a.pinned) || (a.updated_at < b.updated_at ? 1 : a.updated_at > b.updated_at ? -1 : 0),
-    );
-    const buckets = new Map(GROUPS.map(([key]) => [key, []]));
+    const byDate = (a, b) => Number(b.pinned) - Number(a.pinned) || (a.updated_at < b.updated_at ? 1 : a.updated_at > b.updated_at ? -1 : 0);
+    // A search's results keep the server's rank (text and meaning fused); later pages after them.
+    const rank = (conversation) => this.matches.get(conversation.id)?.rank ?? Infinity;
+    const sorted = [...this.items.values()].sort(this.query ? (a, b) => rank(a) - rank(b) || byDate(a, b) : byDate);
+    const buckets = new Map([...GROUPS.map(([key]) => [key, []]), ["results", []]]);
     const filed = new Map([...this.folders.keys()].map((id) => [id, []]));
     for (const conversation of sorted) {
       if (filed.has(conversation.folder_id)) filed.get(conversation.folder_id).push(conversation);
-      else buckets.get(groupOf(conversation, today)).push(conversation);
+      else buckets.get(this.query ? "results" : groupOf(conversation, today)).push(conversation);
     }
     this.drawFolders(filed);
     const sections = [];
-    for (const [key, label] of GROUPS) {
+    for (const [key, label] of this.query ? [["results", () => t("Best matches")]] : GROUPS) {
       const list = buckets.get(key);
       if (!list.length) continue;
       const headingId = `group-${key}`;
@@ -428,6 +449,7 @@ export class Sidebar {
       "li",
       { class: `conversation-item${conversation.pinned ? " pinned" : ""}`, "data-id": conversation.id },
       link,
+      this.query ? this.matchNote(conversation.id) : null,
       h(
         "div",
         { class: "item-actions" },
@@ -442,6 +464,19 @@ export class Sidebar {
         this.trainingButton(conversation),
         iconButton("trash", t("Delete"), () => this.askDelete(conversation)),
       ),
+    );
+  }
+
+  // Why a search found the conversation: found by meaning (not by its words), and a snippet of
+  // the message that matched. Text, never HTML.
+  matchNote(id) {
+    const match = this.matches.get(id);
+    if (!match || (!match.snippet && match.text)) return null;
+    return h(
+      "p",
+      { class: "match-note" },
+      match.meaning && !match.text ? h("span", { class: "match-kind", text: t("Similar in meaning") }) : null,
+      match.snippet ? h("span", { class: "match-snippet", text: match.snippet }) : null,
     );
   }
 

@@ -71,7 +71,8 @@ class Command(BaseCommand):
             return None
         # Same PID as daphne after the exec below, so the kernel ends it with daphne.
         manage = str(settings.BASE_DIR / "manage.py")
-        # The document ingestion worker (chat/jobs/documents.py), bound to daphne the same way.
+        # The jobs' worker (document ingestion, chat/jobs/documents.py; message embedding for
+        # search, chat/jobs/search.py), bound to daphne the same way.
         subprocess.Popen(
             [sys.executable, manage, "db_worker", "--no-startup-delay"],
             preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - only async-signal-safe prctl

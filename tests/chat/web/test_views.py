@@ -249,8 +249,13 @@ def test_the_list_takes_at_most_three_queries_and_never_loads_message_bodies(
     assert response.status_code == 200
     assert len(response.json()["conversations"]) == 30
     assert not any('"content"' in q["sql"] for q in queries.captured_queries)
-    with django_assert_max_num_queries(3):
+    # A search adds the member's embedding model (search by meaning, chat/services/search.py;
+    # none here) and the snippets of the text matches, a window of each matching message.
+    with django_assert_max_num_queries(6), CaptureQueriesContext(connection) as queries:
         alice_client.get(reverse("chat:api_conversations"), {"q": "x"})
+    selected = [q["sql"].split(" FROM ")[0] for q in queries.captured_queries]
+    assert not [s for s in selected if '"content"' in s and "SUBSTR" not in s.upper()]  # only windows of bodies
+    assert any("SUBSTR" in s.upper() for s in selected)
 
 
 def test_json_answers_for_a_member_are_private_and_unstored(alice_client):
