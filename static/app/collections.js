@@ -186,8 +186,13 @@ function onDocument(document) {
   const before = found.status;
   Object.assign(found, document);
   // Ready: a file uploaded again has now replaced the earlier one, and the counts changed.
-  if (document.status === "ready" && before !== "ready") refresh();
-  else paintDetail();
+  if (document.status === "ready" && before !== "ready") {
+    refresh();
+    return;
+  }
+  paintDetail();
+  // The server follows a bounded number of files at once: ask again for those still to come.
+  if (document.status === "failed" && before !== "failed") watch();
 }
 
 // --- files ------------------------------------------------------------------------------------------
