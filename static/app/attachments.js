@@ -51,7 +51,8 @@ export class Attachments {
   // callbacks: {watch(ids), notify(text), model() → the model the next message goes to, or null}
   constructor(callbacks) {
     this.callbacks = callbacks;
-    this.items = new Map(); // key → {key, kind ("document" or "image"), id, name, size, pages, status, error}
+    // key → {key, image (an image for a vision model, not a document), id, name, size, pages, status, error}
+    this.items = new Map();
     this.list = document.getElementById("attachments");
     this.input = document.getElementById("attach-input");
     this.button = document.getElementById("attach-button");
@@ -98,7 +99,7 @@ export class Attachments {
   // An image for the next message: stored privately, sent as `image_ids`.
   async uploadImage(file) {
     const key = `f${++this.counter}`;
-    const item = { key, kind: "image", id: null, name: file.name || "image.png", size: file.size, pages: 0, status: "uploading", error: null };
+    const item = { key, image: true, id: null, name: file.name || "image.png", size: file.size, pages: 0, status: "uploading", error: null };
     this.items.set(key, item);
     this.paint();
     const model = this.callbacks.model();
@@ -116,7 +117,7 @@ export class Attachments {
 
   async upload(file) {
     const key = `f${++this.counter}`;
-    const item = { key, kind: "document", id: null, name: file.name, size: file.size, pages: 0, status: "uploading", error: null };
+    const item = { key, image: false, id: null, name: file.name, size: file.size, pages: 0, status: "uploading", error: null };
     this.items.set(key, item);
     this.paint();
     const body = new FormData();
@@ -146,13 +147,13 @@ export class Attachments {
 
   // Ask the socket for the progress of every file not yet ready (again after a reconnect).
   watch() {
-    const ids = [...this.items.values()].filter((i) => i.kind === "document" && i.id && !FINAL.has(i.status)).map((i) => i.id);
+    const ids = [...this.items.values()].filter((i) => !i.image && i.id && !FINAL.has(i.status)).map((i) => i.id);
     if (ids.length) this.callbacks.watch(ids);
   }
 
   update(document) {
     for (const item of this.items.values()) {
-      if (item.kind === "document" && item.id === document.id) Object.assign(item, document);
+      if (!item.image && item.id === document.id) Object.assign(item, document);
     }
     this.paint();
   }
@@ -160,7 +161,7 @@ export class Attachments {
   remove(key) {
     const item = this.items.get(key);
     this.items.delete(key);
-    if (item && item.kind === "document" && item.id && item.status === "failed") {
+    if (item && !item.image && item.id && item.status === "failed") {
       fetch(`${config.urls.api_documents}${item.id}/`, {
         method: "DELETE",
         credentials: "same-origin",
@@ -178,13 +179,13 @@ export class Attachments {
       this.callbacks.notify(t("Wait until your files are ready, or remove them."));
       return null;
     }
-    const imageIds = items.filter((i) => i.kind === "image").map((i) => i.id);
+    const imageIds = items.filter((i) => i.image).map((i) => i.id);
     const model = this.callbacks.model();
     if (imageIds.length && model && !model.vision) {
       this.callbacks.notify(visionRefusal(model));
       return null;
     }
-    return { documentIds: items.filter((i) => i.kind === "document").map((i) => i.id), imageIds };
+    return { documentIds: items.filter((i) => !i.image).map((i) => i.id), imageIds };
   }
 
   clear() {
@@ -196,11 +197,11 @@ export class Attachments {
     const rows = [...this.items.values()].map((item) => {
       const details = [`${formatNumber(Math.ceil(item.size / 1024))} KB`];
       if (item.pages) details.push(t("%(pages)s pages", { pages: item.pages }));
-      if (item.kind === "image") details.unshift(t("Image"));
+      if (item.image) details.unshift(t("Image"));
       return h(
         "li",
         { class: `attachment attachment-${item.status}`, "data-status": item.status },
-        item.kind === "image" && item.id ? h("img", { class: "attachment-thumb", src: `${mediaUrl(item.id)}?inline=1`, alt: "" }) : null,
+        item.image && item.id ? h("img", { class: "attachment-thumb", src: `${mediaUrl(item.id)}?inline=1`, alt: "" }) : null,
         h("span", { class: "attachment-name", text: item.name }),
         h("span", { class: "attachment-details", text: details.join(" · ") }),
         h("span", { class: "attachment-status", role: "status", text: statusText(item) }),

@@ -257,6 +257,8 @@ def test_an_image_goes_to_a_vision_model_as_an_image_part_and_is_refused_to_one_
     with page.expect_file_chooser() as chooser:
         page.get_by_role("button", name="Attach files").click()
     chooser.value.set_files(str(worker / "dot.png"))
+    files = page.get_by_role("list", name="Attached files")
+    expect(files.get_by_role("listitem").filter(has_text="dot.png")).to_be_visible()  # first, then the drop
     square = base64.b64encode(png(5, 5)).decode()
     page.evaluate(
         """(data) => {
@@ -268,7 +270,6 @@ def test_an_image_goes_to_a_vision_model_as_an_image_part_and_is_refused_to_one_
       }""",
         square,
     )
-    files = page.get_by_role("list", name="Attached files")
     for name in ("dot.png", "square.png"):
         expect(files.get_by_role("listitem").filter(has_text=name).get_by_role("status")).to_have_text("Ready")
     before = len(live.upstream.completions())
