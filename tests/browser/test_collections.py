@@ -80,7 +80,7 @@ def document_row(page, name: str):
 
 def expect_picked(page, names: list[str]):
     """The chips above the message box name these collections, each with its remove button."""
-    chips = page.get_by_role("list", name="Collections searched").get_by_role("listitem")
+    chips = page.get_by_role("list", name="Collections in this chat").get_by_role("listitem")
     expect(chips.locator(".attachment-name")).to_have_text(names)
     for name in names:
         expect(chips.get_by_role("button", name=f"Stop searching {name}")).to_be_visible()
@@ -148,7 +148,7 @@ def test_alice_picks_her_collection_in_the_composer_and_the_answer_cites_it(alic
 
     # A new chat with the collection picked before its first message.
     open_new_chat(page)
-    expect(page.get_by_role("list", name="Collections searched")).to_be_hidden()
+    expect(page.get_by_role("list", name="Collections in this chat")).to_be_hidden()
     pick(page, "Heron field notes")
     first = "Tell me the heron nest count on Marsh Island"
     send(page, first)
