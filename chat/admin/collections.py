@@ -23,7 +23,7 @@ class DocumentInline(admin.TabularInline):
     show_change_link = False
 
     def has_add_permission(self, request, obj=None):
-        return False  # files are uploaded by the collection's owner in the chat page
+        return False  # files are uploaded by the collection's owner on the Collections page
 
 
 @admin.register(Collection)

@@ -55,6 +55,27 @@ def collection_create(*, user, name) -> Collection:
         ) from None
 
 
+def collection_rename(*, user, collection_id, name) -> Collection:
+    """Give the member's own collection another name (unique among theirs)."""
+    collection = collection_owned(user=user, collection_id=collection_id)
+    name = _name_check(name)
+    if name == collection.name:
+        return collection
+    if Collection.objects.filter(owner=user, name=name).exclude(pk=collection.pk).exists():
+        raise CollectionRefused(
+            _("You already have a collection named %(name)s.") % {"name": name}, code="collection_name_taken"
+        )
+    try:
+        with transaction.atomic():
+            Collection.objects.filter(pk=collection.pk).update(name=name, updated_at=timezone.now())
+    except IntegrityError:  # a rename racing another to the same name
+        raise CollectionRefused(
+            _("You already have a collection named %(name)s.") % {"name": name}, code="collection_name_taken"
+        ) from None
+    collection.name = name
+    return collection
+
+
 def collection_owned(*, user, collection_id) -> Collection:
     """The collection, for a change: NotFound if the member may not read it, CollectionReadOnly
     if they may read it but do not own it."""
@@ -128,4 +149,8 @@ def collection_stop_using(*, user, conversation: Conversation, collection_id) ->
 
 def conversation_collections(*, user, conversation: Conversation) -> list[Collection]:
     """The collections the conversation searches that the member may still read."""
-    return list(conversation.collections.filter(pk__in=readable_collection_ids(user.pk)).order_by("name"))
+    return list(
+        conversation.collections.filter(pk__in=readable_collection_ids(user.pk))
+        .select_related("owner")
+        .order_by("name")
+    )

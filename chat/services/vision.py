@@ -58,7 +58,17 @@ def images_attach(*, user, conversation, message, image_ids) -> list[MediaFile]:
     if len(images) != len(ids) or any(i.conversation_id not in (None, conversation.pk) for i in images):
         raise NotFound()
     MediaFile.objects.filter(pk__in=[i.pk for i in images]).update(conversation=conversation, message=message)
+    # The message lists its images, so the thread shows them (chat.serializers.attachments_to_list
+    # gives each its owner-only URL), in the order they were attached.
+    order = {str(i): n for n, i in enumerate(image_ids)}
+    images.sort(key=lambda i: order.get(str(i.pk), 0))
+    message.attachments = [*(message.attachments or []), *(_attachment(i) for i in images)]
+    message.save(update_fields=["attachments"])
     return images
+
+
+def _attachment(image: MediaFile) -> dict:
+    return {"id": str(image.pk), "kind": "image", "content_type": image.content_type, "name": image.original_name}
 
 
 def message_images(message) -> list[MediaFile]:

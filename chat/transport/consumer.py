@@ -25,8 +25,9 @@ from django.utils.translation import gettext as _
 from chat import runtime
 from chat.errors import BadRequest, NotFound, ParleyError
 from chat.selectors import conversation_choices, conversation_for_user, conversation_messages
-from chat.serializers import conversation_to_dict, message_to_dict
+from chat.serializers import collection_to_dict, conversation_to_dict, message_to_dict
 from chat.services import branches, documents, turns
+from chat.services.collections import conversation_collections
 from chat.transport import events
 from chat.transport.documents import documents_watch
 from chat.transport.events import control_group, conversation_group, user_group
@@ -222,7 +223,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         await self._follow(conversation.id)
         self.has_documents[str(conversation.id)] = conversation.has_documents
-        messages, choices = await database_sync_to_async(self._branch)(conversation)
+        messages, choices, collections = await database_sync_to_async(self._branch)(conversation, self.user)
         has_more = len(messages) > STATE_MESSAGES
         messages = messages[-STATE_MESSAGES:]
         streaming = [m for m in [*messages, *choices] if m.status == "streaming"]
@@ -236,6 +237,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 messages=[message_to_dict(m) for m in messages],
                 has_more=has_more,
                 choices=[message_to_dict(m) for m in choices],
+                collections=collections,
             )
         )
         if streaming:
@@ -245,11 +247,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
             asyncio.get_running_loop().call_later(SNAPSHOT_WAIT, self._snapshot_timeout, [str(m.id) for m in streaming])
 
     @staticmethod
-    def _branch(conversation):
-        """The branch shown (at most STATE_MESSAGES + 1 messages) and the answers to pick from."""
+    def _branch(conversation, user):
+        """The branch shown (at most STATE_MESSAGES + 1 messages), the answers to pick from, and
+        the collections it searches (read only for a conversation with documents: a collection
+        picked sets ``has_documents``, so a plain chat costs no query)."""
         messages = conversation_messages(conversation=conversation, limit=STATE_MESSAGES + 1)
         choices = conversation_choices(conversation=conversation, leaf=messages[-1] if messages else None)
-        return messages, choices
+        collections = []
+        if conversation.has_documents:
+            collections = [
+                collection_to_dict(c, user=user) for c in conversation_collections(user=user, conversation=conversation)
+            ]
+        return messages, choices, collections
 
     async def _follow(self, conversation_id) -> None:
         if self.conversation_id == conversation_id:

@@ -113,16 +113,23 @@ PONG = "pong"
 
 
 def conversation_state(
-    *, conversation: dict, messages: list[dict], has_more: bool, choices: list[dict] | None = None
+    *,
+    conversation: dict,
+    messages: list[dict],
+    has_more: bool,
+    choices: list[dict] | None = None,
+    collections: list[dict] | None = None,
 ) -> dict:
     """What a socket that opens a conversation sees first: the saved state of the branch shown,
-    newest messages; ``choices``, the answers of the last turn while the member picks one."""
+    newest messages; ``choices``, the answers of the last turn while the member picks one;
+    ``collections``, those it searches (the composer's picker shows them)."""
     return {
         "type": CONVERSATION_STATE,
         "conversation": conversation,
         "messages": messages,
         "has_more": has_more,
         "choices": choices or [],
+        "collections": collections or [],
     }
 
 

@@ -232,6 +232,8 @@ def model_to_dict(model) -> dict:
         "priced": model.input_price_per_million is not None or model.output_price_per_million is not None,
         # Words to avoid or prefer need the model's encoding (chat.tokens.known_encoding_for_model).
         "token_bias": tokens.known_encoding_for_model(model.model_id) is not None,
+        # Reads images attached to a message (the composer refuses them to a model without it).
+        "vision": model.vision,
     }
 
 

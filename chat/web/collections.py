@@ -1,4 +1,5 @@
-"""The collections' endpoints: list, make, read, delete; add a file; stop using one in a chat.
+"""The collections' endpoints: list, make, read, rename, delete; add a file; use one in a chat
+or stop using it.
 
 Thin: every id goes through a selector or service that answers ``not_found`` for a collection
 the member may not read (T45) and ``collection_read_only`` (403) for a change by a member who
@@ -9,17 +10,23 @@ the ``send`` frame's ``collection_ids`` (docs/websocket-protocol.md).
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
+from django.middleware.csrf import get_token
+from django.shortcuts import render
+from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET
 
 from chat import selectors
-from chat.errors import DocumentRefused
+from chat.errors import DocumentRefused, NotFound
 from chat.jobs.documents import document_enqueue
 from chat.models import Document
 from chat.serializers import collection_to_dict, document_to_dict
 from chat.services import collections as service
 from chat.web.api import _json_body, api_view
+from chat.web.ui_text import collections_catalog
 
 
 @api_view("GET", "POST")
@@ -31,11 +38,16 @@ def collection_list(request):
     return JsonResponse({"collections": [collection_to_dict(c, user=request.user) for c in found]})
 
 
-@api_view("GET", "DELETE")
+@api_view("GET", "PATCH", "DELETE")
 def collection_detail(request, collection_id):
     if request.method == "DELETE":
         service.collection_delete(user=request.user, collection_id=collection_id)
         return JsonResponse({}, status=204)
+    if request.method == "PATCH":
+        collection = service.collection_rename(
+            user=request.user, collection_id=collection_id, name=_json_body(request).get("name")
+        )
+        return JsonResponse({"collection": collection_to_dict(collection, user=request.user)})
     collection = selectors.collection_for_user(user=request.user, collection_id=collection_id)
     documents = Document.objects.filter(collection=collection).order_by("name", "created_at")
     return JsonResponse(
@@ -76,9 +88,42 @@ def conversation_collection_list(request, conversation_id):
     return JsonResponse({"collections": [{"id": str(c.pk), "name": c.name} for c in found]})
 
 
-@api_view("DELETE")
+@api_view("PUT", "DELETE")
 def conversation_collection(request, conversation_id, collection_id):
-    """The conversation stops searching the collection."""
+    """PUT: the conversation searches the collection from its next turn on (the composer's
+    "Collections" picker saves the choice at once); DELETE: it stops searching it."""
     conversation = selectors.conversation_for_user(user=request.user, conversation_id=conversation_id)
+    if request.method == "PUT":
+        with transaction.atomic():
+            (collection,) = service.collections_use(
+                user=request.user, conversation=conversation, collection_ids=[str(collection_id)]
+            )
+        return JsonResponse({"collection": collection_to_dict(collection, user=request.user)})
     service.collection_stop_using(user=request.user, conversation=conversation, collection_id=collection_id)
     return JsonResponse({}, status=204)
+
+
+@login_required
+@require_GET
+def collections_page(request, collection_id=None):
+    """The member's collections: make, rename, delete, upload, replace and remove files
+    (static/app/collections.js). A collection the member may not read is a 404 (T45)."""
+    if collection_id is not None:
+        try:
+            selectors.collection_for_user(user=request.user, collection_id=collection_id)
+        except NotFound:
+            raise Http404 from None
+    config = {
+        "csrf_token": get_token(request),
+        "collection_id": None if collection_id is None else str(collection_id),
+        "user": {"name": request.user.get_short_name() or request.user.get_username()},
+        "max_file_bytes": settings.PARLEY_DOCUMENT_MAX_BYTES,
+        "urls": {
+            "socket": "/ws/chat/",
+            "login": reverse("login"),
+            "page": reverse("chat:collections"),
+            "api_collections": reverse("chat:api_collections"),
+            "api_documents": reverse("chat:api_documents"),
+        },
+    }
+    return render(request, "chat/collections.html", {"parley_config": config, "parley_i18n": collections_catalog()})

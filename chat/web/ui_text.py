@@ -132,6 +132,13 @@ STRINGS = (
     gettext_noop("Your conversations will appear here."),
     gettext_noop("unknown error"),
     gettext_noop("“%(title)s” and all its messages will be deleted. This cannot be undone."),
+    # Images for vision models and the "Collections" control (static/app/attachments.js).
+    gettext_noop("%(model)s cannot read images. Pick a model that accepts images, or send the message without them."),
+    gettext_noop("Files: %(count)s"),
+    gettext_noop("Loading…"),
+    gettext_noop("Stop searching %(name)s"),
+    gettext_noop("You have no collections yet."),
+    gettext_noop("shared by %(owner)s"),
     # Images (static/app/images.js)
     gettext_noop("Clear mask"),
     gettext_noop("Describe the change"),
@@ -213,6 +220,18 @@ LIBRARY_STRINGS = (
 )
 
 
+# The strings of static/app/collections.js (the Collections page), on that page only.
+COLLECTION_STRINGS = (
+    gettext_noop("Remove"),
+    gettext_noop("Replace"),
+    gettext_noop("Replace %(name)s"),
+    gettext_noop("Shared with you by %(owner)s. Only its owner can change it."),
+    gettext_noop(
+        "“%(name)s” and all its files will be deleted. Conversations that search it stop doing so. This cannot be undone."  # noqa: E501
+    ),
+)
+
+
 def _translated(texts) -> dict:
     # Only what the language changes: t() shows the English key itself when it has no entry,
     # so an English page carries no catalog to speak of (the HTML is sent uncompressed, and
@@ -227,6 +246,11 @@ def _translated(texts) -> dict:
 
 def library_catalog() -> dict:
     return _translated(LIBRARY_STRINGS)
+
+
+def collections_catalog() -> dict:
+    """The Collections page's strings: the page's shared ones (net.js, attachments.js) and its own."""
+    return _translated((*STRINGS, *COLLECTION_STRINGS))
 
 
 # The strings the modules pass to nt(), singular first.

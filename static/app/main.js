@@ -4,7 +4,7 @@
 // page waits for its `conversation.state` (or, for a new chat, its `conversation.created`)
 // and ignores message frames until then, so a late frame of the previous conversation can
 // never land in the new one.
-import { Attachments } from "./attachments.js";
+import { Attachments, CollectionPicker } from "./attachments.js";
 import { ImageMode } from "./images.js";
 import { ChatSocket, api } from "./net.js";
 import { Composer, SettingsPanel, setUpTheme, showBudget } from "./panels.js";
@@ -132,6 +132,7 @@ function openConversation(id, { push = true } = {}) {
   thread.loading();
   composer.setConversation(id);
   attachments.setConversation(id);
+  picker.setConversation(id);
   showHeader();
   if (push) history.pushState({ id }, "", conversationUrl(id));
   socket.send({ type: "subscribe", conversation_id: id });
@@ -148,6 +149,7 @@ function newChat({ push = true } = {}) {
   thread.clear();
   composer.setConversation(null);
   attachments.setConversation(null);
+  picker.setConversation(null);
   showHeader();
   if (push) history.pushState({ id: null }, "", config.urls.new);
   composer.focus();
@@ -173,9 +175,12 @@ function send(text) {
   const clientId = randomId();
   const conversationId = state.conversation ? state.conversation.id : null;
   const frame = { type: "send", conversation_id: conversationId, client_id: clientId, content: text };
-  const documentIds = attachments.forSending(); // null while a file is still being read
-  if (documentIds === null) return false;
-  if (documentIds.length) frame.document_ids = documentIds;
+  const attached = attachments.forSending(); // null while a file is still being read
+  if (attached === null) return false;
+  if (attached.documentIds.length) frame.document_ids = attached.documentIds;
+  if (attached.imageIds.length) frame.image_ids = attached.imageIds;
+  const collectionIds = picker.forSending();
+  if (collectionIds.length) frame.collection_ids = collectionIds;
   if (!conversationId) {
     const presetId = presets.chosen();
     if (presetId !== null) {
@@ -232,6 +237,7 @@ function onFrame(frame) {
         state.newChatSettings = null;
         composer.adopt(frame.conversation.id);
         attachments.setConversation(frame.conversation.id);
+        picker.adopt(frame.conversation.id);
         history.replaceState({ id: frame.conversation.id }, "", conversationUrl(frame.conversation.id));
         thread.clear();
         showHeader();
@@ -248,6 +254,7 @@ function onFrame(frame) {
       state.conversation = frame.conversation;
       state.ready = true;
       thread.setState(frame.messages || [], frame.has_more, frame.choices || []);
+      picker.setSaved(frame.collections || []);
       sidebar.upsert(frame.conversation);
       showHeader();
       break;
@@ -359,10 +366,27 @@ const sidebar = new Sidebar({
   notify,
 });
 
+// The model the next message goes to: the conversation's, or for a new chat the one chosen for
+// it, else its preset's, else the member's default (the server checks again).
+function currentModel() {
+  let id = null;
+  if (state.conversation) {
+    id = state.conversation.model_id ?? null;
+  } else {
+    const preset = presets.list.find((p) => p.id === presets.chosen());
+    id = (state.newChatSettings && state.newChatSettings.model_id) ?? (preset && preset.model_id) ?? config.defaults.model_id ?? null;
+  }
+  return config.models.find((m) => m.id === id) || config.models.find((m) => m.is_default) || null;
+}
+
 const attachments = new Attachments({
   watch: (ids) => socket.send({ type: "watch_documents", document_ids: ids }),
   notify,
+  model: currentModel,
 });
+
+// The "Collections" control beside the message box.
+const picker = new CollectionPicker({ notify });
 
 const composer = new Composer({
   send,
@@ -544,6 +568,7 @@ if (state.conversation) {
   history.replaceState({ id: state.conversation.id }, "", conversationUrl(state.conversation.id));
   thread.loading();
   composer.setConversation(state.conversation.id);
+  picker.setConversation(state.conversation.id);
 } else {
   composer.setConversation(null);
 }

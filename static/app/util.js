@@ -68,6 +68,7 @@ const ICONS = {
   fork: "M6 3v6a6 6 0 0 0 6 6h0a6 6 0 0 1 6 6M18 3v18M6 21v-6",
   folder: "M3 6h6l2 2h10v11H3z",
   training: "M2 9l10-5 10 5-10 5zM6 11v5c3 2 9 2 12 0v-5M22 9v6",
+  close: "M6 6l12 12M18 6L6 18",
 };
 
 // A decorative icon: the control holding it carries the accessible name.

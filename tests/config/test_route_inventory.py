@@ -76,6 +76,8 @@ ROUTES = {
     # Members only unless PARLEY_PUBLIC_SHARE_LINKS (off by default, as this test runs).
     "chat:shared": MEMBER,
     "chat:api_collections": MEMBER,
+    "chat:collections": MEMBER,
+    "chat:collection": MEMBER,
     "chat:api_vision_images": MEMBER,
     "chat:api_collection": MEMBER,
     "chat:api_collection_documents": MEMBER,

@@ -114,3 +114,22 @@ def test_an_image_upload_is_the_members(alice):
     response = client.post("/api/vision/images/", {"file": SimpleUploadedFile("x.png", png())})
     assert response.status_code == 201
     assert MediaFile.objects.get(pk=response.json()["image"]["id"]).owner == alice
+
+
+async def test_the_images_show_on_the_message_and_its_state(alice, upstream_model, fake_upstream):
+    await database_sync_to_async(set_vision)(upstream_model, True)
+    first = await database_sync_to_async(image_upload)(user=alice, name="a.png", data=png(3, 3))
+    second = await database_sync_to_async(image_upload)(user=alice, name="b.png", data=png(4, 4))
+    tab = await Tab.open(alice)
+
+    await tab.send_message("Compare", image_ids=[str(second.id), str(first.id)])
+    conversation = (await tab.until_type("conversation.created"))["conversation"]
+    created = await tab.until(lambda f: f["type"] == "message.created" and f["message"]["role"] == "user")
+    await tab.reply()
+    await tab.send({"type": "subscribe", "conversation_id": conversation["id"]})
+    state = await tab.until_type("conversation.state")
+
+    for message in (created["message"], state["messages"][0]):
+        shown = [(a["name"], a["kind"], a["url"]) for a in message["attachments"]]
+        assert shown == [("b.png", "image", f"/media/{second.id}/"), ("a.png", "image", f"/media/{first.id}/")]
+    await tab.close()

@@ -3,6 +3,8 @@ a member of them reads but gets 403 collection_read_only on a change (T45)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -112,3 +114,60 @@ def test_a_conversation_stops_using_a_collection_only_for_its_owner(alice, bob, 
     assert client_of(alice).delete(url).status_code == 204
     assert not policies.conversations.exists()
     assert client_of(alice).delete(url).status_code == 404
+
+
+def test_alice_renames_her_collection_and_bob_cannot(alice, bob, policies):
+    url = f"/api/collections/{policies.pk}/"
+    other = collection_create(user=alice, name="Onboarding")
+
+    renamed = client_of(alice).patch(url, {"name": "  People   policies "}, content_type="application/json")
+    assert renamed.status_code == 200
+    assert renamed.json()["collection"]["name"] == "People policies"
+    taken = client_of(alice).patch(url, {"name": other.name}, content_type="application/json")
+    assert (taken.status_code, taken.json()["error"]["code"]) == (400, "collection_name_taken")
+    blank = client_of(alice).patch(url, {"name": "\u0000"}, content_type="application/json")
+    assert blank.json()["error"]["code"] == "collection_name_invalid"
+    assert client_of(bob).patch(url, {"name": "Mine now"}, content_type="application/json").status_code == 404
+    staff = Group.objects.create(name="Staff")
+    bob.groups.add(staff)
+    policies.groups.add(staff)
+    refused = client_of(bob).patch(url, {"name": "Mine now"}, content_type="application/json")
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "collection_read_only")
+    assert Collection.objects.get(pk=policies.pk).name == "People policies"
+
+
+def test_picking_a_collection_for_a_conversation_saves_it_and_a_stranger_gets_404(alice, bob, policies, settings):
+    conversation = Conversation.objects.create(owner=alice)
+    url = f"/api/conversations/{conversation.pk}/collections/{policies.pk}/"
+
+    picked = client_of(alice).put(url)
+    assert picked.status_code == 200
+    assert picked.json()["collection"]["name"] == "HR policies"
+    assert client_of(alice).put(url).status_code == 200  # picked again: nothing changes
+    assert list(conversation.collections.all()) == [policies]
+    conversation.refresh_from_db()
+    assert conversation.has_documents  # the next turn retrieves
+
+    # Bob can pick neither alice's collection for his chat nor anything for hers.
+    bobs = Conversation.objects.create(owner=bob)
+    assert client_of(bob).put(f"/api/conversations/{bobs.pk}/collections/{policies.pk}/").status_code == 404
+    assert client_of(bob).put(url).status_code == 404
+    assert not bobs.collections.exists()
+
+    settings.PARLEY_COLLECTIONS_PER_CONVERSATION = 1
+    second = collection_create(user=alice, name="Second")
+    over = client_of(alice).put(f"/api/conversations/{conversation.pk}/collections/{second.pk}/")
+    assert (over.status_code, over.json()["error"]["code"]) == (400, "collection_too_many")
+    assert list(conversation.collections.all()) == [policies]
+
+
+def test_the_collections_page_opens_for_its_readers_only(alice, bob, policies, client):
+    assert client_of(alice).get("/collections/").status_code == 200
+    page = client_of(alice).get(f"/collections/{policies.pk}/")
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert re.search(r'<script type="module" src="[^"]*app/collections[^"]*\.js"', body) and str(policies.pk) in body
+    assert " style=" not in body and "<script>" not in body  # CSP: data blocks and modules only
+    assert client_of(bob).get(f"/collections/{policies.pk}/").status_code == 404
+    assert client_of(bob).get("/collections/").status_code == 200
+    assert client.get("/collections/").status_code == 302  # anonymous: to sign-in

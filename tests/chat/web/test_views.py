@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from chat.models import ChatModel, Conversation, Message, Provider, UsageRecord
-from chat.web.ui_text import LIBRARY_STRINGS, PLURALS, STRINGS, catalog
+from chat.web.ui_text import COLLECTION_STRINGS, LIBRARY_STRINGS, PLURALS, STRINGS, catalog
 
 pytestmark = pytest.mark.django_db
 
@@ -130,6 +130,8 @@ def test_the_page_strings_cover_every_string_the_scripts_show():
         source = path.read_text()
         # library.js brings its own strings when it loads, on top of the page's.
         keys = {*STRINGS, *PLURALS} | (set(LIBRARY_STRINGS) if path.name == "library.js" else set())
+        # collections.js is its own page's: that page's catalog has the page's strings and its own.
+        keys |= set(COLLECTION_STRINGS) if path.name == "collections.js" else set()
         for match in re.finditer(r'(?<![\w.])n?t\(\s*"((?:[^"\\]|\\.)*)"', source):
             if match.group(1) not in keys:
                 missing.append(f"{path.name}: {match.group(1)}")
