@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import json
 import struct
+import subprocess
+import sys
 import zipfile
 from decimal import Decimal
 
@@ -421,3 +423,20 @@ def test_safetensors_are_read_without_pytorch():
     assert np.array_equal(tensors["w"], array)
     with pytest.raises(ConversionError):
         read_safetensors(b"\x01")
+
+
+def test_parleys_own_processes_never_load_a_model_runtime():
+    # The model lives in the local server's process: daphne (config.asgi) and the code that
+    # registers, installs and converts the model import none of llama.cpp, gguf or PyTorch
+    # (idle memory target 150 MB, docs/performance.md).
+    code = (
+        "import os, sys, django; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings'); django.setup(); "
+        "import config.asgi, chat.services.documents, chat.local.provider, chat.local.install, chat.local.minilm, "
+        "chat.management.commands.serve; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'llama_cpp', 'gguf', 'torch', 'sentence_transformers', 'all_minilm_l6_v2'}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=install.BASE_DIR, capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
