@@ -52,6 +52,7 @@ SCENARIOS = {
         ["--database", "postgres"],
         ["--database", "postgres", "--chunks", "10000"],
     ),
+    "local-embeddings": ("bench.local_embeddings", [], ["--passages", "64", "--haystack", "500"]),
     "floor": ("bench.floor", [], ["--replies", "10", "--long-runs", "2", "--levels", "10", "--databases", "sqlite"]),
 }
 
