@@ -141,6 +141,11 @@ class LocalServer:
             # tokens of SmolLM2, and twice the prompt-evaluation time. Last position only.
             "--logits_all",
             "false",
+            # By default the server ends a streaming reply ("[DONE]" mid-sentence) as soon as
+            # another request arrives: a document's embeddings, or another member's message,
+            # would cut a reply short. Requests wait their turn instead (one runs at a time).
+            "--interrupt_requests",
+            "false",
         ]
         # A GGUF with its own chat template (SmolLM2's is ChatML with its default system
         # prompt) is formatted by that template, which is what the model was trained on.

@@ -90,6 +90,7 @@ FAKE_SERVER = textwrap.dedent(
     parser.add_argument("--verbose")
     parser.add_argument("--logits_all")
     parser.add_argument("--chat_format")
+    parser.add_argument("--interrupt_requests")
     parser.add_argument("--parley_embedding_model")
     parser.add_argument("--parley_embedding_alias")
     parser.add_argument("--parley_embedding_n_ctx")

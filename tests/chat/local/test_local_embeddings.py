@@ -162,6 +162,8 @@ def test_the_server_is_told_to_keep_the_embedding_model_loaded_beside_the_chat_m
     assert command[command.index("--parley_embedding_alias") + 1] == "all-MiniLM-L6-v2.f16"
     assert command[command.index("--parley_embedding_n_ctx") + 1] == "512"
     assert server.model_ids == ["Tiny-Model.Q4_0", "all-MiniLM-L6-v2.f16"]
+    # A document's embeddings must not cut a streaming reply short: requests wait their turn.
+    assert command[command.index("--interrupt_requests") + 1] == "false"
     assert "--parley_embedding_model" not in LocalServer(model=gguf.model_info(chat_gguf), port=1).command()
 
 

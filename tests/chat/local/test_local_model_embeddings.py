@@ -141,3 +141,55 @@ def test_on_postgresql_a_column_of_another_length_is_a_clear_refusal(alice, loca
     assert "PARLEY_EMBEDDING_DIMENSIONS" not in document.error_message  # a member's message: the admin's doc says how
     assert "384" in document.error_message
     assert not Chunk.objects.filter(document=document).exists()
+
+
+def test_a_documents_embeddings_wait_for_a_streaming_reply_instead_of_cutting_it(local_llama):
+    import json
+    import threading
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    base = local_llama.base_url
+    chat = urllib.request.Request(
+        f"{base}/chat/completions",
+        data=json.dumps(
+            {
+                "model": local_llama.model_id,
+                "stream": True,
+                "max_tokens": 60,
+                "temperature": 0,
+                "messages": [{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
+            }
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    first_chunk, finish, pieces = threading.Event(), [], []
+
+    def stream():
+        with opener.open(chat, timeout=120) as response:
+            for raw in response:
+                line = raw.decode().strip()
+                if not line.startswith("data:") or line.endswith("[DONE]"):
+                    continue
+                chunk = json.loads(line[5:])
+                if chunk["choices"]:
+                    pieces.append(chunk["choices"][0]["delta"].get("content") or "")
+                    first_chunk.set()
+                    if chunk["choices"][0].get("finish_reason"):
+                        finish.append(chunk["choices"][0]["finish_reason"])
+
+    reader = threading.Thread(target=stream)
+    reader.start()
+    assert first_chunk.wait(60)
+    embedding = urllib.request.Request(
+        f"{base}/embeddings",
+        data=json.dumps({"model": local_llama.embedding.model_id, "input": PASSAGES[:2]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with opener.open(embedding, timeout=120) as response:
+        vectors = [item["embedding"] for item in json.loads(response.read())["data"]]
+    reader.join(120)
+
+    assert [len(v) for v in vectors] == [384, 384]
+    # The reply ran to its end (its length limit), not cut at the embedding request.
+    assert finish == ["length"], (finish, "".join(pieces))
