@@ -71,7 +71,7 @@ def _run_worker(tmp_path) -> None:
         "PARLEY_MEDIA_BACKEND": "filesystem",
         "PARLEY_MEDIA_ROOT": str(tmp_path / "media"),
         # One passage a topic: small chunks, each paragraph its own.
-        "PARLEY_DOCUMENT_CHUNK_TOKENS": "40",
+        "PARLEY_DOCUMENT_CHUNK_TOKENS": "25",
     }
     environment.pop("REDIS_URL", None)
     worker = subprocess.run(
