@@ -154,6 +154,11 @@ def main() -> None:
                 n_ctx=n_ctx,
                 n_batch=n_ctx,
                 n_ubatch=n_ctx,
+                # One thread: on this project's 2-core machine, busy with daphne and the chat
+                # model, two threads embedded 3x slower than one (324 vs 991 tokens/s at load 5,
+                # docs/local-models.md); indexing runs in the background anyway.
+                n_threads=1,
+                n_threads_batch=1,
                 verbose=False,
             )
         )
