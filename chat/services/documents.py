@@ -244,7 +244,8 @@ def embedding_fits(model) -> None:
 
 async def embed_texts(*, user, model, texts: list[str], purpose: str) -> list:
     """Vectors for ``texts``, one admitted and settled call per batch (billed to ``user``)."""
-    await sync_to_async(embedding_fits)(model)
+    if connection.vendor == "postgresql":  # SQLite holds any length: no trip to the database thread
+        await sync_to_async(embedding_fits)(model)
     want = embedding_dimensions(model)
     vectors: list = []
     batch = max(settings.PARLEY_EMBEDDING_BATCH, 1)
