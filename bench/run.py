@@ -54,6 +54,7 @@ SCENARIOS = {
     ),
     "search-sqlite": ("bench.search", ["--database", "sqlite"], ["--database", "sqlite", "--runs", "50"]),
     "search-postgres": ("bench.search", ["--database", "postgres"], ["--database", "postgres", "--runs", "50"]),
+    "local-embeddings": ("bench.local_embeddings", [], ["--passages", "64", "--haystack", "500"]),
     "floor": ("bench.floor", [], ["--replies", "10", "--long-runs", "2", "--levels", "10", "--databases", "sqlite"]),
 }
 

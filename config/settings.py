@@ -410,6 +410,9 @@ PARLEY_DEFAULT_MONTHLY_COST_BUDGET = env.str("PARLEY_DEFAULT_MONTHLY_COST_BUDGET
 PARLEY_ADMIN_CAN_READ_CONVERSATIONS = env.bool("PARLEY_ADMIN_CAN_READ_CONVERSATIONS", default=False)
 PARLEY_LOCAL_MODEL = env.str("PARLEY_LOCAL_MODEL", default="")
 PARLEY_LOCAL_PORT = env.int("PARLEY_LOCAL_PORT", default=8088)
+# The local model server's embedding model (documents offline): a GGUF path, "off", or empty for
+# all-MiniLM-L6-v2 converted at install time (chat/local/minilm.py, docs/local-models.md).
+PARLEY_LOCAL_EMBEDDING_MODEL = env.str("PARLEY_LOCAL_EMBEDDING_MODEL", default="")
 PARLEY_BACKGROUND_TASKS = env.bool("PARLEY_BACKGROUND_TASKS", default=True)
 # Documents (chat/services/documents.py): limits, chunking, the embedding model, the job lease.
 PARLEY_DOCUMENT_MAX_BYTES = env.int("PARLEY_DOCUMENT_MAX_BYTES", default=20 * 1024 * 1024)

@@ -292,6 +292,7 @@ class ChatModelForm(forms.ModelForm):
             "audio_price_per_minute",
             "speech_price_per_million_characters",
             "training_price_per_million",
+            "dimensions",
             "groups",
         ]
 
@@ -347,7 +348,7 @@ class ChatModelAdmin(admin.ModelAdmin):
     actions = ["make_default", "enable", "disable"]
     fieldsets = (
         (None, {"fields": ("provider", "model_id", "display_name", "kind", "vision", "enabled", "is_default")}),
-        (_("Limits"), {"fields": ("context_window", "max_output_tokens")}),
+        (_("Limits"), {"fields": ("context_window", "max_output_tokens", "dimensions")}),
         (
             _("Prices"),
             {

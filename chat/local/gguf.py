@@ -46,6 +46,10 @@ class ModelInfo:
     name: str
     context_length: int
     has_chat_template: bool
+    # <architecture>.embedding_length: the length of an embedding model's vectors.
+    embedding_length: int = 0
+    # <architecture>.pooling_type: set (1 mean, 2 CLS, 3 last) in embedding models' files.
+    pooling_type: int = 0
 
     @property
     def model_id(self) -> str:
@@ -116,4 +120,10 @@ def model_info(path: str | Path) -> ModelInfo:
         name=metadata.get("general.name") or path.stem,
         context_length=context_length,
         has_chat_template=bool(metadata.get("tokenizer.chat_template")),
+        embedding_length=_positive(metadata.get(f"{architecture}.embedding_length")),
+        pooling_type=_positive(metadata.get(f"{architecture}.pooling_type")),
     )
+
+
+def _positive(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

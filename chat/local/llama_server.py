@@ -4,6 +4,12 @@ chat.local.server starts this file as the model server's process (``python llama
 --model ... --port ...``, the flags of ``python -m llama_cpp.server``). It runs only there:
 it imports llama_cpp, which Parley's own processes never do.
 
+It also serves an embedding model beside the chat model when asked (``--parley_embedding_model
+PATH --parley_embedding_alias ID --parley_embedding_n_ctx N``, flags this file takes out of the
+command line before llama_cpp.server reads it): the server's own multi-model mode keeps one model
+loaded and reloads on every switch, so a chat reply and a document's embeddings in turn would
+each reload a model. Here both stay loaded; requests still run one at a time (the server's lock).
+
 Why it exists: llama-cpp-python 0.3.36 ignores ``"stream_options": {"include_usage": true}``,
 so a streamed reply carries no token counts and Parley could only estimate usage. This adds
 the chunk the OpenAI API defines for it, after the one with ``finish_reason``: same id,
@@ -20,6 +26,8 @@ import sys
 import llama_cpp
 from llama_cpp.server import __main__ as server_main
 from llama_cpp.server import app as server_app
+from llama_cpp.server import model as server_model
+from llama_cpp.server.settings import ModelSettings
 
 _generate = llama_cpp.Llama.generate
 _publish = server_app.get_event_publisher
@@ -88,7 +96,72 @@ async def get_event_publisher(request, inner_send_chan, body, body_model, llama_
     )
 
 
+_EMBEDDING_FLAGS = ("--parley_embedding_model", "--parley_embedding_alias", "--parley_embedding_n_ctx")
+
+
+def _take_flags(argv: list[str]) -> dict[str, str]:
+    """Remove this file's own ``--flag value`` pairs from ``argv`` (in place); return them."""
+    taken = {}
+    for flag in _EMBEDDING_FLAGS:
+        if flag in argv:
+            at = argv.index(flag)
+            taken[flag] = argv[at + 1]
+            del argv[at : at + 2]
+    return taken
+
+
+def _keep_models_loaded(extra: ModelSettings) -> None:
+    """LlamaProxy with ``extra`` added after the command line's model, every model loaded once
+    and kept (the stock proxy closes one to open another)."""
+    proxy = server_model.LlamaProxy
+    stock_init = proxy.__init__
+
+    def __init__(self, models):
+        stock_init(self, [*models, extra])  # loads models[0], the default (the chat model)
+        self._parley_loaded = {self._current_model_alias: self._current_model}
+        self(extra.model_alias)  # and the embedding model now, so a bad file fails the start
+
+    def __call__(self, model=None):
+        alias = model if model in self._model_settings_dict else self._default_model_alias
+        llama = self._parley_loaded.get(alias)
+        if llama is None:
+            llama = self.load_llama_from_model_settings(self._model_settings_dict[alias])
+            self._parley_loaded[alias] = llama
+        self._current_model, self._current_model_alias = llama, alias
+        return llama
+
+    def free(self):
+        for llama in self._parley_loaded.values():
+            llama.close()
+        self._parley_loaded.clear()
+        self._current_model = None
+
+    proxy.__init__ = __init__
+    proxy.__call__ = __call__
+    proxy.free = free
+
+
 def main() -> None:
+    flags = _take_flags(sys.argv)
+    if flags.get("--parley_embedding_model"):
+        n_ctx = int(flags.get("--parley_embedding_n_ctx", "512"))
+        _keep_models_loaded(
+            ModelSettings(
+                model=flags["--parley_embedding_model"],
+                model_alias=flags.get("--parley_embedding_alias"),
+                embedding=True,
+                # One input is at most the model's positions long; the server cuts it there.
+                n_ctx=n_ctx,
+                n_batch=n_ctx,
+                n_ubatch=n_ctx,
+                # One thread: on this project's 2-core machine, busy with daphne and the chat
+                # model, two threads embedded 3x slower than one (324 vs 991 tokens/s at load 5,
+                # docs/local-models.md); indexing runs in the background anyway.
+                n_threads=1,
+                n_threads_batch=1,
+                verbose=False,
+            )
+        )
     llama_cpp.Llama.generate = _counting_generate
     # create_chat_completion looks the publisher up in its module when a request streams.
     server_app.get_event_publisher = get_event_publisher

@@ -17,7 +17,7 @@ from django.db import transaction
 
 from chat.local import install
 from chat.local.gguf import ModelInfo
-from chat.models import ChatModel, Provider
+from chat.models import ChatModel, ModelKind, Provider
 
 LOCAL_PROVIDER_NAME = "Local"
 # PARLEY_LOCAL_MODEL=off turns the embedded default off altogether.
@@ -36,6 +36,18 @@ def local_model_path() -> Path | None:
     return install.bundled_model_path()
 
 
+def local_embedding_path() -> Path | None:
+    """The GGUF embedding model to serve beside the chat model (documents offline):
+    PARLEY_LOCAL_EMBEDDING_MODEL, else all-MiniLM-L6-v2 as converted at install time; None
+    when turned off or not installed."""
+    configured = settings.PARLEY_LOCAL_EMBEDDING_MODEL.strip()
+    if configured.lower() in _OFF:
+        return None
+    if configured:
+        return Path(configured).expanduser()
+    return install.embedding_model_path()
+
+
 def server_installed() -> bool:
     """llama-cpp-python's server and its web stack are importable (without importing them)."""
     return all(importlib.util.find_spec(name) is not None for name in ("llama_cpp", "uvicorn", "fastapi"))
@@ -50,9 +62,17 @@ def local_model_wanted() -> bool:
 
 @transaction.atomic
 def local_provider_register(
-    *, base_url: str, api_key: str, model: ModelInfo, context_window: int, max_output_tokens: int
+    *,
+    base_url: str,
+    api_key: str,
+    model: ModelInfo,
+    context_window: int,
+    max_output_tokens: int,
+    embedding: ModelInfo | None = None,
 ) -> ChatModel:
-    """Create or update the "Local" provider and its one model; make it the default if none is.
+    """Create or update the "Local" provider and its chat model; make it the default if none is.
+    With ``embedding``, the server's embedding model too (kind ``embedding``, its fixed vector
+    length in ``dimensions``): with no other provider enabled, documents are embedded with it.
 
     Moderation for the local provider is the blocklist only: llama.cpp has no /moderations.
     """
@@ -78,8 +98,28 @@ def local_provider_register(
             "enabled": True,
         },
     )
-    # The server serves one model: one left over from another PARLEY_LOCAL_MODEL is gone.
-    provider.chat_models.exclude(pk=chat_model.pk).update(enabled=False, is_default=False)
+    served = [chat_model.pk]
+    if embedding is not None:
+        embedding_model, _ = ChatModel.objects.update_or_create(
+            provider=provider,
+            model_id=embedding.model_id,
+            defaults={
+                "display_name": f"{embedding.model_id} (local)",
+                "kind": ModelKind.EMBEDDING,
+                # The longest input the model reads (its learnt positions); the server cuts longer ones.
+                "context_window": embedding.context_length,
+                "max_output_tokens": 0,
+                "dimensions": embedding.embedding_length or None,
+                "input_price_per_million": Decimal(0),
+                "output_price_per_million": Decimal(0),
+                "enabled": True,
+                "is_default": False,
+            },
+        )
+        served.append(embedding_model.pk)
+    # The server serves these models: one left over from another PARLEY_LOCAL_MODEL (or
+    # PARLEY_LOCAL_EMBEDDING_MODEL) is disabled, so its documents' vectors are not mixed with new ones.
+    provider.chat_models.exclude(pk__in=served).update(enabled=False, is_default=False)
     other_default = (
         ChatModel.objects.filter(is_default=True, enabled=True, provider__enabled=True)
         .exclude(pk=chat_model.pk)

@@ -56,6 +56,12 @@ def context_window(model: ModelInfo) -> int:
     return min(model.context_length, MAX_CONTEXT)
 
 
+def embedding_context(model: ModelInfo) -> int:
+    """An embedding model reads at most its learnt positions (512 for BERT models): the server
+    cuts a longer input there (llama-cpp-python's embed truncates to its batch, this size)."""
+    return min(model.context_length, 8192)
+
+
 def max_output_tokens(model: ModelInfo) -> int:
     """The reply budget Parley reserves for a local model.
 
@@ -101,6 +107,8 @@ class LocalServer:
     api_key: str = ""
     log_path: Path | None = None
     python: str = sys.executable
+    # An embedding model served by the same process (documents offline), or None.
+    embedding: ModelInfo | None = None
     process: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -133,6 +141,11 @@ class LocalServer:
             # tokens of SmolLM2, and twice the prompt-evaluation time. Last position only.
             "--logits_all",
             "false",
+            # By default the server ends a streaming reply ("[DONE]" mid-sentence) as soon as
+            # another request arrives: a document's embeddings, or another member's message,
+            # would cut a reply short. Requests wait their turn instead (one runs at a time).
+            "--interrupt_requests",
+            "false",
         ]
         # A GGUF with its own chat template (SmolLM2's is ChatML with its default system
         # prompt) is formatted by that template, which is what the model was trained on.
@@ -140,7 +153,21 @@ class LocalServer:
         # better guess for today's small instruct models.
         if not self.model.has_chat_template:
             command += ["--chat_format", "chatml"]
+        if self.embedding is not None:
+            # Read by llama_server.py, not by llama_cpp.server: the second model it keeps loaded.
+            command += [
+                "--parley_embedding_model",
+                str(self.embedding.path),
+                "--parley_embedding_alias",
+                self.embedding.model_id,
+                "--parley_embedding_n_ctx",
+                str(embedding_context(self.embedding)),
+            ]
         return command
+
+    @property
+    def model_ids(self) -> list[str]:
+        return [self.model_id] + ([self.embedding.model_id] if self.embedding is not None else [])
 
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in _PASSED_ENV or k.startswith(_PASSED_ENV_PREFIXES)}
@@ -209,7 +236,7 @@ class LocalServer:
                     f"the model server exited with status {self.process.returncode}" + self._log_tail()
                 )
             models = self._models()
-            if models is not None and self.model_id in models:
+            if models is not None and all(m in models for m in self.model_ids):
                 return time.monotonic() - started
             time.sleep(0.2)
         self.stop()

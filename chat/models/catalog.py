@@ -142,6 +142,19 @@ class ChatModel(models.Model):
     vision = models.BooleanField(
         _("accepts images"), default=False, help_text=_("The model reads images attached to a message.")
     )
+    # Embedding models: the length of the vectors a model answers when it is fixed (a local
+    # model: 384 for all-MiniLM-L6-v2). Empty for a model that is asked for
+    # PARLEY_EMBEDDING_DIMENSIONS numbers (OpenAI's text-embedding-3 take a `dimensions` parameter).
+    # chat/services/documents.py, embedding_dimensions; docs/local-models.md.
+    dimensions = models.PositiveIntegerField(
+        _("vector length"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Embedding models with a fixed vector length only; leave empty for a model that takes a "
+            "length (PARLEY_EMBEDDING_DIMENSIONS)."
+        ),
+    )
     enabled = models.BooleanField(_("enabled"), default=True)
     is_default = models.BooleanField(_("default"), default=False)
     groups = models.ManyToManyField(

@@ -20,7 +20,7 @@ from datetime import timedelta
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -199,8 +199,54 @@ def embedding_model(user):
     return model
 
 
+def embedding_dimensions(model) -> int:
+    """The length of the vectors ``model`` answers: its own when fixed (``ChatModel.dimensions``,
+    a local model), else PARLEY_EMBEDDING_DIMENSIONS, which is asked of it."""
+    return model.dimensions or settings.PARLEY_EMBEDDING_DIMENSIONS
+
+
+_COLUMN_DIMENSIONS: dict[str, int | None] = {}
+
+
+def vector_column_dimensions() -> int | None:
+    """The size of the passages' ``vector`` column on PostgreSQL (fixed when the table was
+    made, from PARLEY_EMBEDDING_DIMENSIONS then), read from the catalog once per process;
+    None on SQLite, whose vectors are bytes of any length."""
+    if connection.vendor != "postgresql":
+        return None
+    alias = connection.alias
+    if alias not in _COLUMN_DIMENSIONS:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT atttypmod FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'embedding'",
+                [Chunk._meta.db_table],
+            )
+            row = cursor.fetchone()
+        _COLUMN_DIMENSIONS[alias] = int(row[0]) if row and row[0] and row[0] > 0 else None
+    return _COLUMN_DIMENSIONS[alias]
+
+
+def embedding_fits(model) -> None:
+    """Refuse, before any call, a model whose vectors the database cannot hold: on PostgreSQL
+    the column's size is fixed (docs/local-models.md, "The vector length")."""
+    want, column = embedding_dimensions(model), vector_column_dimensions()
+    if column is not None and want != column:
+        raise ParleyError(
+            _(
+                "The embedding model %(model)s answers vectors of %(got)s numbers, and this database "
+                "holds vectors of %(want)s: pick another embedding model, or see docs/local-models.md "
+                "to change the vector length."
+            )
+            % {"model": model.model_id, "got": want, "want": column},
+            code="embedding_dimensions",
+        )
+
+
 async def embed_texts(*, user, model, texts: list[str], purpose: str) -> list:
     """Vectors for ``texts``, one admitted and settled call per batch (billed to ``user``)."""
+    if connection.vendor == "postgresql":  # SQLite holds any length: no trip to the database thread
+        await sync_to_async(embedding_fits)(model)
+    want = embedding_dimensions(model)
     vectors: list = []
     batch = max(settings.PARLEY_EMBEDDING_BATCH, 1)
     for start in range(0, len(texts), batch):
@@ -220,15 +266,16 @@ async def embed_texts(*, user, model, texts: list[str], purpose: str) -> list:
                 model.model_id,
                 part,
                 user=call.admission.pseudonym,
-                dimensions=settings.PARLEY_EMBEDDING_DIMENSIONS,
+                # A model of fixed length is not asked for one (llama.cpp ignores the field).
+                dimensions=None if model.dimensions else want,
             )
             call.usage = Units(input_tokens=result.prompt_tokens or estimate.input_tokens)
             call.estimated = not result.prompt_tokens
         for vector in result.vectors:
-            if len(vector) != settings.PARLEY_EMBEDDING_DIMENSIONS:
+            if len(vector) != want:
                 raise ParleyError(
                     _("The embedding model answered vectors of %(got)s numbers; Parley is set up for %(want)s.")
-                    % {"got": len(vector), "want": settings.PARLEY_EMBEDDING_DIMENSIONS},
+                    % {"got": len(vector), "want": want},
                     code="embedding_dimensions",
                 )
         vectors.extend(result.vectors)

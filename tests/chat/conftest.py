@@ -25,7 +25,7 @@ def _require_local_group():
     from chat.local import install
     from chat.local.provider import server_installed
 
-    if server_installed() and install.bundled_model_path() is not None:
+    if server_installed() and install.bundled_model_path() is not None and install.embedding_model_path() is not None:
         return
     message = "the local model group is not installed: run `.venv/bin/python -m chat.local.install`"
     if os.environ.get("CI"):
@@ -35,13 +35,15 @@ def _require_local_group():
 
 @pytest.fixture(scope="session")
 def local_llama(tmp_path_factory):
-    """The running llama.cpp server (a chat.local.server.LocalServer)."""
+    """The running llama.cpp server (a chat.local.server.LocalServer), with SmolLM2 and the
+    embedding model all-MiniLM-L6-v2, as ``manage.py serve`` starts it."""
     _require_local_group()
     from chat.local import gguf, install
     from chat.local.server import LocalServer, free_port
 
     server = LocalServer(
         model=gguf.model_info(install.bundled_model_path()),
+        embedding=gguf.model_info(install.embedding_model_path()),
         port=free_port(),
         log_path=tmp_path_factory.mktemp("llama") / "llama-server.log",
     )
@@ -61,7 +63,8 @@ def local_llama_server(local_llama):
 
 @pytest.fixture
 def local_model(db, local_llama):
-    """The provider "Local" pointing at the real server, with SmolLM2 as the default model."""
+    """The provider "Local" pointing at the real server, with SmolLM2 as the default model and
+    all-MiniLM-L6-v2 as its embedding model."""
     from chat.local.provider import local_provider_register
     from chat.local.server import context_window, max_output_tokens
 
@@ -71,6 +74,7 @@ def local_model(db, local_llama):
         model=local_llama.model,
         context_window=context_window(local_llama.model),
         max_output_tokens=max_output_tokens(local_llama.model),
+        embedding=local_llama.embedding,
     )
 
 

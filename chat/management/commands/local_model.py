@@ -9,7 +9,13 @@ from django.core.management.base import BaseCommand
 from django.utils.translation import gettext as _
 
 from chat.local import install
-from chat.local.provider import local_model_disabled, local_model_path, local_model_wanted, server_installed
+from chat.local.provider import (
+    local_embedding_path,
+    local_model_disabled,
+    local_model_path,
+    local_model_wanted,
+    server_installed,
+)
 
 
 class Command(BaseCommand):
@@ -30,6 +36,7 @@ class Command(BaseCommand):
             self.stdout.write(_("local model disabled: %(off)s") % {"off": local_model_disabled()})
             self.stdout.write(_("server installed: %(ok)s") % {"ok": server_installed()})
             self.stdout.write(_("model file: %(path)s") % {"path": local_model_path() or "-"})
+            self.stdout.write(_("embedding model file: %(path)s") % {"path": local_embedding_path() or "-"})
             return
         if not wanted or install.is_installed():
             return

@@ -22,9 +22,10 @@ from django.core.management.base import BaseCommand
 from django.db import connections
 from django.utils.translation import gettext as _
 
-from chat.local.gguf import GGUFError, model_info
+from chat.local.gguf import GGUFError, ModelInfo, model_info
 from chat.local.messages import how_to_add_a_provider
 from chat.local.provider import (
+    local_embedding_path,
     local_model_path,
     local_model_wanted,
     local_provider_disable,
@@ -98,8 +99,10 @@ class Command(BaseCommand):
             if not path.is_file():
                 raise GGUFError(_("%(path)s does not exist (PARLEY_LOCAL_MODEL)") % {"path": path})
             model = model_info(path)
+            embedding = self.local_embedding_model()
             server = LocalServer(
                 model=model,
+                embedding=embedding,
                 port=settings.PARLEY_LOCAL_PORT,
                 # Only Parley talks to it: a key per start keeps other local users' programs out.
                 api_key=secrets.token_urlsafe(32),
@@ -110,8 +113,18 @@ class Command(BaseCommand):
                 % {"model": model.model_id, "url": server.base_url}
             )
             sys.stdout.flush()
-            server.start()
-            seconds = server.wait_ready(timeout=LOCAL_START_TIMEOUT)
+            try:
+                server.start()
+                seconds = server.wait_ready(timeout=LOCAL_START_TIMEOUT)
+            except LocalServerError as exc:
+                if embedding is None:
+                    raise
+                # Chat must not be lost to a bad embedding file: start again without it.
+                self.stderr.write(_("The local embedding model is left out: %(error)s") % {"error": exc})
+                server.stop()
+                server.embedding = embedding = None
+                server.start()
+                seconds = server.wait_ready(timeout=LOCAL_START_TIMEOUT)
         except (GGUFError, LocalServerError, OSError) as exc:
             local_provider_disable()
             self.stderr.write(_("The local model did not start: %(error)s") % {"error": exc})
@@ -123,12 +136,36 @@ class Command(BaseCommand):
             model=model,
             context_window=context_window(model),
             max_output_tokens=max_output_tokens(model),
+            embedding=embedding,
         )
         self.stdout.write(
             _('Local model ready in %(seconds).1f s: provider "Local", model %(model)s, %(context)s tokens of context.')
             % {"seconds": seconds, "model": chat_model.model_id, "context": chat_model.context_window}
         )
+        if embedding is not None:
+            self.stdout.write(
+                _("Documents are embedded offline with %(model)s (vectors of %(dimensions)s numbers).")
+                % {"model": embedding.model_id, "dimensions": embedding.embedding_length}
+            )
         return server
+
+    def local_embedding_model(self) -> ModelInfo | None:
+        """The embedding model the local server serves beside the chat model, or None (then
+        documents need a provider's embedding model): a missing or unusable file is said, and
+        the chat model starts without it."""
+        path = local_embedding_path()
+        if path is None:
+            return None
+        try:
+            if not path.is_file():
+                raise GGUFError(_("%(path)s does not exist (PARLEY_LOCAL_EMBEDDING_MODEL)") % {"path": path})
+            embedding = model_info(path)
+            if not embedding.embedding_length or not embedding.pooling_type:
+                raise GGUFError(_("%(path)s is not an embedding model (it says no pooling type)") % {"path": path})
+        except (GGUFError, OSError) as exc:
+            self.stderr.write(_("The local embedding model is left out: %(error)s") % {"error": exc})
+            return None
+        return embedding
 
     def supervise(self, argv: list[str], local: LocalServer) -> None:
         """Without PR_SET_PDEATHSIG: run daphne as a child and stop the model server after it."""

@@ -46,6 +46,19 @@ def write_gguf(path: Path, metadata: dict) -> Path:
     return path
 
 
+def minilm_like_metadata(**overrides) -> dict:
+    metadata = {
+        "general.architecture": "bert",
+        "general.name": "all-MiniLM-L6-v2",
+        "bert.context_length": 512,
+        "bert.embedding_length": 384,
+        "bert.pooling_type": 1,
+        "tokenizer.ggml.model": "bert",
+    }
+    metadata.update(overrides)
+    return {k: v for k, v in metadata.items() if v is not None}
+
+
 def smol_like_metadata(**overrides) -> dict:
     metadata = {
         "general.architecture": "llama",
@@ -77,7 +90,12 @@ FAKE_SERVER = textwrap.dedent(
     parser.add_argument("--verbose")
     parser.add_argument("--logits_all")
     parser.add_argument("--chat_format")
+    parser.add_argument("--interrupt_requests")
+    parser.add_argument("--parley_embedding_model")
+    parser.add_argument("--parley_embedding_alias")
+    parser.add_argument("--parley_embedding_n_ctx")
     args = parser.parse_args()
+    served = [args.model_alias] + ([args.parley_embedding_alias] if args.parley_embedding_alias else [])
     key = os.environ.get("API_KEY", "")
     print("fake llama server", args.model_alias, "env PORT", os.environ.get("PORT"), flush=True)
     if os.environ.get("LLAMA_FAKE_CRASH"):
@@ -90,7 +108,7 @@ FAKE_SERVER = textwrap.dedent(
                 self.send_response(401)
                 self.end_headers()
                 return
-            body = json.dumps({"object": "list", "data": [{"id": args.model_alias, "object": "model"}]}).encode()
+            body = json.dumps({"object": "list", "data": [{"id": m, "object": "model"} for m in served]}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

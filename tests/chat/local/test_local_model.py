@@ -354,7 +354,7 @@ def test_serve_starts_and_registers_the_local_model(monkeypatch, no_openai_key, 
         assert provider.base_url == f"http://127.0.0.1:{no_openai_key.PARLEY_LOCAL_PORT}/v1"
         # The server only answers with the per-start key that Parley stored for it.
         assert provider.api_key == server.api_key and len(server.api_key) > 20
-        assert ChatModel.objects.get(provider=provider).is_default is True
+        assert ChatModel.objects.get(provider=provider, kind="chat").is_default is True
         assert "Local model ready" in out.getvalue()
         assert (tmp_path / "local-model.log").exists()
     finally:

@@ -78,7 +78,8 @@ def test_the_bundled_model_is_smollm2_with_an_8k_context_window():
 def test_it_lists_the_bundled_model(local_llama_server):
     models = _get(f"{local_llama_server}/models")
 
-    assert [m["id"] for m in models["data"]] == [MODEL_ID]
+    # The chat model first (the server's default), then the embedding model served beside it.
+    assert [m["id"] for m in models["data"]] == [MODEL_ID, "all-MiniLM-L6-v2.f16"]
 
 
 def test_it_streams_a_reply_in_openai_chunks_with_a_usage_chunk(local_llama_server):
@@ -200,8 +201,11 @@ def test_serve_runs_parley_with_the_local_model_and_stops_it_with_parley(tmp_pat
         with sqlite3.connect(tmp_path / "parley.sqlite3") as db:
             provider = db.execute("SELECT base_url, enabled, use_moderation FROM chat_provider WHERE name='Local'")
             assert provider.fetchone() == (f"http://127.0.0.1:{local_port}/v1", 1, 0)
-            model = db.execute("SELECT model_id, context_window, is_default FROM chat_chatmodel").fetchall()
-            assert model == [(MODEL_ID, 8192, 1)]
+            model = db.execute(
+                "SELECT model_id, kind, context_window, dimensions, is_default FROM chat_chatmodel ORDER BY kind"
+            ).fetchall()
+            assert model == [(MODEL_ID, "chat", 8192, None, 1), ("all-MiniLM-L6-v2.f16", "embedding", 512, 384, 0)]
+        assert "Documents are embedded offline with all-MiniLM-L6-v2.f16" in output
 
         # The model server demands the key Parley stored: nobody else on the machine can use it.
         with pytest.raises(urllib.error.HTTPError) as refused:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0017_message_search'),
+        ('chat', '0018_chatmodel_dimensions'),
     ]
 
     operations = [
