@@ -158,6 +158,13 @@ if REDIS_URL:
                 # then timed out and its consumer died (close 1011). Reads may take longer.
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
                 "capacity": env.int("PARLEY_LAYER_CAPACITY", default=1000),
+                # channels-redis keeps the messages of all of a process's sockets in one Redis
+                # key, checked against the capacity of their channel names: with the default
+                # above, a worker streaming 20 replies on a busy machine fell 1,000 messages
+                # behind and deltas and the end of replies were dropped silently (issue 21's
+                # two-workers bench). The bound per socket stays PARLEY_LAYER_CAPACITY (the
+                # process's buffer per channel, T42); this one bounds a worker's backlog.
+                "channel_capacity": {"specific.*": env.int("PARLEY_LAYER_PROCESS_CAPACITY", default=100_000)},
             },
         }
     }
