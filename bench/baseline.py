@@ -21,6 +21,7 @@ import time
 
 from bench.clients import Direct, Reply, Tab, prompt
 from bench.concurrency import TOKEN_DELAY, TOKENS, _direct, _through_parley, _warm
+from bench.floor import FLOOR_APP
 from bench.harness import (
     FakeUpstream,
     Parley,
@@ -36,7 +37,6 @@ from bench.harness import (
 )
 from bench.relay import _check
 
-FLOOR_APP = "bench.floor_app:application"
 FLOOR = "floor"
 CURRENT = "this tree"
 SHORT = 200

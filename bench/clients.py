@@ -24,12 +24,27 @@ from bench.harness import MODEL_ID
 from tests.fakeupstream import default_reply
 
 
-def prompt(tokens: int, token_delay: float, tag: str) -> str:
-    """A user message that makes the fake upstream answer ``tokens`` deltas ``token_delay`` apart.
+def prompt(tokens: int, token_delay: float, tag: str, first_token_delay: float = 0) -> str:
+    """A user message that makes the fake upstream answer ``tokens`` deltas ``token_delay`` apart,
+    the first ``first_token_delay`` seconds after the request.
 
     ``tag`` makes each reply's text different (the fake picks its words by a hash of the message).
     """
-    return f"bench {tag} [[fake tokens={tokens} token_delay={token_delay:g}]]"
+    first = f" first_token_delay={first_token_delay:g}" if first_token_delay else ""
+    return f"bench {tag} [[fake tokens={tokens} token_delay={token_delay:g}{first}]]"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the upstream streams for each reply of a load: how many tokens, how far apart, and
+    after how long the first (a real model thinks before its first token)."""
+
+    tokens: int = 200
+    token_delay: float = 0.02
+    first_token_delay: float = 0.0
+
+    def prompt(self, tag: str) -> str:
+        return prompt(self.tokens, self.token_delay, tag, self.first_token_delay)
 
 
 def expected_text(content: str, tokens: int) -> str:
@@ -75,8 +90,12 @@ class Tab:
     async def close(self) -> None:
         await self.ws.close()
 
-    async def ask(self, content: str, *, conversation_id: str | None = None, timeout: float = 120) -> Reply:
-        reply = Reply()
+    async def ask(
+        self, content: str, *, conversation_id: str | None = None, timeout: float = 120, reply: Reply | None = None
+    ) -> Reply:
+        """Send ``content`` and read its reply to the end; ``reply``: the caller's object to fill,
+        to watch it while it streams (its ``ttft`` is set at the first token)."""
+        reply = reply if reply is not None else Reply()
         client_id = f"b{time.perf_counter_ns()}"
         frame = {"type": "send", "conversation_id": conversation_id, "client_id": client_id, "content": content}
         started = time.perf_counter()

@@ -21,7 +21,7 @@ import asyncio
 import sys
 import time
 
-from bench.clients import Direct, Reply, Tab, expected_text, prompt
+from bench.clients import Direct, Reply, Shape, Tab, expected_text, prompt
 from bench.harness import (
     FakeUpstream,
     Parley,
@@ -37,6 +37,7 @@ from bench.harness import (
 
 TOKENS = 200
 TOKEN_DELAY = 0.02
+SHAPE = Shape(TOKENS, TOKEN_DELAY)
 OPEN_BATCH = 25  # sockets opened at a time (daphne listens with a backlog of 50)
 JUDGED_LEVEL = 200
 
@@ -48,34 +49,48 @@ async def _gather_in_batches(factories, size: int = OPEN_BATCH) -> list:
     return out
 
 
-async def _direct(upstream: FakeUpstream, n: int, tag: str) -> list[Reply]:
+async def _direct(upstream: FakeUpstream, n: int, tag: str, shape: Shape = SHAPE) -> list[Reply]:
     clients = await _gather_in_batches([Direct(upstream.port).open for _ in range(n)])
     try:
-        contents = [prompt(TOKENS, TOKEN_DELAY, f"{tag}-direct-{i}") for i in range(n)]
+        contents = [shape.prompt(f"{tag}-direct-{i}") for i in range(n)]
         replies = await asyncio.gather(*(c.ask(text) for c, text in zip(clients, contents, strict=True)))
     finally:
         await asyncio.gather(*(c.close() for c in clients))
     for reply, content in zip(replies, contents, strict=True):
-        if reply.ok and reply.text != expected_text(content, TOKENS):
+        if reply.ok and reply.text != expected_text(content, shape.tokens):
             reply.error = "text differs from what the upstream sent"
     return list(replies)
 
 
-async def _through_parley(parley: Parley, n: int, tag: str) -> tuple[list[Reply], list[str], float]:
-    """N replies at once; returns them, their contents, and daphne's CPU seconds while they ran."""
+async def _through_parley(
+    parley: Parley,
+    n: int,
+    tag: str,
+    shape: Shape = SHAPE,
+    fronts: list[tuple[str, str]] | None = None,
+    cpu_of=None,
+) -> tuple[list[Reply], list[str], float]:
+    """N replies at once; returns them, their contents, and daphne's CPU seconds while they ran.
+
+    ``fronts``: (websocket URL, origin) pairs the tabs open in turn instead of this daphne's
+    (several workers, or a proxy in front of them); ``cpu_of``: a function giving the CPU
+    seconds to count instead of this daphne's.
+    """
+    fronts = fronts or [(parley.ws_url, parley.origin)]
+    cpu_seconds = cpu_of or (lambda: parley.stat().cpu_seconds)
     tabs = await _gather_in_batches(
-        [lambda s=s: Tab.open(parley.ws_url, parley.origin, s) for s in parley.sessions[:n]]
+        [lambda i=i, s=s: Tab.open(*fronts[i % len(fronts)], s) for i, s in enumerate(parley.sessions[:n])]
     )
     try:
         await asyncio.sleep(0.5)  # let the server finish the handshakes before the clock starts
-        contents = [prompt(TOKENS, TOKEN_DELAY, f"{tag}-parley-{i}") for i in range(n)]
-        before = parley.stat().cpu_seconds
+        contents = [shape.prompt(f"{tag}-parley-{i}") for i in range(n)]
+        before = cpu_seconds()
         replies = await asyncio.gather(*(t.ask(text) for t, text in zip(tabs, contents, strict=True)))
-        cpu = parley.stat().cpu_seconds - before
+        cpu = cpu_seconds() - before
     finally:
         await asyncio.gather(*(t.close() for t in tabs), return_exceptions=True)
     for reply, content in zip(replies, contents, strict=True):
-        if reply.ok and reply.text != expected_text(content, TOKENS):
+        if reply.ok and reply.text != expected_text(content, shape.tokens):
             reply.error = "streamed text differs from what the upstream sent"
     return list(replies), contents, cpu
 

@@ -45,7 +45,8 @@ SCENARIOS = {
     "queries-postgres": ("bench.queries", ["--database", "postgres"], ["--database", "postgres", "--runs", "10"]),
     "footprint": ("bench.footprint", ["--starts", "3"], ["--starts", "2"]),
     "page": ("bench.page_weight", [], []),
-    "api": ("bench.api", [], ["--replies", "10", "--long-runs", "1", "--at-once", "50"]),
+    "api": ("bench.api", [], ["--replies", "10", "--long-runs", "1"]),
+    "load": ("bench.load", [], ["--rounds", "1"]),
     "retrieval-sqlite": ("bench.retrieval", ["--database", "sqlite"], ["--database", "sqlite", "--chunks", "10000"]),
     "retrieval-postgres": (
         "bench.retrieval",

@@ -4,7 +4,8 @@
 
 In process, on a temporary SQLite file (or DATABASE_URL's server), one member, one provider
 and one model: prints each query of one new chat and one follow-up (``--show``) and their
-counts, and the median in-process time of ``turn_start`` over ``--runs`` new chats. The
+counts, and the median in-process time of ``turn_start`` over ``--runs`` new chats, wall and
+CPU (the thread's own, which a loaded machine stretches much less). The
 replies are settled as stopped right after, so the member never has more than one streaming.
 """
 
@@ -65,11 +66,11 @@ def main(argv=None) -> int:
     def one(conversation_id=None, tag=""):
         user = fresh_user()
         with CaptureQueriesContext(connection) as ctx:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             start = turn_start(
                 user=user, conversation_id=conversation_id, client_id=f"c{time.perf_counter_ns()}", content=tag
             )
-            elapsed = time.perf_counter() - started
+            elapsed = time.perf_counter() - started, time.thread_time() - cpu
         if start.plan is None:
             raise SystemExit(f"the reply was refused: {start.refusal!r}")
         settle(start)
@@ -84,7 +85,8 @@ def main(argv=None) -> int:
             for q in queries:
                 print("   ", q["sql"][:160])
     times = [one(tag=f"run {i}")[2] for i in range(args.runs)]
-    print(f"turn_start, new chat: median {statistics.median(times) * 1000:.2f} ms over {args.runs} (in process)")
+    wall, cpu = (statistics.median(t[k] for t in times) * 1000 for k in (0, 1))
+    print(f"turn_start, new chat: median {wall:.2f} ms, {cpu:.2f} ms of CPU, over {args.runs} (in process)")
     return 0
 
 

@@ -11,6 +11,11 @@ class ChatConfig(AppConfig):
 
         connect_signals()
 
+        # Catalog and grant changes made in any process reach every process's copy.
+        from chat.core.grants import connect_signals as connect_grant_signals
+
+        connect_grant_signals()
+
         # A stored file goes with its row, whatever deletes the row.
         from chat.media.signals import connect_signals as connect_media_signals
 

@@ -156,8 +156,25 @@ if REDIS_URL:
                 # redis-py 8 gives connections a 5 s read timeout, as long as the 5 s blocking
                 # BZPOPMIN with which channels-redis waits for messages: an idle socket's read
                 # then timed out and its consumer died (close 1011). Reads may take longer.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
+                # redis-py 8 also caps a pool at 100 connections and then fails instead of
+                # waiting: a worker streaming 200 replies sends on more at once (issue 21's
+                # two-workers bench: "Too many connections", deltas lost, sockets closed 1011).
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 30,
+                        "socket_connect_timeout": 5,
+                        "max_connections": env.int("PARLEY_REDIS_MAX_CONNECTIONS", default=2000),
+                    }
+                ],
                 "capacity": env.int("PARLEY_LAYER_CAPACITY", default=1000),
+                # channels-redis keeps the messages of all of a process's sockets in one Redis
+                # key, checked against the capacity of their channel names: with the default
+                # above, a worker streaming 20 replies on a busy machine fell 1,000 messages
+                # behind and deltas and the end of replies were dropped silently (issue 21's
+                # two-workers bench). The bound per socket stays PARLEY_LAYER_CAPACITY (the
+                # process's buffer per channel, T42); this one bounds a worker's backlog.
+                "channel_capacity": {"specific.*": env.int("PARLEY_LAYER_PROCESS_CAPACITY", default=100_000)},
             },
         }
     }

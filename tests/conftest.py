@@ -95,7 +95,11 @@ def _empty_cache():
     # (or run) reuses: each test starts with it empty.
     from django.core.cache import cache
 
+    from chat.core import grants
+
     cache.clear()
+    # The process's copy of the catalog: a rolled-back database can reuse ids under it.
+    grants.forget()
 
 
 @pytest.fixture(autouse=True)

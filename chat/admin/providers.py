@@ -20,6 +20,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from chat import crypto
 from chat.catalog.providers import provider_sync_models
+from chat.core import grants
 from chat.errors import ParleyError
 from chat.models import ChatModel, Provider
 from chat.upstream import client, redact, wire
@@ -391,9 +392,11 @@ class ChatModelAdmin(admin.ModelAdmin):
     @admin.action(description=_("Enable the selected models"), permissions=["change"])
     def enable(self, request, queryset):
         n = queryset.update(enabled=True)
+        grants.catalog_changed()  # QuerySet.update sends no signal
         self.message_user(request, ngettext("%(n)d model enabled.", "%(n)d models enabled.", n) % {"n": n})
 
     @admin.action(description=_("Disable the selected models"), permissions=["change"])
     def disable(self, request, queryset):
         n = queryset.update(enabled=False)
+        grants.catalog_changed()  # QuerySet.update sends no signal: the workers' copies must go
         self.message_user(request, ngettext("%(n)d model disabled.", "%(n)d models disabled.", n) % {"n": n})

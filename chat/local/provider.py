@@ -15,6 +15,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from chat.core import grants
 from chat.local import install
 from chat.local.gguf import ModelInfo
 from chat.models import ChatModel, ModelKind, Provider
@@ -120,6 +121,7 @@ def local_provider_register(
     # The server serves these models: one left over from another PARLEY_LOCAL_MODEL (or
     # PARLEY_LOCAL_EMBEDDING_MODEL) is disabled, so its documents' vectors are not mixed with new ones.
     provider.chat_models.exclude(pk__in=served).update(enabled=False, is_default=False)
+    grants.catalog_changed()  # QuerySet.update sends no signal
     other_default = (
         ChatModel.objects.filter(is_default=True, enabled=True, provider__enabled=True)
         .exclude(pk=chat_model.pk)
@@ -136,4 +138,5 @@ def local_provider_disable() -> bool:
     updated = Provider.objects.filter(name=LOCAL_PROVIDER_NAME, enabled=True).update(enabled=False)
     if updated:
         ChatModel.objects.filter(provider__name=LOCAL_PROVIDER_NAME).update(is_default=False)
+        grants.catalog_changed()  # QuerySet.update sends no signal
     return bool(updated)

@@ -279,6 +279,8 @@ def turn_start(
             admitted=True,
             first_turn=saved.created_conversation,
             query_vector=query_vector,
+            # A message saved without images has none to read back (one statement fewer).
+            images=None if image_ids else [],
         )
     except ParleyError as exc:
         exc.detail.setdefault("message_id", str(saved.message.id))
@@ -311,6 +313,7 @@ def reply_begin(
     admitted: bool = False,
     first_turn: bool = False,
     query_vector=None,
+    images: list | None = None,
 ) -> ReplyPlan:
     """Check the rules and create the streaming assistant message that will hold the reply.
 
@@ -318,7 +321,8 @@ def reply_begin(
     conversation's model when the caller checked it for this member in the same call;
     ``admitted``: the request was counted against the member's rate already (turn_start).
     ``first_turn``: the conversation was created with ``question`` in this same call, so no
-    earlier message can exist for the moderation gate to read.
+    earlier message can exist for the moderation gate to read. ``images``: the question's
+    images when the caller knows them (none, for a message it saved without any); read otherwise.
     """
     if user is None:
         user = conversation.owner
@@ -330,7 +334,8 @@ def reply_begin(
         # A model that was disabled or ungranted since the conversation began is refused (T07).
         model = model_granted(user=user, model_id=conversation.model_id)
     # Images go to a model that reads them, or the reply is refused before any call.
-    images = message_images(question)
+    if images is None:
+        images = message_images(question)
     vision_check(model=model, images=images)
     with transaction.atomic():
         # Lock the conversation row: two sends racing into one conversation serialize here.
