@@ -14,7 +14,9 @@ deleted, the admin's enable and disable actions) bumps a version key in the shar
 once and again when the change commits, so every worker process reloads before its next
 check; a revoked grant is never used after the change has committed. Writes that bypass
 Django (raw SQL) are picked up within ``_MAX_AGE`` seconds, as is a change made by another
-process when there is no shared cache (no ``REDIS_URL``: one process, the in-memory cache).
+process when there is no shared cache (no ``REDIS_URL``: the in-memory cache is per process);
+a refusal is always checked against the database once, so a model or grant added elsewhere
+is usable at once.
 
 The copy holds the rows' stored values, the provider key encrypted as in the database (T24,
 T26); each call gets fresh model instances, and the key is decrypted into an endpoint just
@@ -59,7 +61,19 @@ def model_granted(*, user, model_id, kind: str = ModelKind.CHAT) -> ChatModel:
     (ModelUnavailable); no usable model at all is NoProvider. The same set as
     :func:`models_granted`, read from the process's copy of the catalog.
     """
-    rows = _catalog().granted(user.pk, kind)
+    try:
+        return _granted_in(_catalog(), user, model_id, kind)
+    except (ModelUnavailable, NoProvider):
+        # A refusal is checked against the database once before it is given: the copy may be
+        # older than a model or grant *added* by another process that had no shared cache to
+        # tell this one (the embedded default: the in-memory cache is per process; a model
+        # added with ``manage.py shell`` would otherwise be offered by the pickers, which read
+        # the database, and refused here for up to _MAX_AGE). Only refusals pay for it.
+        return _granted_in(_reload(), user, model_id, kind)
+
+
+def _granted_in(catalog: _Catalog, user, model_id, kind: str) -> ChatModel:
+    rows = catalog.granted(user.pk, kind)
     if model_id in (None, ""):
         row = (next((r for r in rows if r.is_default), None) if kind == ModelKind.CHAT else None) or (
             rows[0] if rows else None
@@ -173,6 +187,13 @@ def _catalog() -> _Catalog:
         if current is None or current.version != version or time.monotonic() - current.loaded_at >= _MAX_AGE:
             current = _current = _load(version)
     return current
+
+
+def _reload() -> _Catalog:
+    global _current
+    with _load_lock:
+        _current = _load(cache.get(_VERSION_KEY))
+        return _current
 
 
 def _bump() -> None:

@@ -226,3 +226,17 @@ def test_a_warm_reply_start_reads_no_grants(alice, model):
     sql = [q["sql"] for q in queries.captured_queries]
     assert not [s for s in sql if "chat_chatmodel_groups" in s or "auth_user_groups" in s]
     assert not [s for s in sql if s.startswith("SELECT") and '"chat_provider"' in s and "chat_conversation" not in s]
+
+
+def test_a_model_added_by_another_process_without_a_shared_cache_is_usable_at_once(alice, model):
+    # The embedded default: another process (``manage.py shell``) adds a model and this
+    # process's in-memory version never moves. The pickers (the database) offer it at once; a
+    # refusal from the old copy is checked against the database before it is given.
+    grants.model_granted(user=alice, model_id=model.pk)  # the copy is loaded
+    with elsewhere(version_too=True):
+        added = ChatModel.objects.create(provider=model.provider, model_id="tiny-context", context_window=400)
+    assert added.pk in {m.pk for m in grants.models_granted(user=alice)}
+    assert grants.model_granted(user=alice, model_id=added.pk).pk == added.pk
+    # A model nobody may use is still refused after that second look.
+    with pytest.raises(ModelUnavailable):
+        grants.model_granted(user=alice, model_id=added.pk + 1000)
