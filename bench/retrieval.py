@@ -24,6 +24,7 @@ time is reported.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import statistics
@@ -167,6 +168,29 @@ def _prompt_timings(user, conversation, labelled) -> list[float]:
     return timings
 
 
+@contextlib.contextmanager
+def embedding_calls_timed():
+    """While open, every embedding call (``chat.upstream.client.embed``) adds the seconds it took
+    to the one number in the yielded list: the upstream's share, reported beside Parley's own."""
+    from chat.upstream import client
+
+    waited = [0.0]
+    real_embed = client.embed
+
+    async def timed_embed(*args, **kwargs):
+        begun = time.perf_counter()
+        try:
+            return await real_embed(*args, **kwargs)
+        finally:
+            waited[0] += time.perf_counter() - begun
+
+    client.embed = timed_embed  # measured, not changed
+    try:
+        yield waited
+    finally:
+        client.embed = real_embed
+
+
 def _ingest(pages: int) -> dict:
     """A ``pages``-page text PDF from upload to ready, with the fake upstream (a real HTTP
     server in this process's thread) embedding its passages; the time the embedding calls took,
@@ -174,9 +198,7 @@ def _ingest(pages: int) -> dict:
     from django.contrib.auth import get_user_model
 
     from chat.models import Provider
-    from chat.services import documents as documents_service
     from chat.services.documents import document_index, document_upload
-    from chat.upstream import client
     from tests.documents_support import long_pdf, make_embedding_model
     from tests.fakeupstream import FakeUpstream
 
@@ -188,24 +210,11 @@ def _ingest(pages: int) -> dict:
         make_embedding_model(provider)
         user = get_user_model().objects.create_user("bench-ingest", password=None)
         data = long_pdf(pages, {pages // 2: "The access code of project Heron is BLUE-FALCON-7."})
-        waited = [0.0]
-        real_embed = client.embed
-
-        async def timed_embed(*args, **kwargs):
-            begun = time.perf_counter()
-            try:
-                return await real_embed(*args, **kwargs)
-            finally:
-                waited[0] += time.perf_counter() - begun
-
-        documents_service.client.embed = timed_embed  # measured, not changed
-        try:
+        with embedding_calls_timed() as waited:
             begun = time.perf_counter()
             document = document_upload(user=user, name="handbook.pdf", data=data)
             status = document_index(document.pk)
             total = time.perf_counter() - begun
-        finally:
-            documents_service.client.embed = real_embed
         assert status == "ready", status
         document.refresh_from_db()
         return {

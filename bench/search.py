@@ -27,7 +27,7 @@ import time
 
 from bench import prompt_build
 from bench.harness import Section, Target, emit, percentile, table
-from bench.retrieval import _name
+from bench.retrieval import _name, embedding_calls_timed
 
 PER_CONVERSATION = 10
 
@@ -80,8 +80,6 @@ def run(n_messages: int, runs: int) -> dict:
     from django.db import connection
 
     from chat.models import Provider
-    from chat.services import documents as documents_service
-    from chat.upstream import client
     from chat.web.api import conversation_page
     from tests.documents_support import make_embedding_model
     from tests.fakeupstream import FakeUpstream
@@ -103,37 +101,26 @@ def run(n_messages: int, runs: int) -> dict:
             cursor.execute("ANALYZE chat_messagechunk")
             cursor.execute("ANALYZE chat_message")
     upstream = FakeUpstream().start()
-    waited = [0.0]
-    real_embed = client.embed
-
-    async def timed_embed(*args, **kwargs):
-        begun = time.perf_counter()
-        try:
-            return await real_embed(*args, **kwargs)
-        finally:
-            waited[0] += time.perf_counter() - begun
-
     try:
-        provider = Provider(name="bench-upstream", base_url=upstream.base_url)
-        provider.api_key = "sk-bench-0123456789abcdef"
-        provider.save()
-        make_embedding_model(provider)
-        documents_service.client.embed = timed_embed  # measured, not changed
-        rng = random.Random(7)
-        picked = [rng.choice(topics) for _ in range(runs)]
-        conversation_page(user=user, query=" ".join(reversed(picked[0][1])))  # warm
-        timings, upstream_ms, first = [], [], 0
-        for conversation_id, words in picked:
-            query = " ".join(rng.sample(words, 3))
-            waited[0] = 0.0
-            begun = time.perf_counter()
-            page = conversation_page(user=user, query=query)
-            timings.append((time.perf_counter() - begun) * 1000)
-            upstream_ms.append(waited[0] * 1000)
-            assert page["search"]["meaning"] == "on", page["search"]
-            first += bool(page["conversations"]) and page["conversations"][0]["id"] == str(conversation_id)
+        with embedding_calls_timed() as waited:
+            provider = Provider(name="bench-upstream", base_url=upstream.base_url)
+            provider.api_key = "sk-bench-0123456789abcdef"
+            provider.save()
+            make_embedding_model(provider)
+            rng = random.Random(7)
+            picked = [rng.choice(topics) for _ in range(runs)]
+            conversation_page(user=user, query=" ".join(reversed(picked[0][1])))  # warm
+            timings, upstream_ms, first = [], [], 0
+            for conversation_id, words in picked:
+                query = " ".join(rng.sample(words, 3))
+                waited[0] = 0.0
+                begun = time.perf_counter()
+                page = conversation_page(user=user, query=query)
+                timings.append((time.perf_counter() - begun) * 1000)
+                upstream_ms.append(waited[0] * 1000)
+                assert page["search"]["meaning"] == "on", page["search"]
+                first += bool(page["conversations"]) and page["conversations"][0]["id"] == str(conversation_id)
     finally:
-        documents_service.client.embed = real_embed
         upstream.stop()
     own = [t - u for t, u in zip(timings, upstream_ms, strict=True)]
     return {

@@ -11,6 +11,7 @@ Screenshots go to test-artifacts/ (git-ignored).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -302,6 +303,29 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+@contextlib.contextmanager
+def embedding_worker(live, setup: str = ""):
+    """An embedding model in the live server's catalog (``setup``: more lines for its shell) and
+    a jobs worker (``manage.py db_worker``) beside daphne, as ``manage.py serve`` runs one."""
+    live.shell(
+        "from chat.models import ChatModel, Provider\n"
+        "ChatModel.objects.get_or_create(provider=Provider.objects.get(name='Fake upstream'),"
+        " model_id='text-embedding-3-small', defaults={'kind': 'embedding', 'display_name': 'Embedding'})\n" + setup
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--interval", "0.2"],
+        cwd=ROOT,
+        env=live.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        worker.terminate()
+        worker.wait(timeout=10)
 
 
 def shot(page, name: str):

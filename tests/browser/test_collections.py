@@ -13,13 +13,11 @@ from __future__ import annotations
 import base64
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ROOT, shot, sign_in, wait_for
+from tests.browser.conftest import embedding_worker, shot, sign_in, wait_for
 from tests.browser.test_chat import current_conversation_id, last_reply, open_new_chat, send, wait_reply_done
 from tests.chat.media.samples import png
 
@@ -33,20 +31,6 @@ CHANGED = NOTES.replace("412 nests", "530 nests")
 @pytest.fixture(scope="module")
 def worker(live, tmp_path_factory):
     """An embedding model in the catalog and an ingestion worker running; the files on disk."""
-    live.shell(
-        "from chat.models import ChatModel, Provider\n"
-        "ChatModel.objects.get_or_create(provider=Provider.objects.get(name='Fake upstream'),"
-        " model_id='text-embedding-3-small', defaults={'kind': 'embedding', 'display_name': 'Embedding'})\n"
-        # GPT-4o reads images; GPT-4o mini (the default) does not, as the fixtures made it.
-        "ChatModel.objects.filter(model_id='gpt-4o').update(vision=True)"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--interval", "0.2"],
-        cwd=ROOT,
-        env=live.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     folder = tmp_path_factory.mktemp("collection-files")
     (folder / "heron-survey.md").write_text(NOTES)
     (folder / "changed").mkdir()
@@ -54,9 +38,9 @@ def worker(live, tmp_path_factory):
     (folder / "fake.pdf").write_text("this is not a PDF")
     (folder / "dot.png").write_bytes(png(3, 3))
     (folder / "square.png").write_bytes(png(5, 5))
-    yield folder
-    process.terminate()
-    process.wait(timeout=10)
+    # GPT-4o reads images; GPT-4o mini (the default) does not, as the fixtures made it.
+    with embedding_worker(live, "ChatModel.objects.filter(model_id='gpt-4o').update(vision=True)"):
+        yield folder
 
 
 def make_collection(page, name: str):

@@ -7,13 +7,11 @@ ingestion worker (``manage.py db_worker``) beside daphne, as ``manage.py serve``
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ROOT, shot, sign_in
+from tests.browser.conftest import embedding_worker, shot, sign_in
 from tests.browser.test_chat import last_reply, open_new_chat, send, wait_reply_done
 from tests.documents_support import long_pdf
 
@@ -25,24 +23,11 @@ FACT = "The launch code of project Heron is BLUE-FALCON-7, kept in the north vau
 @pytest.fixture(scope="module")
 def documents(live, tmp_path_factory):
     """An embedding model in the catalog and an ingestion worker running; the PDF on disk."""
-    live.shell(
-        "from chat.models import ChatModel, Provider\n"
-        "ChatModel.objects.get_or_create(provider=Provider.objects.get(name='Fake upstream'),"
-        " model_id='text-embedding-3-small', defaults={'kind': 'embedding', 'display_name': 'Embedding'})"
-    )
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--interval", "0.2"],
-        cwd=ROOT,
-        env=live.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     folder = tmp_path_factory.mktemp("files")
     pdf = folder / "heron-report.pdf"
     pdf.write_bytes(long_pdf(60, {41: FACT}))
-    yield {"pdf": pdf}
-    worker.terminate()
-    worker.wait(timeout=10)
+    with embedding_worker(live):
+        yield {"pdf": pdf}
 
 
 def attach(page, path):

@@ -8,35 +8,20 @@ worker (``manage.py db_worker``) that embeds completed turns, as ``manage.py ser
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ROOT, shot, wait_for
+from tests.browser.conftest import embedding_worker, shot, wait_for
 from tests.browser.test_chat import open_new_chat, send, wait_reply_done
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def embedding_worker(live):
-    live.shell(
-        "from chat.models import ChatModel, Provider\n"
-        "ChatModel.objects.get_or_create(provider=Provider.objects.get(name='Fake upstream'),"
-        " model_id='text-embedding-3-small', defaults={'kind': 'embedding', 'display_name': 'Embedding'})"
-    )
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--interval", "0.2"],
-        cwd=ROOT,
-        env=live.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    yield
-    worker.terminate()
-    worker.wait(timeout=10)
+def search_worker(live):
+    with embedding_worker(live):
+        yield
 
 
 def embedded(live, conversation_id: str) -> bool:
@@ -47,7 +32,7 @@ def embedded(live, conversation_id: str) -> bool:
     return int(out.strip().splitlines()[-1]) >= 2
 
 
-def test_the_sidebar_search_finds_a_conversation_by_meaning(alice_page, live, watch, embedding_worker):
+def test_the_sidebar_search_finds_a_conversation_by_meaning(alice_page, live, watch, search_worker):
     page = alice_page
     open_new_chat(page)
     send(
