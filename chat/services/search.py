@@ -34,7 +34,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import numpy as np
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import connection, transaction
@@ -304,6 +303,8 @@ class _MemberMatrices:
         self._bytes = 0
 
     def get(self, owner_id) -> _Kept:
+        import numpy as np  # here, not at start-up: only a search by meaning needs it
+
         count, last = _count_max(owner_id)
         with self._lock:
             kept = self._kept.get(owner_id)
@@ -354,6 +355,8 @@ def _count_max(owner_id) -> tuple[int, int | None]:
 
 
 def _load(owner_id, after=None):
+    import numpy as np  # here, not at start-up: only a search by meaning needs it
+
     rows = MessageChunk.objects.filter(owner_id=owner_id)
     if after is not None:
         rows = rows.filter(pk__gt=after)
@@ -374,6 +377,8 @@ MATRICES = _MemberMatrices()
 
 def nearest_passages(owner_id, vector, limit: int = MEANING_CANDIDATES) -> list[tuple[int, str, float]]:
     """The member's passages nearest ``vector``: (chunk id, conversation id hex, cosine), best first."""
+    import numpy as np  # here, not at start-up: only a search by meaning needs it
+
     query = np.asarray(vector, dtype=np.float32)
     if connection.vendor == "postgresql":
         from pgvector import Vector
