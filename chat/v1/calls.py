@@ -374,12 +374,12 @@ class Relay:
 
     async def _pump(self, queue: asyncio.Queue) -> None:
         """Read the provider's chunks into ``queue`` while events() writes, then None; a
-        failure is queued in the chunks' place. The queue is bounded: a client that reads
-        slowly slows the reading of the provider, as before."""
+        failure (any exception) is queued in the chunks' place, so events() raises it. The
+        queue is bounded: a client that reads slowly slows the reading of the provider."""
         try:
             async for chunk in self.chunks:
                 await queue.put(chunk)
-        except ParleyError as exc:
+        except Exception as exc:  # noqa: BLE001 - not handled here: events() raises it
             await queue.put(exc)
         else:
             await queue.put(None)
@@ -407,7 +407,7 @@ class Relay:
                     if item is None:
                         ended = True
                         break
-                    if isinstance(item, ParleyError):
+                    if isinstance(item, Exception):
                         raise item
                     self._note(item)
                     out = self._relayed(item)

@@ -110,3 +110,16 @@ async def test_a_chunk_that_finds_nothing_waiting_is_written_alone():
 
     assert [w.count(b"data: ") for w in writes[:4]] == [1, 1, 1, 1]
     assert writes[4] == calls.DONE
+
+
+async def test_an_unexpected_failure_of_the_provider_stream_ends_the_answer_instead_of_hanging_it():
+    async def provider():
+        yield _chunk("b")
+        raise RuntimeError("a bug below the relay")
+
+    relay = _relay(provider(), first=_chunk("a"))
+
+    with pytest.raises(RuntimeError, match="a bug below the relay"):
+        async with asyncio.timeout(10):
+            [write async for write in relay.events()]
+    assert relay.settled
