@@ -351,6 +351,7 @@ class Relay:
         self.usage = None
         self.started = False
         self.settled = False
+        self._reader: asyncio.Future | None = None  # events()'s reader of the chunks
         # A client that leaves between this answer's start and its first byte cancels the
         # request's task before events() ever runs: settle then, not at the sweep's worst case.
         task = asyncio.current_task()
@@ -385,41 +386,38 @@ class Relay:
             await queue.put(None)
 
     async def events(self) -> AsyncIterator[bytes]:
-        """The answer's events. Under load, chunks that arrived while the previous write was
-        made go out together, in one write (the websocket coalesces its deltas the same way):
-        one event and one daphne write per chunk held a 5,000-token answer at 0.38x the
-        provider's rate (docs/performance.md). The first chunk, and any chunk that finds
-        nothing waiting, is written at once."""
+        """The answer's events. The chunks that arrived while the previous write was made go
+        out together, in one write (the websocket coalesces its deltas the same way): one
+        event and one daphne write per chunk held a 5,000-token answer at 0.38x the provider's
+        rate (docs/performance.md). The first chunk, and any chunk that finds nothing waiting,
+        is written at once; chunks before a failure are written before its error event."""
         self.started = True
         queue: asyncio.Queue = asyncio.Queue(maxsize=_PUMP_CHUNKS)
-        pump = None
+        queue.put_nowait(self.first)
+        self._reader = asyncio.ensure_future(self._pump(queue))
         try:
-            self._note(self.first)
-            out = self._relayed(self.first)
-            if out is not None:
-                yield out
-            pump = asyncio.ensure_future(self._pump(queue))
-            ended = False
-            while not ended:
-                item = await queue.get()
-                pieces: list[bytes] = []
-                while True:
-                    if item is None:
-                        ended = True
-                        break
-                    if isinstance(item, Exception):
-                        raise item
-                    self._note(item)
-                    out = self._relayed(item)
+            while True:
+                batch = [await queue.get()]
+                while not queue.empty():
+                    batch.append(queue.get_nowait())
+                last = batch[-1]
+                ended = last is None or isinstance(last, Exception)
+                if ended:
+                    batch.pop()  # the reader's last item: the end, or a failure
+                pieces = []
+                for chunk in batch:
+                    self._note(chunk)
+                    out = self._relayed(chunk)
                     if out is not None:
                         pieces.append(out)
-                    if queue.empty():
-                        break
-                    item = queue.get_nowait()
                 if pieces:
                     yield b"".join(pieces)
+                if isinstance(last, Exception):
+                    raise last
+                if ended:
+                    break
             # Settled before [DONE]: a client that has read the whole answer finds it billed.
-            await self._settle(pump)
+            await self._settle()
             if self.save:
                 await _save_text(self.caller, self.model, self.body, "".join(self.reply), self.finish, self.call)
             yield DONE
@@ -427,12 +425,12 @@ class Relay:
             # After the first chunk the status is sent: the OpenAI API reports a failure as an
             # error event, which the official clients raise.
             logger.info("API stream of member %s failed: %s", self.caller.user.pk, exc.code)
-            await self._settle(pump)
+            await self._settle()
             yield b"data: " + json.dumps(from_parley(exc).body()).encode() + b"\n\n"
         finally:
             # Also on a client that hung up: the task is cancelled here, the provider's
             # connection closed at once, and what was generated billed.
-            await self._settle(pump)
+            await self._settle()
 
     def _note(self, chunk: RawChunk) -> None:
         self.text.append(chunk.text)
@@ -444,12 +442,13 @@ class Relay:
                     self.reply.append(message_text((choice.get("delta") or {}).get("content")))
                     self.finish = choice.get("finish_reason") or self.finish
 
-    async def _settle(self, pump: asyncio.Future | None = None) -> None:
-        if pump is not None and not pump.done():
+    async def _settle(self) -> None:
+        reader = self._reader
+        if reader is not None and not reader.done():
             # The reader stops first: the chunks cannot be closed while it is inside them.
-            pump.cancel()
+            reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await pump
+                await reader
         if self.settled:
             return
         self.settled = True

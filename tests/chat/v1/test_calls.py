@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 from asgiref.sync import sync_to_async
 
+from chat.errors import ModelUnavailable
 from chat.models import Reservation, UsageKind, UsageRecord
 from chat.services.api_tokens import api_token_create
 from chat.upstream.wire import RawChunk
@@ -122,4 +123,20 @@ async def test_an_unexpected_failure_of_the_provider_stream_ends_the_answer_inst
     with pytest.raises(RuntimeError, match="a bug below the relay"):
         async with asyncio.timeout(10):
             [write async for write in relay.events()]
+    assert relay.settled
+
+
+async def test_the_chunks_before_a_provider_failure_are_written_before_its_error_event():
+    async def provider():
+        yield _chunk("b")
+        yield _chunk("c")
+        raise ModelUnavailable("The server is overloaded.")
+
+    relay = _relay(provider(), first=_chunk("a"))
+    written = b"".join([write async for write in relay.events()])
+
+    events = [event for event in written.split(b"\n\n") if event]
+    assert [b'"a"' in e for e in events[:3]] == [True, False, False]
+    assert b'"b"' in events[1] and b'"c"' in events[2]
+    assert len(events) == 4 and json.loads(events[3].removeprefix(b"data: "))["error"]
     assert relay.settled
