@@ -12,7 +12,7 @@
 2. **A realistic upstream** (``realistic``): ``--realistic`` replies at once, the upstream's
    first token after 300 ms, then one every 30 ms (200 tokens); p95 first token through Parley
    less the upstream's own p95 for the same N requests made straight to it just before (goal:
-   at most 100 ms).
+   at most 100 ms); the floor (bench/floor_app.py) on the same installation beside it.
 3. **Two workers** (``workers``): the team deployment's shape on this machine, PostgreSQL and
    Redis (channel layer and cache, database index ``PARLEY_BENCH_REDIS``), ``--workers-n``
    replies at once through Debian's nginx running deploy/nginx.conf (as tests/deploy does; two
@@ -41,6 +41,7 @@ from pathlib import Path
 
 from bench.clients import Direct, Reply, Shape, Tab, expected_text
 from bench.concurrency import _direct, _gather_in_batches, _through_parley, _warm
+from bench.floor import FLOOR, FLOOR_APP
 from bench.harness import (
     FakeUpstream,
     Parley,
@@ -180,15 +181,19 @@ def late_section(upstream: FakeUpstream, n: int) -> Section:
 def realistic_section(upstream: FakeUpstream, n: int) -> Section:
     tag = f"realistic-{time.time_ns()}"
     direct = asyncio.run(_direct(upstream, n, tag, REALISTIC))
+    runs: dict[str, tuple[list[Reply], float | None]] = {"upstream directly": (direct, None)}
     with Parley(upstream, members=n) as parley:
-        parley.start()
-        try:
-            asyncio.run(_warm(parley))
-            replies, _contents, cpu = asyncio.run(_through_parley(parley, n, tag, REALISTIC))
-        finally:
-            parley.stop()
+        # The floor (bench/floor_app.py: the fixed stack alone) on the same installation, first.
+        for name, server in ((FLOOR, parley.sibling(FLOOR_APP)), ("Parley", parley)):
+            server.start()
+            try:
+                asyncio.run(_warm(server))
+                got, _contents, cpu = asyncio.run(_through_parley(server, n, f"{tag}-{name[:5]}", REALISTIC))
+            finally:
+                server.stop()
+            runs[name] = (got, cpu)
     rows, data = [], {}
-    for name, got in (("upstream directly", direct), ("Parley", replies)):
+    for name, (got, cpu) in runs.items():
         ttft, total = _ok(got, "ttft"), _ok(got, "total")
         data[name] = {"ttft50": median(ttft), "ttft95": percentile(ttft, 95)}
         rows.append(
@@ -196,11 +201,14 @@ def realistic_section(upstream: FakeUpstream, n: int) -> Section:
                 name,
                 f"{ms(median(ttft))} / {ms(percentile(ttft, 95))}",
                 f"{ms(median(total))} / {ms(percentile(total, 95))}",
-                "" if name != "Parley" else f"{cpu / n * 1000:.1f}",
+                "" if cpu is None else f"{cpu / n * 1000:.1f}",
                 sum(1 for r in got if not r.ok),
             ]
         )
-    added = data["Parley"]["ttft95"] - data["upstream directly"]["ttft95"]
+    own = data["upstream directly"]["ttft95"]
+    added = data["Parley"]["ttft95"] - own
+    floor_added = data[FLOOR]["ttft95"] - own
+    replies = runs["Parley"][0]
     errors = sum(1 for r in replies if not r.ok)
     markdown = (
         f"{n} replies at once, one daphne process (SQLite); the upstream answers each after "
@@ -216,11 +224,18 @@ def realistic_section(upstream: FakeUpstream, n: int) -> Section:
             Target(
                 f"realistic upstream, {n} at once: p95 TTFT added",
                 f"≤ {REALISTIC_GOAL * 1000:.0f} ms",
-                f"{added * 1000:.0f} ms",
+                f"{added * 1000:.0f} ms (floor {floor_added * 1000:.0f} ms)",
                 errors == 0 and added <= REALISTIC_GOAL,
             )
         ],
-        data={**data, "cpu_ms": cpu / n * 1000, "errors": errors, "added_ms": added * 1000},
+        data={
+            **data,
+            "cpu_ms": (runs["Parley"][1] or 0) / n * 1000,
+            "floor_cpu_ms": (runs[FLOOR][1] or 0) / n * 1000,
+            "errors": errors,
+            "added_ms": added * 1000,
+            "floor_added_ms": floor_added * 1000,
+        },
     )
 
 

@@ -4,6 +4,7 @@
     python -m bench.profile long [--replies 3]           # 5,000-token replies, no delay
     python -m bench.profile concurrent [--replies 100]   # N replies at once, 20 ms between tokens
     python -m bench.profile api [--replies 100]          # N member API streams at once, 20 ms apart
+    python -m bench.profile starts [--replies 100]       # N replies sent at once: only their starts
 
 Samples daphne (all its threads, active time only) at 250 Hz with py-spy, writes the
 collapsed stacks to ``--out`` (default /tmp/parley-profile.txt; load it in speedscope or
@@ -25,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.clients import Direct, Tab, prompt
+from bench.clients import Direct, Shape, Tab, prompt
 from bench.concurrency import _gather_in_batches
 from bench.harness import FakeUpstream, Parley, _manage
 
@@ -49,6 +50,28 @@ async def _concurrent(parley: Parley, replies: int, tag: str) -> None:
     )
     try:
         results = await asyncio.gather(*(t.ask(prompt(200, 0.02, f"{tag}-{i}")) for i, t in enumerate(tabs)))
+        failed = [r.error for r in results if not r.ok]
+        if failed:
+            print(f"{len(failed)} replies failed, e.g. {failed[0]}", file=sys.stderr)
+    finally:
+        await asyncio.gather(*(t.close() for t in tabs), return_exceptions=True)
+
+
+# The upstream holds its first token back long after every start is done: what is sampled
+# until then is only the replies' starts (the samples end at STARTS_SAMPLED).
+STARTS = Shape(tokens=5, token_delay=0.0, first_token_delay=4.0)
+STARTS_SAMPLED = 3.0
+
+
+async def _starts(parley: Parley, replies: int, tag: str, spy: subprocess.Popen) -> None:
+    tabs = await _gather_in_batches(
+        [lambda s=s: Tab.open(parley.ws_url, parley.origin, s) for s in parley.sessions[:replies]]
+    )
+    try:
+        asked = asyncio.gather(*(t.ask(STARTS.prompt(f"{tag}-{i}")) for i, t in enumerate(tabs)))
+        await asyncio.sleep(STARTS_SAMPLED)
+        spy.send_signal(signal.SIGINT)
+        results = await asked
         failed = [r.error for r in results if not r.ok]
         if failed:
             print(f"{len(failed)} replies failed, e.g. {failed[0]}", file=sys.stderr)
@@ -120,14 +143,14 @@ def summarize(path: Path, top: int) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("load", choices=["single", "long", "concurrent", "api"])
+    parser.add_argument("load", choices=["single", "long", "concurrent", "api", "starts"])
     parser.add_argument("--replies", type=int)
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--out", default="/tmp/parley-profile.txt")
     parser.add_argument("--top", type=int, default=60)
     args = parser.parse_args(argv)
-    replies = args.replies or {"single": 50, "long": 3, "concurrent": 100, "api": 100}[args.load]
-    members = replies if args.load == "concurrent" else 1
+    replies = args.replies or {"single": 50, "long": 3, "concurrent": 100, "api": 100, "starts": 100}[args.load]
+    members = replies if args.load in ("concurrent", "starts") else 1
     out = Path(args.out)
     with FakeUpstream() as upstream, Parley(upstream, database=args.database, members=members) as parley:
         key = _manage(parley.env, "api_token", "create", "bench-0000", "--name", "profile").strip()
@@ -143,6 +166,8 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         if args.load == "concurrent":
             asyncio.run(_concurrent(parley, replies, "prof"))
+        elif args.load == "starts":
+            asyncio.run(_starts(parley, replies, "prof", spy))
         elif args.load == "api":
             asyncio.run(_api(parley, key, replies, "prof"))
         else:

@@ -257,6 +257,32 @@ async def test_without_moderation_on_the_provider_only_the_blocklist_runs(messag
     assert fake_upstream.requests == []
 
 
+async def test_a_gate_with_nothing_unchecked_makes_no_trip_to_the_database_thread(
+    message, provider, fake_upstream, monkeypatch
+):
+    # A trip waits behind every reply start queued on the one database thread: at 100 replies
+    # at once it held each reply's request until all 100 had started (docs/performance.md).
+    trips = []
+    real = moderation._passed
+    monkeypatch.setattr(moderation, "_passed", lambda gate: trips.append(gate.unchecked) or real(gate))
+    clean = moderation.GateInput(previous="an earlier question")
+    provider.use_moderation = False
+    await moderation_gate(message=message, provider=provider, blocklist_hits=[], gate=clean)
+    provider.use_moderation = True
+    await moderation_gate(message=message, provider=provider, blocklist_hits=[], gate=clean)
+    assert trips == []
+    # An earlier unchecked message is passed, and replayed from the next turn on.
+    earlier = await sync_to_async(make_message)(message.conversation, "sent while moderation was down")
+    earlier.status, earlier.moderation_unchecked = Message.Status.UNCHECKED, True
+    await sync_to_async(earlier.save)()
+    await moderation_gate(
+        message=message, provider=provider, blocklist_hits=[], gate=moderation.GateInput(unchecked=((earlier.pk, "x"),))
+    )
+    assert trips == [((earlier.pk, "x"),)]
+    await sync_to_async(earlier.refresh_from_db)()
+    assert earlier.status == Message.Status.COMPLETE and not earlier.moderation_unchecked
+
+
 async def test_a_named_moderation_provider_is_asked_instead(message, provider, fake_upstream):
     other = FakeUpstream().start()
     try:
