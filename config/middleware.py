@@ -1,4 +1,4 @@
-"""Project-wide HTTP middleware.
+"""Project-wide HTTP middleware, and Django's own called without a thread where it can be.
 
 Both classes work in Django's sync and async modes. Under daphne Django runs the chain in
 async mode, and one sync-only middleware makes Django run everything below it, async views
@@ -10,7 +10,12 @@ views: 200 requests at once took 15 s to their first token, docs/performance.md)
 from __future__ import annotations
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from csp import middleware as csp
 from django.conf import settings
+from django.contrib.auth import middleware as auth
+from django.contrib.messages import middleware as messages
+from django.contrib.sessions import middleware as sessions
+from django.middleware import common, locale
 from whitenoise.middleware import WhiteNoiseMiddleware as _WhiteNoiseMiddleware
 
 
@@ -73,3 +78,61 @@ class WhiteNoiseMiddleware(_WhiteNoiseMiddleware):
         if static_file is not None:
             return self.serve(static_file, request)
         return await self.get_response(request)
+
+
+# --- Django's middleware, inline ---------------------------------------------------------------
+# In async mode Django calls each hook of a MiddlewareMixin (process_request, process_view,
+# process_response) through sync_to_async: a hop to the request's thread and back for each,
+# 17 for every request through this chain, each waiting for the interpreter lock while other
+# requests run Python (docs/performance.md, "The member API"). The hooks below do no I/O
+# (headers, a lazy session, user or message store, the language), so in async mode they are
+# called in the event loop; a session or messages that must be written still take the
+# thread. Django's security, CSRF and clickjacking middleware stay as they are: its
+# deployment checks look for them by name. In sync mode (WSGI, the test client) nothing
+# changes.
+class _Inline:
+    async def __acall__(self, request):
+        response = None
+        if hasattr(self, "process_request"):
+            response = self.process_request(request)
+        response = response or await self.get_response(request)
+        if hasattr(self, "process_response"):
+            response = self.process_response(request, response)
+        return response
+
+
+class LocaleMiddleware(_Inline, locale.LocaleMiddleware):
+    pass
+
+
+class CommonMiddleware(_Inline, common.CommonMiddleware):
+    pass
+
+
+class AuthenticationMiddleware(_Inline, auth.AuthenticationMiddleware):
+    pass  # request.user stays lazy: the session and the user are read when a view asks
+
+
+class CSPMiddleware(_Inline, csp.CSPMiddleware):
+    pass
+
+
+class SessionMiddleware(sessions.SessionMiddleware):
+    async def __acall__(self, request):
+        self.process_request(request)  # a lazy store: nothing is read yet
+        response = await self.get_response(request)
+        session = request.session
+        if session.modified or settings.SESSION_SAVE_EVERY_REQUEST:
+            return await sync_to_async(self.process_response, thread_sensitive=True)(request, response)
+        return self.process_response(request, response)
+
+
+class MessageMiddleware(messages.MessageMiddleware):
+    async def __acall__(self, request):
+        self.process_request(request)  # a lazy storage
+        response = await self.get_response(request)
+        storage = getattr(request, "_messages", None)
+        if storage is not None and (storage.used or storage.added_new):
+            # Messages read or added are stored (in the session, or a cookie after reading it).
+            return await sync_to_async(self.process_response, thread_sensitive=True)(request, response)
+        return self.process_response(request, response)

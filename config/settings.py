@@ -83,17 +83,20 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Django's (and django-csp's) own, called in the event loop where they do no I/O
+    # (config/middleware.py): the same hooks, without a hop to a thread for each. Django's
+    # deployment checks (manage.py check --deploy) look for these three by their own names.
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.WhiteNoiseMiddleware",  # whitenoise's, usable in async mode
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.locale.LocaleMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "config.middleware.SessionMiddleware",
+    "config.middleware.LocaleMiddleware",
+    "config.middleware.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "config.middleware.AuthenticationMiddleware",
+    "config.middleware.MessageMiddleware",
     "accounts.middleware.SessionSeenMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "config.middleware.CSPMiddleware",
     "config.middleware.PrivateCacheMiddleware",
     # AxesMiddleware must be last: it turns lockouts into a readable response.
     "axes.middleware.AxesMiddleware",

@@ -24,7 +24,7 @@ from django.utils.translation import gettext as _
 from accounts.throttle import client_ip_address
 from chat.models import TOKEN_PREFIX
 from chat.services.api_tokens import api_access_allowed, api_token_authenticate
-from chat.v1.calls import Caller
+from chat.v1.calls import Caller, Credentials
 from chat.v1.errors import ApiError
 
 FAILURE_WINDOW = 60  # seconds
@@ -59,7 +59,7 @@ def _refuse_key_in_url(request) -> None:
             )
 
 
-def _authenticate(header: str, address: str | None) -> Caller:
+def authenticate(header: str, address: str | None) -> Caller:
     """The caller the Authorization header names, or the OpenAI API's refusal: one trip to the
     database thread (the throttle, the token, its member, the admin's policy)."""
     limit = settings.PARLEY_API_AUTH_FAILURE_LIMIT
@@ -106,7 +106,13 @@ def _authenticate(header: str, address: str | None) -> Caller:
     return Caller(token=token, user=token.user)
 
 
+def credentials_for(request) -> Credentials:
+    """The key of ``request``, to be checked on the database thread (Credentials.caller); a key
+    in the URL is refused at once."""
+    _refuse_key_in_url(request)
+    return Credentials(header=request.headers.get("Authorization", ""), address=client_ip_address(request))
+
+
 async def caller_for(request) -> Caller:
     """The caller of ``request``, or the :class:`ApiError` the OpenAI API would answer."""
-    _refuse_key_in_url(request)
-    return await sync_to_async(_authenticate)(request.headers.get("Authorization", ""), client_ip_address(request))
+    return await sync_to_async(credentials_for(request).caller)()

@@ -18,7 +18,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 
 from chat import tokens
 from chat.core.calls import Admission, Call, Units, call_admit, call_running, model_call
@@ -50,6 +50,43 @@ class Caller:
     @property
     def token_id(self) -> int:
         return self.token.pk
+
+
+@dataclass
+class Credentials:
+    """A request's key, not checked yet: the endpoints that admit a model call check it in
+    their one trip to the database thread (:func:`_begin`), not in a trip of its own. Each trip
+    waits behind every other queued there, so with 100 requests at once every second trip
+    waited until all the first ones were done: no request reached the provider before all 100
+    keys were checked (docs/performance.md, "The member API")."""
+
+    header: str
+    address: str | None
+    checked: bool = False
+
+    def caller(self) -> Caller:
+        """The caller the key names, or the OpenAI API's refusal (chat.v1.auth). Database thread."""
+        from chat.v1.auth import authenticate  # chat.v1.auth imports this module
+
+        self.checked = True
+        return authenticate(self.header, self.address)
+
+
+@contextlib.contextmanager
+def database_thread():
+    """Within it, this task's database calls (``sync_to_async``, thread-sensitive) run on the
+    process's one database thread, as the websocket's do, not on the thread Django makes for
+    each request: 100 streaming requests at once then meant 100 SQLite connections fighting
+    for the write lock and a new connection per request (docs/performance.md, "The member
+    API"). Only within it: Django's middleware after the view went to that one thread too and
+    waited there behind every other request's admission, so no streamed answer began before
+    all 100 were admitted."""
+    token = SyncToAsync.thread_sensitive_context.set(None)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):  # a stream closed from another context
+            SyncToAsync.thread_sensitive_context.reset(token)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -145,6 +182,7 @@ class Begun:
     """A request admitted on the database thread in one trip: its model, its admission, the
     prompt's tokens as estimated, the text the gate reads and the blocklist's verdict on it."""
 
+    caller: Caller
     model: ChatModel
     admission: Admission
     prompt_tokens: int
@@ -173,9 +211,11 @@ def _plan(path: str, body: dict, model: ChatModel) -> tuple[int, int, list[str]]
     return text_or_tokens_count(body["input"], encoding), 0, _texts(body["input"])
 
 
-def _begin(caller: Caller, path: str, body: dict) -> Begun:
-    """Resolve the model, check the blocklist and admit the call: one trip to the database
-    thread for what the first token waits on."""
+def _begin(caller: Caller | Credentials, path: str, body: dict) -> Begun:
+    """Check the key, resolve the model, check the blocklist and admit the call: one trip to
+    the database thread for what the first token waits on."""
+    if isinstance(caller, Credentials):
+        caller = caller.caller()
     kind = ModelKind.EMBEDDING if path == "embeddings" else ModelKind.CHAT
     model = model_resolve(caller=caller, name=body["model"], kind=kind)
     prompt, output, texts = _plan(path, body, model)
@@ -189,7 +229,7 @@ def _begin(caller: Caller, path: str, body: dict) -> Begun:
         granted=True,
         api_token_id=caller.token_id,
     )
-    return Begun(model, admission, prompt, texts, hits)
+    return Begun(caller, model, admission, prompt, texts, hits)
 
 
 async def _gate(caller: Caller, begun: Begun) -> None:
@@ -226,10 +266,11 @@ async def _billed_if_cancelled(call: Call, begun: Begun, request):
 _SENDERS = {"chat/completions": client.chat_completion, "completions": client.completion, "edits": client.edit}
 
 
-async def completion_json(*, caller: Caller, body: dict, path: str) -> dict:
+async def completion_json(*, caller: Caller | Credentials, body: dict, path: str) -> dict:
     """One non-streamed chat completion (``chat/completions``), legacy completion
     (``completions``) or edit (``edits``): the provider's answer, as it gave it."""
     begun = await sync_to_async(_begin)(caller, path, body)
+    caller = begun.caller
     async with call_running(begun.admission) as call:
         await _gate(caller, begun)
         data = await _billed_if_cancelled(call, begun, _SENDERS[path](call.endpoint, _upstream_body(body, call)))
@@ -263,8 +304,9 @@ async def _save_text(caller: Caller, model: ChatModel, body: dict, reply: str, f
         logger.exception("saving an API chat completion of member %s as a conversation failed", caller.user.pk)
 
 
-async def embeddings_json(*, caller: Caller, body: dict) -> dict:
+async def embeddings_json(*, caller: Caller | Credentials, body: dict) -> dict:
     begun = await sync_to_async(_begin)(caller, "embeddings", body)
+    caller = begun.caller
     async with call_running(begun.admission) as call:
         await _gate(caller, begun)
         data = await _billed_if_cancelled(call, begun, client.embeddings(call.endpoint, _upstream_body(body, call)))
@@ -391,46 +433,48 @@ class Relay:
         event and one daphne write per chunk held a 5,000-token answer at 0.38x the provider's
         rate (docs/performance.md). The first chunk, and any chunk that finds nothing waiting,
         is written at once; chunks before a failure are written before its error event."""
-        self.started = True
-        queue: asyncio.Queue = asyncio.Queue(maxsize=_PUMP_CHUNKS)
-        queue.put_nowait(self.first)
-        self._reader = asyncio.ensure_future(self._pump(queue))
-        try:
-            while True:
-                batch = [await queue.get()]
-                while not queue.empty():
-                    batch.append(queue.get_nowait())
-                last = batch[-1]
-                ended = last is None or isinstance(last, Exception)
-                if ended:
-                    batch.pop()  # the reader's last item: the end, or a failure
-                pieces = []
-                for chunk in batch:
-                    self._note(chunk)
-                    out = self._relayed(chunk)
-                    if out is not None:
-                        pieces.append(out)
-                if pieces:
-                    yield b"".join(pieces)
-                if isinstance(last, Exception):
-                    raise last
-                if ended:
-                    break
-            # Settled before [DONE]: a client that has read the whole answer finds it billed.
-            await self._settle()
-            if self.save:
-                await _save_text(self.caller, self.model, self.body, "".join(self.reply), self.finish, self.call)
-            yield DONE
-        except ParleyError as exc:
-            # After the first chunk the status is sent: the OpenAI API reports a failure as an
-            # error event, which the official clients raise.
-            logger.info("API stream of member %s failed: %s", self.caller.user.pk, exc.code)
-            await self._settle()
-            yield b"data: " + json.dumps(from_parley(exc).body()).encode() + b"\n\n"
-        finally:
-            # Also on a client that hung up: the task is cancelled here, the provider's
-            # connection closed at once, and what was generated billed.
-            await self._settle()
+        # Its database calls (the settlement, the saved exchange) go to the one database thread.
+        with database_thread():
+            self.started = True
+            queue: asyncio.Queue = asyncio.Queue(maxsize=_PUMP_CHUNKS)
+            queue.put_nowait(self.first)
+            self._reader = asyncio.ensure_future(self._pump(queue))
+            try:
+                while True:
+                    batch = [await queue.get()]
+                    while not queue.empty():
+                        batch.append(queue.get_nowait())
+                    last = batch[-1]
+                    ended = last is None or isinstance(last, Exception)
+                    if ended:
+                        batch.pop()  # the reader's last item: the end, or a failure
+                    pieces = []
+                    for chunk in batch:
+                        self._note(chunk)
+                        out = self._relayed(chunk)
+                        if out is not None:
+                            pieces.append(out)
+                    if pieces:
+                        yield b"".join(pieces)
+                    if isinstance(last, Exception):
+                        raise last
+                    if ended:
+                        break
+                # Settled before [DONE]: a client that has read the whole answer finds it billed.
+                await self._settle()
+                if self.save:
+                    await _save_text(self.caller, self.model, self.body, "".join(self.reply), self.finish, self.call)
+                yield DONE
+            except ParleyError as exc:
+                # After the first chunk the status is sent: the OpenAI API reports a failure as an
+                # error event, which the official clients raise.
+                logger.info("API stream of member %s failed: %s", self.caller.user.pk, exc.code)
+                await self._settle()
+                yield b"data: " + json.dumps(from_parley(exc).body()).encode() + b"\n\n"
+            finally:
+                # Also on a client that hung up: the task is cancelled here, the provider's
+                # connection closed at once, and what was generated billed.
+                await self._settle()
 
     def _note(self, chunk: RawChunk) -> None:
         self.text.append(chunk.text)
@@ -461,10 +505,11 @@ class Relay:
         await self.stack.aclose()  # settles, shielded from a cancellation
 
 
-async def completion_stream(*, caller: Caller, body: dict, path: str) -> Relay:
+async def completion_stream(*, caller: Caller | Credentials, body: dict, path: str) -> Relay:
     """Admit, moderate and start a streamed chat or legacy completion; the first chunk has
     arrived when this returns, so a refusal (ours or the provider's) is still a status code."""
     begun = await sync_to_async(_begin)(caller, path, body)
+    caller = begun.caller
     stack = contextlib.AsyncExitStack()
     chunks = None
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse, StreamingHttpResponse
@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from chat.errors import ParleyError
 from chat.v1 import calls
-from chat.v1.auth import caller_for
+from chat.v1.auth import caller_for, credentials_for
 from chat.v1.errors import ApiError, from_parley
 
 
@@ -29,38 +29,25 @@ def _schemas():
     return schemas
 
 
-def api_view(*methods: str, reads_body: bool = True):
+def api_view(*methods: str, reads_body: bool = True, admits: bool = False):
     """Authenticate the token, check the method, read the JSON body (POST), and turn every
-    failure into OpenAI's error body."""
+    failure into OpenAI's error body.
+
+    ``admits``: the view admits a model call (chat.v1.calls._begin), whose one trip to the
+    database thread checks the key too; the view gets the unchecked :class:`Credentials` as
+    its caller. Whatever it answers before that trip (a wrong method, a bad body) waits for
+    the key's check, so a bad key is still answered first, as when it was checked first.
+    """
 
     def decorate(view):
         @csrf_exempt
         @functools.wraps(view)
         async def wrapped(request, *args, **kwargs):
-            # This request's database work runs on the process's one database thread, as the
-            # websocket's does, not on a thread Django makes for each request: 100 streaming
-            # requests at once then meant 100 SQLite connections fighting for the write lock
-            # and a new connection per request (docs/performance.md, "The member API"). Set in
-            # this request's task only; its database calls are each complete in themselves.
-            SyncToAsync.thread_sensitive_context.set(None)
-            model, body = "", {}
-            try:
-                caller = await caller_for(request)
-                if request.method not in methods:
-                    raise ApiError(
-                        405,
-                        _("Invalid method for URL (%(method)s %(path)s)")
-                        % {"method": request.method, "path": request.path},
-                        headers={"Allow": ", ".join(methods)},
-                    )
-                body = _json_body(request) if reads_body and request.method == "POST" else {}
-                model = body.get("model") if isinstance(body.get("model"), str) else ""
-                response = await view(request, caller, body, *args, **kwargs)
-            except ApiError as exc:
-                response = exc.response()
-            except ParleyError as exc:
-                text_param = next((k for k in ("messages", "prompt", "input") if k in body), "messages")
-                response = from_parley(exc, model=model, text_param=text_param).response()
+            # The request's database work runs on the process's one database thread
+            # (calls.database_thread), and only the view's: Django's middleware after it goes
+            # back to the request's own thread.
+            with calls.database_thread():
+                response = await _answer(request, view, methods, reads_body, admits, args, kwargs)
             if not response.has_header("Cache-Control"):
                 response["Cache-Control"] = "no-store"
             return response
@@ -68,6 +55,34 @@ def api_view(*methods: str, reads_body: bool = True):
         return wrapped
 
     return decorate
+
+
+async def _answer(request, view, methods, reads_body: bool, admits: bool, args, kwargs):
+    """What :func:`api_view` answers, success or failure, before its Cache-Control."""
+    model, body = "", {}
+    try:
+        credentials = credentials_for(request) if admits else None
+        caller = credentials or await caller_for(request)
+        try:
+            if request.method not in methods:
+                raise ApiError(
+                    405,
+                    _("Invalid method for URL (%(method)s %(path)s)")
+                    % {"method": request.method, "path": request.path},
+                    headers={"Allow": ", ".join(methods)},
+                )
+            body = _json_body(request) if reads_body and request.method == "POST" else {}
+            model = body.get("model") if isinstance(body.get("model"), str) else ""
+            return await view(request, caller, body, *args, **kwargs)
+        except Exception:
+            if credentials is not None and not credentials.checked:
+                await sync_to_async(credentials.caller)()  # a bad key is answered instead
+            raise
+    except ApiError as exc:
+        return exc.response()
+    except ParleyError as exc:
+        text_param = next((k for k in ("messages", "prompt", "input") if k in body), "messages")
+        return from_parley(exc, model=model, text_param=text_param).response()
 
 
 def _too_large() -> ApiError:
@@ -121,22 +136,22 @@ async def _completion(caller, body: dict, schema, path: str):
     return JsonResponse(await calls.completion_json(caller=caller, body=fields, path=path))
 
 
-@api_view("POST")
+@api_view("POST", admits=True)
 async def chat_completions(request, caller, body):
     return await _completion(caller, body, _schemas().ChatCompletionRequest, "chat/completions")
 
 
-@api_view("POST")
+@api_view("POST", admits=True)
 async def completions(request, caller, body):
     return await _completion(caller, body, _schemas().CompletionRequest, "completions")
 
 
-@api_view("POST")
+@api_view("POST", admits=True)
 async def edits(request, caller, body):
     return await _completion(caller, body, _schemas().EditRequest, "edits")
 
 
-@api_view("POST")
+@api_view("POST", admits=True)
 async def embeddings(request, caller, body):
     fields = _schemas().fields_set(_schemas().parse(_schemas().EmbeddingRequest, body))
     return JsonResponse(await calls.embeddings_json(caller=caller, body=fields))

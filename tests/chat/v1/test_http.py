@@ -127,6 +127,71 @@ def test_no_token_and_a_wrong_token_are_401s(http, alice_key, fake_upstream):
     assert fake_upstream.requests == []
 
 
+def test_a_bad_key_is_answered_before_a_bad_body_or_method_and_counted_once(http, alice_key, fake_upstream, settings):
+    # The admitting endpoints check the key in the same trip as the admission (chat.v1.calls
+    # Credentials); whatever they find wrong before that trip still waits for the key's answer.
+    settings.PARLEY_API_AUTH_FAILURE_LIMIT = 5
+    wrong = alice_key[:-2] + "xx"
+    for path in (CHAT, "/v1/completions", "/v1/embeddings"):
+        assert_openai_error(http.post(path, b'{"model": ', key=wrong), 401, "invalid_api_key")
+    assert_openai_error(http.post(CHAT, {**HELLO, "temprature": 0.5}, key=wrong), 401, "invalid_api_key")
+    assert "didn't provide an API key" in assert_openai_error(http.get(CHAT), 401)["message"]
+    # Each bad key was counted once: the fifth is the last before the address is refused.
+    assert_openai_error(http.post(CHAT, HELLO, key=wrong), 401, "invalid_api_key")
+    assert_openai_error(http.post(CHAT, HELLO, key=wrong), 429, "rate_limit_exceeded")
+    assert fake_upstream.requests == []
+
+
+def test_an_admitted_request_checks_its_key_in_its_one_trip_to_the_database_thread(
+    http, alice_key, fake_upstream, monkeypatch
+):
+    # A trip of its own waited behind every other request's: at 100 at once no request reached
+    # the provider before all 100 keys were checked (docs/performance.md, "The member API").
+    from chat.v1 import auth, calls
+
+    trips = []
+    begin, authenticate = calls._begin, auth.authenticate
+    monkeypatch.setattr(calls, "_begin", lambda *a: trips.append("begin") or begin(*a))
+    monkeypatch.setattr(auth, "authenticate", lambda *a: trips.append("key") or authenticate(*a))
+
+    answer = http.post(CHAT, HELLO, key=alice_key)
+
+    assert answer.status == 200, answer.body
+    assert trips == ["begin", "key"]
+    trips.clear()
+    assert http.get("/v1/models", key=alice_key).status == 200
+    assert trips == ["key"]
+
+
+def test_django_middleware_after_an_api_view_runs_off_the_database_thread(http, alice_key, fake_upstream, monkeypatch):
+    # On the one database thread it waited behind every other request's admission: at 100
+    # streamed requests at once no answer began before all 100 were admitted.
+    import threading
+
+    from django.middleware.clickjacking import XFrameOptionsMiddleware
+
+    from chat.v1 import calls
+
+    threads = {}
+    begin, respond = calls._begin, XFrameOptionsMiddleware.process_response
+
+    def spy_begin(*args):
+        threads["admission"] = threading.get_ident()
+        return begin(*args)
+
+    def spy_respond(self, request, response):
+        threads["after the view"] = threading.get_ident()
+        return respond(self, request, response)
+
+    monkeypatch.setattr(calls, "_begin", spy_begin)
+    monkeypatch.setattr(XFrameOptionsMiddleware, "process_response", spy_respond)
+
+    answer = http.post(CHAT, {**HELLO, "stream": True}, key=alice_key)
+
+    assert answer.status == 200 and answer.body.endswith(b"data: [DONE]\n\n")
+    assert threads["after the view"] != threads["admission"]
+
+
 def test_only_the_hash_of_a_token_is_stored(alice, alice_key):
     token = ApiToken.objects.get(user=alice)
 
