@@ -5,6 +5,7 @@
     python -m bench.profile concurrent [--replies 100]   # N replies at once, 20 ms between tokens
     python -m bench.profile api [--replies 100]          # N member API streams at once, 20 ms apart
     python -m bench.profile starts [--replies 100]       # N replies sent at once: only their starts
+    python -m bench.profile realistic [--replies 100]    # N at once, first token after 300 ms, 30 ms apart
 
 Samples daphne (all its threads, active time only) at 250 Hz with py-spy, writes the
 collapsed stacks to ``--out`` (default /tmp/parley-profile.txt; load it in speedscope or
@@ -44,12 +45,12 @@ async def _sequential(parley: Parley, replies: int, tokens: int, tag: str) -> No
         await tab.close()
 
 
-async def _concurrent(parley: Parley, replies: int, tag: str) -> None:
+async def _concurrent(parley: Parley, replies: int, tag: str, shape: Shape = Shape()) -> None:
     tabs = await _gather_in_batches(
         [lambda s=s: Tab.open(parley.ws_url, parley.origin, s) for s in parley.sessions[:replies]]
     )
     try:
-        results = await asyncio.gather(*(t.ask(prompt(200, 0.02, f"{tag}-{i}")) for i, t in enumerate(tabs)))
+        results = await asyncio.gather(*(t.ask(shape.prompt(f"{tag}-{i}")) for i, t in enumerate(tabs)))
         failed = [r.error for r in results if not r.ok]
         if failed:
             print(f"{len(failed)} replies failed, e.g. {failed[0]}", file=sys.stderr)
@@ -61,22 +62,29 @@ async def _concurrent(parley: Parley, replies: int, tag: str) -> None:
 # until then is only the replies' starts (the samples end at STARTS_SAMPLED).
 STARTS = Shape(tokens=5, token_delay=0.0, first_token_delay=4.0)
 STARTS_SAMPLED = 3.0
+REALISTIC = Shape(tokens=200, token_delay=0.03, first_token_delay=0.3)  # as bench.load's
 
 
-async def _starts(parley: Parley, replies: int, tag: str, spy: subprocess.Popen) -> None:
+async def _starts(parley: Parley, replies: int, tag: str, spy_start) -> subprocess.Popen:
     tabs = await _gather_in_batches(
         [lambda s=s: Tab.open(parley.ws_url, parley.origin, s) for s in parley.sessions[:replies]]
     )
+    spy = spy_start()  # the tabs are open: their sign-ins are not sampled
+    await asyncio.sleep(1.0)  # py-spy attaches
     try:
+        before = parley.stat().cpu_seconds
         asked = asyncio.gather(*(t.ask(STARTS.prompt(f"{tag}-{i}")) for i, t in enumerate(tabs)))
         await asyncio.sleep(STARTS_SAMPLED)
         spy.send_signal(signal.SIGINT)
+        starting = parley.stat().cpu_seconds - before
+        print(f"daphne CPU while the {replies} replies started: {starting * 1000 / replies:.1f} ms per start")
         results = await asked
         failed = [r.error for r in results if not r.ok]
         if failed:
             print(f"{len(failed)} replies failed, e.g. {failed[0]}", file=sys.stderr)
     finally:
         await asyncio.gather(*(t.close() for t in tabs), return_exceptions=True)
+    return spy
 
 
 async def _api(parley: Parley, key: str, replies: int, tag: str) -> None:
@@ -143,31 +151,41 @@ def summarize(path: Path, top: int) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("load", choices=["single", "long", "concurrent", "api", "starts"])
+    parser.add_argument("load", choices=["single", "long", "concurrent", "api", "starts", "realistic"])
     parser.add_argument("--replies", type=int)
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--out", default="/tmp/parley-profile.txt")
     parser.add_argument("--top", type=int, default=60)
     args = parser.parse_args(argv)
-    replies = args.replies or {"single": 50, "long": 3, "concurrent": 100, "api": 100, "starts": 100}[args.load]
-    members = replies if args.load in ("concurrent", "starts") else 1
+    replies = (
+        args.replies
+        or {"single": 50, "long": 3, "concurrent": 100, "api": 100, "starts": 100, "realistic": 100}[args.load]
+    )
+    members = replies if args.load in ("concurrent", "starts", "realistic") else 1
     out = Path(args.out)
     with FakeUpstream() as upstream, Parley(upstream, database=args.database, members=members) as parley:
         key = _manage(parley.env, "api_token", "create", "bench-0000", "--name", "profile").strip()
         parley.start()
         asyncio.run(_sequential(parley, 3, 200, "warm"))
-        spy = subprocess.Popen(
-            [PY_SPY, "record", "-p", str(parley.proc.pid), "-r", "250", "--format", "raw", "-o", str(out)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(1.0)  # py-spy attaches
+
+        def spy_start() -> subprocess.Popen:
+            return subprocess.Popen(
+                [PY_SPY, "record", "-p", str(parley.proc.pid), "-r", "250", "--format", "raw", "-o", str(out)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+        if args.load != "starts":
+            spy = spy_start()
+            time.sleep(1.0)  # py-spy attaches
         before = parley.stat().cpu_seconds
         started = time.perf_counter()
         if args.load == "concurrent":
             asyncio.run(_concurrent(parley, replies, "prof"))
+        elif args.load == "realistic":
+            asyncio.run(_concurrent(parley, replies, "prof", REALISTIC))
         elif args.load == "starts":
-            asyncio.run(_starts(parley, replies, "prof", spy))
+            spy = asyncio.run(_starts(parley, replies, "prof", spy_start))
         elif args.load == "api":
             asyncio.run(_api(parley, key, replies, "prof"))
         else:
