@@ -338,8 +338,10 @@ def reply_begin(
         images = message_images(question)
     vision_check(model=model, images=images)
     with transaction.atomic():
-        # Lock the conversation row: two sends racing into one conversation serialize here.
-        Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+        if not first_turn:
+            # Lock the conversation row: two sends racing into one conversation serialize here.
+            # One created in this same call has no other sender yet: its id is not out.
+            Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
         # The member's replies in progress, and whether one is in this conversation: one query.
         streaming = Message.objects.filter(conversation__owner=user, status=Message.Status.STREAMING).aggregate(
             total=Count("id"), here=Count("id", filter=Q(conversation=conversation))

@@ -59,3 +59,23 @@ def test_regenerating_a_reply_keeps_the_old_one_as_a_sibling(alice, model):
     again = reply_begin(conversation=plan.conversation, question=plan.question, user=alice)
     assert again.reply.parent_id == plan.question.id
     assert Message.objects.filter(parent=plan.question).count() == 2
+
+
+def test_a_new_chat_does_not_lock_the_conversation_it_just_made_and_a_follow_up_does(alice, model):
+    # Two sends racing into one conversation serialize on its row; one made in the same call has
+    # no other sender yet, and reading it back was a statement of every new chat's start.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def conversation_reads(queries):
+        return [q["sql"] for q in queries if q["sql"].startswith('SELECT "chat_conversation"."id"')]
+
+    with CaptureQueriesContext(connection) as new_chat:
+        first = start(alice, "hello").plan
+    Message.objects.filter(pk=first.reply.pk).update(status="complete", content="hi")
+    with CaptureQueriesContext(connection) as follow_up:
+        turn_start(user=alice, conversation_id=first.conversation.pk, client_id="again", content="and then?")
+
+    assert conversation_reads(new_chat.captured_queries) == []
+    locks = conversation_reads(follow_up.captured_queries)
+    assert locks and (connection.vendor != "postgresql" or any("FOR UPDATE" in sql for sql in locks))
