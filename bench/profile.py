@@ -31,6 +31,7 @@ from bench.clients import Direct, Shape, Tab, prompt
 from bench.concurrency import _gather_in_batches
 from bench.harness import FakeUpstream, Parley, _manage
 
+CONCURRENT = Shape(tokens=200, token_delay=0.02)  # bench.concurrency's replies
 PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
 
 
@@ -45,7 +46,7 @@ async def _sequential(parley: Parley, replies: int, tokens: int, tag: str) -> No
         await tab.close()
 
 
-async def _concurrent(parley: Parley, replies: int, tag: str, shape: Shape = Shape()) -> None:
+async def _concurrent(parley: Parley, replies: int, tag: str, shape: Shape = CONCURRENT) -> None:
     tabs = await _gather_in_batches(
         [lambda s=s: Tab.open(parley.ws_url, parley.origin, s) for s in parley.sessions[:replies]]
     )
