@@ -69,12 +69,14 @@ async def _through_parley(
     shape: Shape = SHAPE,
     fronts: list[tuple[str, str]] | None = None,
     cpu_of=None,
+    spread: float = 0.0,
 ) -> tuple[list[Reply], list[str], float]:
     """N replies at once; returns them, their contents, and daphne's CPU seconds while they ran.
 
     ``fronts``: (websocket URL, origin) pairs the tabs open in turn instead of this daphne's
     (several workers, or a proxy in front of them); ``cpu_of``: a function giving the CPU
-    seconds to count instead of this daphne's.
+    seconds to count instead of this daphne's; ``spread``: seconds over which the N sends are
+    spread evenly instead (each reply's times count from its own send).
     """
     fronts = fronts or [(parley.ws_url, parley.origin)]
     cpu_seconds = cpu_of or (lambda: parley.stat().cpu_seconds)
@@ -85,7 +87,14 @@ async def _through_parley(
         await asyncio.sleep(0.5)  # let the server finish the handshakes before the clock starts
         contents = [shape.prompt(f"{tag}-parley-{i}") for i in range(n)]
         before = cpu_seconds()
-        replies = await asyncio.gather(*(t.ask(text) for t, text in zip(tabs, contents, strict=True)))
+
+        async def ask(i: int, tab: Tab, text: str) -> Reply:
+            if spread:
+                await asyncio.sleep(i * spread / n)
+            return await tab.ask(text)
+
+        pairs = enumerate(zip(tabs, contents, strict=True))
+        replies = await asyncio.gather(*(ask(i, tab, text) for i, (tab, text) in pairs))
         cpu = cpu_seconds() - before
     finally:
         await asyncio.gather(*(t.close() for t in tabs), return_exceptions=True)

@@ -1,7 +1,7 @@
 """Issue 21's loads beyond scenario 3: a late reply, a realistic upstream, two workers.
 
-    python -m bench.load [--only late,realistic,workers] [--streaming 200] [--realistic 100]
-                         [--workers-n 200] [--rounds 1] [--json out.json]
+    python -m bench.load [--only late,realistic,spread,workers] [--streaming 200] [--realistic 100]
+                         [--spread-n 100] [--spread 2] [--workers-n 200] [--rounds 1] [--json out.json]
 
 1. **A late reply** (``late``): ``--streaming`` members' replies stream at once (1,000 tokens,
    20 ms apart: 20 s, so all are still streaming); once every one of them has its first token,
@@ -13,7 +13,10 @@
    first token after 300 ms, then one every 30 ms (200 tokens); p95 first token through Parley
    less the upstream's own p95 for the same N requests made straight to it just before (goal:
    at most 100 ms); the floor (bench/floor_app.py) on the same installation beside it.
-3. **Two workers** (``workers``): the team deployment's shape on this machine, PostgreSQL and
+3. **Sends spread out** (``spread``): ``--spread-n`` replies (200 tokens, 20 ms apart) sent one
+   after another, evenly over ``--spread`` seconds, through the floor and Parley: CPU per reply
+   and first tokens when starts and streams overlap, as they do in a team's day (reported).
+4. **Two workers** (``workers``): the team deployment's shape on this machine, PostgreSQL and
    Redis (channel layer and cache, database index ``PARLEY_BENCH_REDIS``), ``--workers-n``
    replies at once through Debian's nginx running deploy/nginx.conf (as tests/deploy does; two
    ports, the tabs alternating, when nginx is not installed), one worker and two, the order
@@ -239,6 +242,59 @@ def realistic_section(upstream: FakeUpstream, n: int) -> Section:
     )
 
 
+# --- 4. sends spread over a few seconds -------------------------------------------------------------
+def spread_section(upstream: FakeUpstream, n: int, spread: float) -> Section:
+    """N replies whose sends are spread evenly over ``spread`` seconds, the floor and Parley on one
+    installation: CPU per reply and first tokens when starts and streams overlap, as they do
+    when members do not all press send in the same millisecond (at once, a process does all the
+    starts first and then all the streaming, which costs less CPU than the two interleaved)."""
+    tag = f"spread-{time.time_ns()}"
+    runs: dict[str, tuple[list[Reply], float]] = {}
+    with Parley(upstream, members=n) as parley:
+        for name, server in ((FLOOR, parley.sibling(FLOOR_APP)), ("Parley", parley)):
+            server.start()
+            try:
+                asyncio.run(_warm(server))
+                got, _contents, cpu = asyncio.run(_through_parley(server, n, f"{tag}-{name[:5]}", spread=spread))
+            finally:
+                server.stop()
+            runs[name] = (got, cpu)
+    rows, data = [], {}
+    for name, (got, cpu) in runs.items():
+        ttft = _ok(got, "ttft")
+        data[name] = {"ttft50": median(ttft), "ttft95": percentile(ttft, 95), "cpu_ms": cpu / n * 1000}
+        rows.append(
+            [
+                name,
+                f"{ms(median(ttft))} / {ms(percentile(ttft, 95))}",
+                f"{cpu / n * 1000:.1f}",
+                sum(1 for r in got if not r.ok),
+            ]
+        )
+    errors = sum(1 for r in runs["Parley"][0] if not r.ok)
+    ratio = data["Parley"]["cpu_ms"] / data[FLOOR]["cpu_ms"]
+    markdown = (
+        f"{n} replies (200 tokens, 20 ms apart) sent one every {spread / n * 1000:.0f} ms over {spread:.0f} s, one "
+        "daphne process (SQLite); each reply's first token counts from its own send. CPU is daphne's ms per reply.\n\n"
+        + table(["path", "TTFT p50 / p95", "CPU ms / reply", "errors"], rows)
+    )
+    return Section(
+        key="spread",
+        title=f"11. {n} replies sent over {spread:.0f} s",
+        markdown=markdown,
+        targets=[
+            Target(
+                f"{n} sent over {spread:.0f} s: CPU per reply ÷ floor, p95 TTFT",
+                "report",
+                f"{ratio:.2f}× ({data['Parley']['cpu_ms']:.0f} ms; floor {data[FLOOR]['cpu_ms']:.0f} ms), "
+                f"{ms(data['Parley']['ttft95'])} ms",
+                None,
+            )
+        ],
+        data={**data, "errors": errors},
+    )
+
+
 # --- 3. two workers behind nginx on PostgreSQL and Redis ------------------------------------------
 def _redis_pid() -> int | None:
     import redis
@@ -438,9 +494,11 @@ def workers_section(upstream: FakeUpstream, n: int, rounds: int) -> Section:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="late,realistic,workers")
+    parser.add_argument("--only", default="late,realistic,spread,workers")
     parser.add_argument("--streaming", type=int, default=200, help="replies streaming when the late one is sent")
     parser.add_argument("--realistic", type=int, default=100, help="replies at once from the realistic upstream")
+    parser.add_argument("--spread-n", type=int, default=100, help="replies sent over --spread seconds")
+    parser.add_argument("--spread", type=float, default=2.0, help="seconds over which they are sent")
     parser.add_argument("--workers-n", type=int, default=200, help="replies at once over the workers")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of one worker and two")
     parser.add_argument("--json", help="also write the sections as JSON here (bench.run)")
@@ -452,6 +510,8 @@ def main(argv=None) -> int:
             sections.append(late_section(upstream, args.streaming))
         if "realistic" in only:
             sections.append(realistic_section(upstream, args.realistic))
+        if "spread" in only:
+            sections.append(spread_section(upstream, args.spread_n, args.spread))
         if "workers" in only:
             if postgres_available() and _redis_pid() is not None:
                 sections.append(workers_section(upstream, args.workers_n, args.rounds))

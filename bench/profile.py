@@ -6,6 +6,7 @@
     python -m bench.profile api [--replies 100]          # N member API streams at once, 20 ms apart
     python -m bench.profile starts [--replies 100]       # N replies sent at once: only their starts
     python -m bench.profile realistic [--replies 100]    # N at once, first token after 300 ms, 30 ms apart
+    python -m bench.profile spread [--replies 100]       # N sent evenly over 2 s, 20 ms between tokens
 
 Samples daphne (all its threads, active time only) at 250 Hz with py-spy, writes the
 collapsed stacks to ``--out`` (default /tmp/parley-profile.txt; load it in speedscope or
@@ -32,6 +33,9 @@ from bench.concurrency import _gather_in_batches
 from bench.harness import FakeUpstream, Parley, _manage
 
 CONCURRENT = Shape(tokens=200, token_delay=0.02)  # bench.concurrency's replies
+# Replies per load by default; the loads where each reply is another member's.
+REPLIES = {"single": 50, "long": 3, "concurrent": 100, "api": 100, "starts": 100, "realistic": 100, "spread": 100}
+MANY_MEMBERS = {"concurrent", "starts", "realistic", "spread"}
 PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
 
 
@@ -46,12 +50,17 @@ async def _sequential(parley: Parley, replies: int, tokens: int, tag: str) -> No
         await tab.close()
 
 
-async def _concurrent(parley: Parley, replies: int, tag: str, shape: Shape = CONCURRENT) -> None:
+async def _concurrent(parley: Parley, replies: int, tag: str, shape: Shape = CONCURRENT, spread: float = 0.0) -> None:
     tabs = await _gather_in_batches(
         [lambda s=s: Tab.open(parley.ws_url, parley.origin, s) for s in parley.sessions[:replies]]
     )
+
+    async def ask(i: int, tab: Tab):
+        await asyncio.sleep(i * spread / replies)
+        return await tab.ask(shape.prompt(f"{tag}-{i}"))
+
     try:
-        results = await asyncio.gather(*(t.ask(shape.prompt(f"{tag}-{i}")) for i, t in enumerate(tabs)))
+        results = await asyncio.gather(*(ask(i, t) for i, t in enumerate(tabs)))
         failed = [r.error for r in results if not r.ok]
         if failed:
             print(f"{len(failed)} replies failed, e.g. {failed[0]}", file=sys.stderr)
@@ -152,17 +161,14 @@ def summarize(path: Path, top: int) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("load", choices=["single", "long", "concurrent", "api", "starts", "realistic"])
+    parser.add_argument("load", choices=list(REPLIES))
     parser.add_argument("--replies", type=int)
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--out", default="/tmp/parley-profile.txt")
     parser.add_argument("--top", type=int, default=60)
     args = parser.parse_args(argv)
-    replies = (
-        args.replies
-        or {"single": 50, "long": 3, "concurrent": 100, "api": 100, "starts": 100, "realistic": 100}[args.load]
-    )
-    members = replies if args.load in ("concurrent", "starts", "realistic") else 1
+    replies = args.replies or REPLIES[args.load]
+    members = replies if args.load in MANY_MEMBERS else 1
     out = Path(args.out)
     with FakeUpstream() as upstream, Parley(upstream, database=args.database, members=members) as parley:
         key = _manage(parley.env, "api_token", "create", "bench-0000", "--name", "profile").strip()
@@ -183,6 +189,8 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         if args.load == "concurrent":
             asyncio.run(_concurrent(parley, replies, "prof"))
+        elif args.load == "spread":
+            asyncio.run(_concurrent(parley, replies, "prof", spread=2.0))
         elif args.load == "realistic":
             asyncio.run(_concurrent(parley, replies, "prof", REALISTIC))
         elif args.load == "starts":
