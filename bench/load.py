@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 from bench.clients import Direct, Reply, Shape, Tab, expected_text
-from bench.concurrency import _direct, _gather_in_batches, _through_parley, _warm
+from bench.concurrency import SHAPE, _direct, _gather_in_batches, _through_parley, _warm
 from bench.floor import FLOOR, FLOOR_APP
 from bench.harness import (
     FakeUpstream,
@@ -66,6 +66,7 @@ LATE_REPLIES = 3
 LATE_GOAL = 0.5
 REALISTIC = Shape(tokens=200, token_delay=0.03, first_token_delay=0.3)
 REALISTIC_GOAL = 0.1
+SPREAD = 2.0  # seconds over which the spread load's sends come
 WORKERS = Shape(tokens=200, token_delay=0.02)
 REDIS_URL = os.environ.get("PARLEY_BENCH_REDIS", "redis://127.0.0.1:6379/7")
 APP = "config.asgi:application"
@@ -180,21 +181,30 @@ def late_section(upstream: FakeUpstream, n: int) -> Section:
     )
 
 
+def _floor_and_parley(
+    upstream: FakeUpstream, n: int, tag: str, shape: Shape, spread: float = 0.0
+) -> dict[str, tuple[list[Reply], float]]:
+    """N replies through the floor (bench/floor_app.py: the fixed stack alone), then through
+    Parley, on one installation: {path: (replies, daphne's CPU seconds)}."""
+    runs = {}
+    with Parley(upstream, members=n) as parley:
+        for name, server in ((FLOOR, parley.sibling(FLOOR_APP)), ("Parley", parley)):
+            server.start()
+            try:
+                asyncio.run(_warm(server))
+                got, _contents, cpu = asyncio.run(_through_parley(server, n, f"{tag}-{name[:5]}", shape, spread=spread))
+            finally:
+                server.stop()
+            runs[name] = (got, cpu)
+    return runs
+
+
 # --- 2. a realistic upstream ------------------------------------------------------------------------
 def realistic_section(upstream: FakeUpstream, n: int) -> Section:
     tag = f"realistic-{time.time_ns()}"
     direct = asyncio.run(_direct(upstream, n, tag, REALISTIC))
     runs: dict[str, tuple[list[Reply], float | None]] = {"upstream directly": (direct, None)}
-    with Parley(upstream, members=n) as parley:
-        # The floor (bench/floor_app.py: the fixed stack alone) on the same installation, first.
-        for name, server in ((FLOOR, parley.sibling(FLOOR_APP)), ("Parley", parley)):
-            server.start()
-            try:
-                asyncio.run(_warm(server))
-                got, _contents, cpu = asyncio.run(_through_parley(server, n, f"{tag}-{name[:5]}", REALISTIC))
-            finally:
-                server.stop()
-            runs[name] = (got, cpu)
+    runs.update(_floor_and_parley(upstream, n, tag, REALISTIC))
     rows, data = [], {}
     for name, (got, cpu) in runs.items():
         ttft, total = _ok(got, "ttft"), _ok(got, "total")
@@ -248,17 +258,7 @@ def spread_section(upstream: FakeUpstream, n: int, spread: float) -> Section:
     installation: CPU per reply and first tokens when starts and streams overlap, as they do
     when members do not all press send in the same millisecond (at once, a process does all the
     starts first and then all the streaming, which costs less CPU than the two interleaved)."""
-    tag = f"spread-{time.time_ns()}"
-    runs: dict[str, tuple[list[Reply], float]] = {}
-    with Parley(upstream, members=n) as parley:
-        for name, server in ((FLOOR, parley.sibling(FLOOR_APP)), ("Parley", parley)):
-            server.start()
-            try:
-                asyncio.run(_warm(server))
-                got, _contents, cpu = asyncio.run(_through_parley(server, n, f"{tag}-{name[:5]}", spread=spread))
-            finally:
-                server.stop()
-            runs[name] = (got, cpu)
+    runs = _floor_and_parley(upstream, n, f"spread-{time.time_ns()}", SHAPE, spread)
     rows, data = [], {}
     for name, (got, cpu) in runs.items():
         ttft = _ok(got, "ttft")
@@ -274,8 +274,9 @@ def spread_section(upstream: FakeUpstream, n: int, spread: float) -> Section:
     errors = sum(1 for r in runs["Parley"][0] if not r.ok)
     ratio = data["Parley"]["cpu_ms"] / data[FLOOR]["cpu_ms"]
     markdown = (
-        f"{n} replies (200 tokens, 20 ms apart) sent one every {spread / n * 1000:.0f} ms over {spread:.0f} s, one "
-        "daphne process (SQLite); each reply's first token counts from its own send. CPU is daphne's ms per reply.\n\n"
+        f"{n} replies ({SHAPE.tokens} tokens, {SHAPE.token_delay * 1000:.0f} ms apart) sent one every "
+        f"{spread / n * 1000:.0f} ms over {spread:.0f} s, one daphne process (SQLite); each reply's first token "
+        "counts from its own send. CPU is daphne's ms per reply.\n\n"
         + table(["path", "TTFT p50 / p95", "CPU ms / reply", "errors"], rows)
     )
     return Section(
@@ -498,7 +499,7 @@ def main(argv=None) -> int:
     parser.add_argument("--streaming", type=int, default=200, help="replies streaming when the late one is sent")
     parser.add_argument("--realistic", type=int, default=100, help="replies at once from the realistic upstream")
     parser.add_argument("--spread-n", type=int, default=100, help="replies sent over --spread seconds")
-    parser.add_argument("--spread", type=float, default=2.0, help="seconds over which they are sent")
+    parser.add_argument("--spread", type=float, default=SPREAD, help="seconds over which they are sent")
     parser.add_argument("--workers-n", type=int, default=200, help="replies at once over the workers")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of one worker and two")
     parser.add_argument("--json", help="also write the sections as JSON here (bench.run)")

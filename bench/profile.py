@@ -6,7 +6,7 @@
     python -m bench.profile api [--replies 100]          # N member API streams at once, 20 ms apart
     python -m bench.profile starts [--replies 100]       # N replies sent at once: only their starts
     python -m bench.profile realistic [--replies 100]    # N at once, first token after 300 ms, 30 ms apart
-    python -m bench.profile spread [--replies 100]       # N sent evenly over 2 s, 20 ms between tokens
+    python -m bench.profile spread [--replies 100]       # N sent evenly over 2 s (bench.load's spread)
 
 Samples daphne (all its threads, active time only) at 250 Hz with py-spy, writes the
 collapsed stacks to ``--out`` (default /tmp/parley-profile.txt; load it in speedscope or
@@ -29,10 +29,10 @@ import time
 from pathlib import Path
 
 from bench.clients import Direct, Shape, Tab, prompt
-from bench.concurrency import _gather_in_batches
+from bench.concurrency import SHAPE, _gather_in_batches, _through_parley
 from bench.harness import FakeUpstream, Parley, _manage
+from bench.load import REALISTIC, SPREAD
 
-CONCURRENT = Shape(tokens=200, token_delay=0.02)  # bench.concurrency's replies
 # Replies per load by default; the loads where each reply is another member's.
 REPLIES = {"single": 50, "long": 3, "concurrent": 100, "api": 100, "starts": 100, "realistic": 100, "spread": 100}
 MANY_MEMBERS = {"concurrent", "starts", "realistic", "spread"}
@@ -50,29 +50,17 @@ async def _sequential(parley: Parley, replies: int, tokens: int, tag: str) -> No
         await tab.close()
 
 
-async def _concurrent(parley: Parley, replies: int, tag: str, shape: Shape = CONCURRENT, spread: float = 0.0) -> None:
-    tabs = await _gather_in_batches(
-        [lambda s=s: Tab.open(parley.ws_url, parley.origin, s) for s in parley.sessions[:replies]]
-    )
-
-    async def ask(i: int, tab: Tab):
-        await asyncio.sleep(i * spread / replies)
-        return await tab.ask(shape.prompt(f"{tag}-{i}"))
-
-    try:
-        results = await asyncio.gather(*(ask(i, t) for i, t in enumerate(tabs)))
-        failed = [r.error for r in results if not r.ok]
-        if failed:
-            print(f"{len(failed)} replies failed, e.g. {failed[0]}", file=sys.stderr)
-    finally:
-        await asyncio.gather(*(t.close() for t in tabs), return_exceptions=True)
+async def _concurrent(parley: Parley, replies: int, tag: str, shape: Shape = SHAPE, spread: float = 0.0) -> None:
+    results, _contents, _cpu = await _through_parley(parley, replies, tag, shape, spread=spread)
+    failed = [r.error for r in results if not r.ok]
+    if failed:
+        print(f"{len(failed)} replies failed, e.g. {failed[0]}", file=sys.stderr)
 
 
 # The upstream holds its first token back long after every start is done: what is sampled
 # until then is only the replies' starts (the samples end at STARTS_SAMPLED).
 STARTS = Shape(tokens=5, token_delay=0.0, first_token_delay=4.0)
 STARTS_SAMPLED = 3.0
-REALISTIC = Shape(tokens=200, token_delay=0.03, first_token_delay=0.3)  # as bench.load's
 
 
 async def _starts(parley: Parley, replies: int, tag: str, spy_start) -> subprocess.Popen:
@@ -190,7 +178,7 @@ def main(argv=None) -> int:
         if args.load == "concurrent":
             asyncio.run(_concurrent(parley, replies, "prof"))
         elif args.load == "spread":
-            asyncio.run(_concurrent(parley, replies, "prof", spread=2.0))
+            asyncio.run(_concurrent(parley, replies, "prof", spread=SPREAD))
         elif args.load == "realistic":
             asyncio.run(_concurrent(parley, replies, "prof", REALISTIC))
         elif args.load == "starts":

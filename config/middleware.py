@@ -1,6 +1,6 @@
 """Project-wide HTTP middleware, and Django's own called without a thread where it can be.
 
-Both classes work in Django's sync and async modes. Under daphne Django runs the chain in
+Every class here works in Django's sync and async modes. Under daphne Django runs the chain in
 async mode, and one sync-only middleware makes Django run everything below it, async views
 included, through ``sync_to_async`` on the one thread-sensitive thread: every request's view
 phase then waits for the previous request's (measured with the member API's streaming
@@ -97,8 +97,14 @@ class _Inline:
             response = self.process_request(request)
         response = response or await self.get_response(request)
         if hasattr(self, "process_response"):
+            if self._writes(request):
+                return await sync_to_async(self.process_response, thread_sensitive=True)(request, response)
             response = self.process_response(request, response)
         return response
+
+    def _writes(self, request) -> bool:
+        """Whether process_response will write to storage (and so needs the thread)."""
+        return False
 
 
 class LocaleMiddleware(_Inline, locale.LocaleMiddleware):
@@ -117,22 +123,14 @@ class CSPMiddleware(_Inline, csp.CSPMiddleware):
     pass
 
 
-class SessionMiddleware(sessions.SessionMiddleware):
-    async def __acall__(self, request):
-        self.process_request(request)  # a lazy store: nothing is read yet
-        response = await self.get_response(request)
-        session = request.session
-        if session.modified or settings.SESSION_SAVE_EVERY_REQUEST:
-            return await sync_to_async(self.process_response, thread_sensitive=True)(request, response)
-        return self.process_response(request, response)
+class SessionMiddleware(_Inline, sessions.SessionMiddleware):
+    def _writes(self, request) -> bool:
+        # The store is lazy: only a changed session (or one saved on every request) is written.
+        return request.session.modified or settings.SESSION_SAVE_EVERY_REQUEST
 
 
-class MessageMiddleware(messages.MessageMiddleware):
-    async def __acall__(self, request):
-        self.process_request(request)  # a lazy storage
-        response = await self.get_response(request)
+class MessageMiddleware(_Inline, messages.MessageMiddleware):
+    def _writes(self, request) -> bool:
+        # Messages read or added are stored (in the session, or a cookie after reading it).
         storage = getattr(request, "_messages", None)
-        if storage is not None and (storage.used or storage.added_new):
-            # Messages read or added are stored (in the session, or a cookie after reading it).
-            return await sync_to_async(self.process_response, thread_sensitive=True)(request, response)
-        return self.process_response(request, response)
+        return storage is not None and (storage.used or storage.added_new)

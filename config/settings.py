@@ -83,9 +83,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Django's (and django-csp's) own, called in the event loop where they do no I/O
-    # (config/middleware.py): the same hooks, without a hop to a thread for each. Django's
-    # deployment checks (manage.py check --deploy) look for these three by their own names.
+    # config.middleware's are Django's (and django-csp's) own, with their hooks called in the
+    # event loop where they do no I/O: the same hooks, without a hop to a thread for each.
+    # Security, CSRF and clickjacking keep Django's names: `check --deploy` looks for those.
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.WhiteNoiseMiddleware",  # whitenoise's, usable in async mode
     "config.middleware.SessionMiddleware",

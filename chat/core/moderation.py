@@ -335,10 +335,9 @@ async def _as_read(texts: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def _passed(gate: GateInput) -> None:
     """Earlier unchecked messages passed this gate: they are replayed from the next turn on."""
     ids = [message_id for message_id, _text in gate.unchecked]
-    if ids:
-        Message.objects.filter(pk__in=ids, status=Message.Status.UNCHECKED).update(
-            status=Message.Status.COMPLETE, moderation_unchecked=False, updated_at=timezone.now()
-        )
+    Message.objects.filter(pk__in=ids, status=Message.Status.UNCHECKED).update(
+        status=Message.Status.COMPLETE, moderation_unchecked=False, updated_at=timezone.now()
+    )
 
 
 async def _pass(gate: GateInput) -> None:
