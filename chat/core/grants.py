@@ -72,6 +72,22 @@ def model_granted(*, user, model_id, kind: str = ModelKind.CHAT) -> ChatModel:
         return _granted_in(_reload(), user, model_id, kind)
 
 
+def granted_copies(*, user_id: int, kind: str, recheck: bool = True) -> list[Granted]:
+    """The models of ``kind`` the member may use, from the process's copy of the catalog, in
+    the order of :func:`models_granted` (provider name, model id); each one's
+    ``instance()`` is a fresh ChatModel.
+
+    An empty answer is checked against the database once, as :func:`model_granted` checks a
+    refusal, unless ``recheck`` is False: for a caller that asks on every reply and may miss a
+    model added by another process without a shared cache for up to ``_MAX_AGE`` seconds
+    (queueing a finished turn for search by meaning, chat.services.search).
+    """
+    rows = _catalog().granted(user_id, kind)
+    if not rows and recheck:
+        rows = _reload().granted(user_id, kind)
+    return rows
+
+
 def _granted_in(catalog: _Catalog, user, model_id, kind: str) -> ChatModel:
     rows = catalog.granted(user.pk, kind)
     if model_id in (None, ""):
@@ -97,10 +113,11 @@ _PROVIDER_FIELDS = tuple(f.attname for f in Provider._meta.concrete_fields)
 
 
 @dataclass(frozen=True)
-class _Row:
+class Granted:
     """One enabled model on an enabled provider, as stored (the key still encrypted)."""
 
     pk: int
+    model_id: str
     kind: str
     is_default: bool
     groups: frozenset[int]  # empty: every member
@@ -122,11 +139,11 @@ def _copied(values: tuple) -> list:
 class _Catalog:
     version: object
     loaded_at: float
-    by_kind: dict[str, tuple[_Row, ...]]
+    by_kind: dict[str, tuple[Granted, ...]]
     members: OrderedDict[int, frozenset[int]] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def granted(self, user_id: int, kind: str) -> list[_Row]:
+    def granted(self, user_id: int, kind: str) -> list[Granted]:
         rows = self.by_kind.get(kind, ())
         if not any(r.groups for r in rows):
             return list(rows)
@@ -161,11 +178,12 @@ def _load(version) -> _Catalog:
     groups: dict[int, set[int]] = {}
     for model_pk, group_pk in ChatModel.groups.through.objects.values_list("chatmodel_id", "group_id"):
         groups.setdefault(model_pk, set()).add(group_pk)
-    by_kind: dict[str, list[_Row]] = {}
+    by_kind: dict[str, list[Granted]] = {}
     for m in models:
         by_kind.setdefault(m.kind, []).append(
-            _Row(
+            Granted(
                 pk=m.pk,
+                model_id=m.model_id,
                 kind=m.kind,
                 is_default=m.is_default,
                 groups=frozenset(groups.get(m.pk, ())),

@@ -29,10 +29,11 @@ def conversation_index_enqueue(conversation_id) -> None:
     conversation_index_job.enqueue(str(conversation_id))
 
 
-def turn_index_enqueue(reply_id) -> bool:
-    """Queue a completed reply and its question for embedding, and enqueue the job; False when
-    there is nothing to do (no embedding model for the member: search stays by text)."""
-    conversation_id = search.turn_index_request(reply_id=reply_id)
+def turn_index_enqueue(*, reply, owner_id: int) -> bool:
+    """Queue a reply just saved complete and its question for embedding, and enqueue the job;
+    False when there is nothing to do (no embedding model for the member: search stays by
+    text)."""
+    conversation_id = search.turn_queue(reply=reply, owner_id=owner_id)
     if conversation_id is None:
         return False
     conversation_index_enqueue(conversation_id)

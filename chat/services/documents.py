@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from chat.core.calls import Units, model_call
-from chat.core.grants import models_granted
+from chat.core.grants import granted_copies
 from chat.errors import DocumentRefused, NoProvider, NotFound, ParleyError
 from chat.media.services import media_save
 from chat.media.storage import stored_open
@@ -190,13 +190,19 @@ class _LostClaim(Exception):
 
 def embedding_model(user):
     """The embedding model the admin picked (PARLEY_EMBEDDING_MODEL), else the catalog's first."""
-    models = models_granted(user=user, kind=ModelKind.EMBEDDING)
+    return embedding_model_of(user.pk)
+
+
+def embedding_model_of(user_id: int, *, recheck: bool = True):
+    """``embedding_model`` for a member's id, read from the process's copy of the catalog
+    (``granted_copies``: no query while the copy holds; ``recheck`` as there)."""
+    rows = granted_copies(user_id=user_id, kind=ModelKind.EMBEDDING, recheck=recheck)
     if settings.PARLEY_EMBEDDING_MODEL:
-        models = models.filter(model_id=settings.PARLEY_EMBEDDING_MODEL)
-    model = models.filter(model_id=PREFERRED_EMBEDDING).first() or models.first()
-    if model is None:
+        rows = [r for r in rows if r.model_id == settings.PARLEY_EMBEDDING_MODEL]
+    row = next((r for r in rows if r.model_id == PREFERRED_EMBEDDING), None) or (rows[0] if rows else None)
+    if row is None:
         raise NoProvider(_("No embedding model is available: an admin must enable one."), code="no_embedding_model")
-    return model
+    return row.instance()
 
 
 def embedding_dimensions(model) -> int:

@@ -45,7 +45,7 @@ from django.utils.translation import gettext as _
 from chat.errors import NoProvider, ParleyError
 from chat.models import Conversation, Message, MessageChunk, MessageIndex
 from chat.services.chunking import chunk_pages
-from chat.services.documents import embed_texts, embedding_model
+from chat.services.documents import embed_texts, embedding_model, embedding_model_of
 from chat.services.extract import Page
 
 logger = logging.getLogger(__name__)
@@ -80,14 +80,24 @@ def turn_index_request(*, reply_id):
     did not complete, or the member has no embedding model)."""
     reply = (
         Message.objects.filter(pk=reply_id, role=Message.Role.ASSISTANT, status__in=INDEXED_STATUSES)
-        .select_related("conversation__owner")
-        .only("pk", "parent_id", "conversation_id", "conversation__owner")
+        .select_related("conversation")
+        .only("pk", "parent_id", "conversation_id", "conversation__owner_id")
         .first()
     )
     if reply is None:
         return None
-    owner = reply.conversation.owner
-    if search_model(owner) is None:
+    return turn_queue(reply=reply, owner_id=reply.conversation.owner_id, recheck=True)
+
+
+def turn_queue(*, reply: Message, owner_id: int, recheck: bool = False):
+    """``turn_index_request`` for a reply its caller has just saved complete (the reply's task,
+    chat.transport.runner): nothing read back. Whether the member has an embedding model comes
+    from the process's copy of the catalog, by default without a recheck
+    (chat.core.grants.granted_copies), so a member without one costs no query at the end of
+    every reply."""
+    try:
+        embedding_model_of(owner_id, recheck=recheck)
+    except NoProvider:
         return None
     ids = [reply.pk]
     if reply.parent_id:
@@ -96,7 +106,7 @@ def turn_index_request(*, reply_id):
                 "pk", flat=True
             )
         )
-    messages_queue(conversation_id=reply.conversation_id, owner_id=owner.pk, message_ids=ids)
+    messages_queue(conversation_id=reply.conversation_id, owner_id=owner_id, message_ids=ids)
     return reply.conversation_id
 
 

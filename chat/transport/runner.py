@@ -286,7 +286,7 @@ class ReplyRunner:
             sender.cancel()
             await self._close_listener(listener, control)
         if message is not None and status == Message.Status.COMPLETE:
-            await _index_for_search(self.reply_id)
+            await _index_for_search(message, owner_id=self.plan.conversation.owner_id)
             await title_generate(plan=self.plan, endpoint=self.endpoint)
 
     async def _close_listener(self, listener: asyncio.Task, control: str) -> None:
@@ -407,13 +407,13 @@ class ReplyRunner:
         return message
 
 
-async def _index_for_search(reply_id) -> None:
+async def _index_for_search(reply: Message, *, owner_id: int) -> None:
     """The completed turn is queued for search by meaning (chat/jobs/search.py). The reply is
     saved already; a failure here only leaves the turn for the backfill."""
     try:
-        await database_sync_to_async(turn_index_enqueue)(reply_id)
+        await database_sync_to_async(turn_index_enqueue)(reply=reply, owner_id=owner_id)
     except Exception:  # noqa: BLE001 - never fails the reply
-        logger.warning("reply %s not queued for search by meaning", reply_id, exc_info=True)
+        logger.warning("reply %s not queued for search by meaning", reply.pk, exc_info=True)
 
 
 class Heartbeats:

@@ -98,6 +98,53 @@ def test_a_reply_that_did_not_complete_and_a_member_without_an_embedding_model_q
     assert not MessageIndex.objects.exists()
 
 
+def test_queueing_a_reply_just_saved_reads_nothing_back_and_no_catalog_without_an_embedding_model(
+    alice, upstream_model
+):
+    # The reply's task queues every completed turn (chat.transport.runner): a member without an
+    # embedding model costs no query there, one with it only the question's check and the rows.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    conversation = make_thread(alice, KYOTO)
+    reply = conversation.messages.select_related("conversation").get(role="assistant")
+    search.turn_queue(reply=reply, owner_id=alice.pk)  # the process's copy of the catalog is read
+    with CaptureQueriesContext(connection) as without:
+        assert search.turn_queue(reply=reply, owner_id=alice.pk) is None
+    assert len(without) == 0
+
+    make_embedding_model(upstream_model.provider)
+    with CaptureQueriesContext(connection) as queries:
+        assert search.turn_queue(reply=reply, owner_id=alice.pk) == conversation.pk
+    assert not [q for q in queries if "chat_conversation" in q["sql"]]  # the reply is not read back
+    assert set(MessageIndex.objects.values_list("message_id", flat=True)) == {reply.pk, reply.parent_id}
+
+
+def test_an_embedding_model_added_where_no_signal_sees_it_is_found_by_a_member_at_once(alice, upstream_model):
+    # Written past Django's signals (raw SQL, another process without a shared cache): the
+    # process's copy still says "none". A member's own request (a document, a search) checks
+    # the database before refusing; queueing a finished turn does not, and catches up when the
+    # copy is next read fresh (chat.core.grants._MAX_AGE).
+    from chat.errors import NoProvider
+    from chat.models import ChatModel
+    from chat.services.documents import embedding_model, embedding_model_of
+
+    assert search.search_model(alice) is None
+    model = ChatModel(
+        provider=upstream_model.provider,
+        model_id="text-embedding-3-small",
+        display_name="Embedding 3 small",
+        kind="embedding",
+        context_window=8191,
+        max_output_tokens=0,
+    )
+    ChatModel.objects.bulk_create([model])  # no post_save: the copy is not told
+    with pytest.raises(NoProvider):
+        embedding_model_of(alice.pk, recheck=False)
+    assert embedding_model(alice).model_id == "text-embedding-3-small"
+    assert embedding_model_of(alice.pk, recheck=False).model_id == "text-embedding-3-small"  # reloaded
+
+
 def test_the_job_run_twice_or_raced_by_a_second_worker_embeds_each_message_once(alice, embedding, fake_upstream):
     conversation = make_thread(alice, KYOTO + SOUP)
     for reply in conversation.messages.filter(role="assistant"):
