@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
 from django.db.models import DecimalField, F, PositiveBigIntegerField, Value
 from django.db.models.functions import Greatest
 from django.utils import formats, timezone
@@ -80,16 +79,15 @@ def _month_row(user_id, month: dt.date, *, budgets: bool = False) -> UsageMonth:
     rows = UsageMonth.objects.select_for_update(of=("self",)) if budgets else UsageMonth.objects.select_for_update()
     if budgets:
         rows = rows.annotate(token_budget=F("user__monthly_token_budget"), cost_budget=F("user__monthly_cost_budget"))
-    row = rows.filter(user_id=user_id, month=month).first()
+    rows = rows.filter(user_id=user_id, month=month)
+    row = rows.first()
     if row is not None:
         return row
-    try:
-        # A savepoint, so losing the creation race does not break the caller's transaction.
-        with transaction.atomic():
-            return UsageMonth.objects.create(user_id=user_id, month=month)
-    except IntegrityError:
-        # Another reply created it first; its transaction has committed, so lock that row.
-        return UsageMonth.objects.select_for_update().get(user_id=user_id, month=month)
+    # The month's first call: create the row unless another call just did (INSERT ... ON
+    # CONFLICT DO NOTHING, which waits for a racing creator's transaction and never breaks the
+    # caller's, so no savepoint), then lock it with the same query.
+    UsageMonth.objects.bulk_create([UsageMonth(user_id=user_id, month=month)], ignore_conflicts=True)
+    return rows.get()
 
 
 def _refuse(*, kind: str, budget, used, needed, month: dt.date, purpose: str = "reply") -> QuotaExceeded:
@@ -157,13 +155,8 @@ def budget_reserve(*, user, tokens: int, cost: Decimal, purpose: str = "reply") 
     # Budgets are read again with the lock, in the same query: an admin may have changed them
     # since ``user`` was loaded.
     row = _month_row(user.pk, month, budgets=True)
-    if hasattr(row, "token_budget"):
-        # Annotated by _month_row's query (budgets=True), not fields of the model.
-        token_budget, cost_budget = row.token_budget, row.cost_budget  # type: ignore[attr-defined]
-    else:  # the month's first call: the row was just created
-        token_budget, cost_budget = (
-            get_user_model().objects.filter(pk=user.pk).values_list("monthly_token_budget", "monthly_cost_budget").get()
-        )
+    # Annotated by _month_row's query (budgets=True), not fields of the model.
+    token_budget, cost_budget = row.token_budget, row.cost_budget  # type: ignore[attr-defined]
     tokens_held = row.tokens_used + row.tokens_reserved
     if token_budget is not None and needed_tokens and tokens_held + needed_tokens > token_budget:
         raise _refuse(

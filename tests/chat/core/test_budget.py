@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import close_old_connections, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chat.core import budget
@@ -171,6 +172,21 @@ def test_a_cost_budget_is_enforced_in_dollars(alice, model, at):
         assert budget_reserve(user=alice, model=model, prompt_tokens=1_000, reply_tokens=5_000).cost == Decimal(
             "0.052500"
         )
+
+
+def test_the_months_first_reservation_makes_the_row_in_one_insert_and_reads_the_budget_with_it(alice, model, at):
+    # The month's first call creates the member's row: one INSERT that ignores a racing creator
+    # (no savepoint), then the same locking query that reads the budgets (no query of its own).
+    at(JULY)
+    set_budget(alice, tokens=1_500)
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        budget.budget_reserve(user=alice, tokens=1_000, cost=Decimal("0.01"))
+    statements = [q["sql"].split()[0].upper() for q in queries]
+    assert statements == ["SELECT", "INSERT", "SELECT", "UPDATE"]
+    assert (month_row(alice).tokens_reserved, month_row(alice).cost_reserved) == (1_000, Decimal("0.01"))
+    UsageMonth.objects.all().delete()
+    with pytest.raises(QuotaExceeded), transaction.atomic():
+        budget.budget_reserve(user=alice, tokens=2_000, cost=Decimal("0.01"))  # the budget holds on a new row
 
 
 def test_the_budget_resets_on_the_first_of_next_month_even_in_december(alice, model, at):
