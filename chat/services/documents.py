@@ -430,7 +430,7 @@ def question_embedding_model(*, user, conversation_id=None, document_ids=None, c
         except (ValueError, ValidationError):
             return None  # a malformed id: turn_start says not_found
     try:
-        return embedding_model(user)
+        return embedding_model_of(user.pk, recheck=False)  # none: the question is not embedded
     except ParleyError:
         return None
 

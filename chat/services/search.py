@@ -45,7 +45,7 @@ from django.utils.translation import gettext as _
 from chat.errors import NoProvider, ParleyError
 from chat.models import Conversation, Message, MessageChunk, MessageIndex
 from chat.services.chunking import chunk_pages
-from chat.services.documents import embed_texts, embedding_model, embedding_model_of
+from chat.services.documents import embed_texts, embedding_model_of
 from chat.services.extract import Page
 
 logger = logging.getLogger(__name__)
@@ -67,9 +67,11 @@ INDEXED_STATUSES = (Message.Status.COMPLETE,)
 
 
 def search_model(user):
-    """The member's embedding model, or None: search by meaning is unavailable."""
+    """The member's embedding model, or None: search by meaning is unavailable, and search stays
+    by text. None is an answer here, not a refusal, so it is not rechecked against the database
+    (``granted_copies``): every sidebar search and finished turn asks."""
     try:
-        return embedding_model(user)
+        return embedding_model_of(user.pk, recheck=False)
     except NoProvider:
         return None
 
@@ -86,17 +88,16 @@ def turn_index_request(*, reply_id):
     )
     if reply is None:
         return None
-    return turn_queue(reply=reply, owner_id=reply.conversation.owner_id, recheck=True)
+    return turn_queue(reply=reply, owner_id=reply.conversation.owner_id)
 
 
-def turn_queue(*, reply: Message, owner_id: int, recheck: bool = False):
+def turn_queue(*, reply: Message, owner_id: int):
     """``turn_index_request`` for a reply its caller has just saved complete (the reply's task,
     chat.transport.runner): nothing read back. Whether the member has an embedding model comes
-    from the process's copy of the catalog, by default without a recheck
-    (chat.core.grants.granted_copies), so a member without one costs no query at the end of
-    every reply."""
+    from the process's copy of the catalog, as in ``search_model``, so a member without one
+    costs no query at the end of every reply."""
     try:
-        embedding_model_of(owner_id, recheck=recheck)
+        embedding_model_of(owner_id, recheck=False)
     except NoProvider:
         return None
     ids = [reply.pk]

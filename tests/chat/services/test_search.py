@@ -120,11 +120,12 @@ def test_queueing_a_reply_just_saved_reads_nothing_back_and_no_catalog_without_a
     assert set(MessageIndex.objects.values_list("message_id", flat=True)) == {reply.pk, reply.parent_id}
 
 
-def test_an_embedding_model_added_where_no_signal_sees_it_is_found_by_a_member_at_once(alice, upstream_model):
+def test_an_embedding_model_added_where_no_signal_sees_it_is_found_by_indexing_at_once_by_search_soon(alice, upstream_model):
     # Written past Django's signals (raw SQL, another process without a shared cache): the
-    # process's copy still says "none". A member's own request (a document, a search) checks
-    # the database before refusing; queueing a finished turn does not, and catches up when the
-    # copy is next read fresh (chat.core.grants._MAX_AGE).
+    # process's copy still says "none". Indexing a document, which fails without one, checks
+    # the database before refusing; whether search by meaning is available (a finished turn, a
+    # sidebar search) does not, and catches up when the copy is next read fresh
+    # (chat.core.grants._MAX_AGE).
     from chat.errors import NoProvider
     from chat.models import ChatModel
     from chat.services.documents import embedding_model, embedding_model_of
@@ -141,8 +142,9 @@ def test_an_embedding_model_added_where_no_signal_sees_it_is_found_by_a_member_a
     ChatModel.objects.bulk_create([model])  # no post_save: the copy is not told
     with pytest.raises(NoProvider):
         embedding_model_of(alice.pk, recheck=False)
+    assert search.search_model(alice) is None
     assert embedding_model(alice).model_id == "text-embedding-3-small"
-    assert embedding_model_of(alice.pk, recheck=False).model_id == "text-embedding-3-small"  # reloaded
+    assert search.search_model(alice).model_id == "text-embedding-3-small"  # the copy was reloaded
 
 
 def test_the_job_run_twice_or_raced_by_a_second_worker_embeds_each_message_once(alice, embedding, fake_upstream):

@@ -258,6 +258,11 @@ def test_the_list_takes_at_most_three_queries_and_never_loads_message_bodies(
     selected = [q["sql"].split(" FROM ")[0] for q in queries.captured_queries]
     assert not [s for s in selected if '"content"' in s and "SUBSTR" not in s.upper()]  # only windows of bodies
     assert any("SUBSTR" in s.upper() for s in selected)
+    # Whether the member has an embedding model comes from the process's copy of the catalog
+    # (chat.core.grants): read by the first search, not again; "none" is not rechecked.
+    with CaptureQueriesContext(connection) as again:
+        alice_client.get(reverse("chat:api_conversations"), {"q": "x"})
+    assert not [q for q in again.captured_queries if "chat_chatmodel" in q["sql"]]
 
 
 def test_json_answers_for_a_member_are_private_and_unstored(alice_client):
