@@ -120,7 +120,7 @@ def test_queueing_a_reply_just_saved_reads_nothing_back_and_no_catalog_without_a
     assert set(MessageIndex.objects.values_list("message_id", flat=True)) == {reply.pk, reply.parent_id}
 
 
-def test_an_embedding_model_added_where_no_signal_sees_it_is_found_by_indexing_at_once_by_search_soon(alice, upstream_model):
+def test_an_embedding_model_added_past_the_signals_is_found_by_indexing_at_once_by_search_soon(alice, upstream_model):
     # Written past Django's signals (raw SQL, another process without a shared cache): the
     # process's copy still says "none". Indexing a document, which fails without one, checks
     # the database before refusing; whether search by meaning is available (a finished turn, a
