@@ -1,15 +1,21 @@
 """ASGI entry point: HTTP through Django, websockets through Channels.
 
 Django's ASGI application is built first so that the app registry is ready before the
-routing (which imports consumers and models) is imported.
+routing (which imports consumers and models) is imported. It is Django's handler with
+Django's security, CSRF and clickjacking middleware loaded as their inline subclasses
+(config/middleware.py says why).
 """
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application does
+
+from config.middleware import ASGIHandler  # noqa: E402
+
+django_asgi_app = ASGIHandler()  # Django's, with its middleware's hooks in the event loop
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

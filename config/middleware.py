@@ -15,7 +15,9 @@ from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
-from django.middleware import common, locale
+from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers import asgi
+from django.middleware import clickjacking, common, csrf, locale, security
 from whitenoise.middleware import WhiteNoiseMiddleware as _WhiteNoiseMiddleware
 
 
@@ -87,9 +89,10 @@ class WhiteNoiseMiddleware(_WhiteNoiseMiddleware):
 # requests run Python (docs/performance.md, "The member API"). The hooks below do no I/O
 # (headers, a lazy session, user or message store, the language), so in async mode they are
 # called in the event loop; a session or messages that must be written still take the
-# thread. Django's security, CSRF and clickjacking middleware stay as they are: its
-# deployment checks look for them by name. In sync mode (WSGI, the test client) nothing
-# changes.
+# thread. Django's security, CSRF and clickjacking middleware keep Django's names in
+# settings.MIDDLEWARE, which its deployment checks look for, and are loaded as the subclasses
+# at the end of this module by the handler daphne serves (``ASGIHandler``). In sync mode
+# (WSGI, the test client) nothing changes.
 class _Inline:
     async def __acall__(self, request):
         response = None
@@ -134,3 +137,57 @@ class MessageMiddleware(_Inline, messages.MessageMiddleware):
         # Messages read or added are stored (in the session, or a cookie after reading it).
         storage = getattr(request, "_messages", None)
         return storage is not None and (storage.used or storage.added_new)
+
+
+class SecurityMiddleware(_Inline, security.SecurityMiddleware):
+    pass  # the HTTPS redirect and the security headers
+
+
+class XFrameOptionsMiddleware(_Inline, clickjacking.XFrameOptionsMiddleware):
+    pass  # one header
+
+
+class CsrfViewMiddleware(_Inline, csrf.CsrfViewMiddleware):
+    """Django's CSRF middleware with its request and response hooks in the event loop (a
+    cookie read, a cookie set), and its view hook too where that reads no body: a view exempt
+    from CSRF (the member API, whose keys are not cookies) or a safe method. A form or an
+    upload is checked on the thread, where ``request.POST`` may parse a large body into
+    files. The token is kept in its cookie (Django's default): with ``CSRF_USE_SESSIONS`` the
+    hooks would read and write the session, so that setting is refused here."""
+
+    def __init__(self, get_response):
+        if settings.CSRF_USE_SESSIONS:
+            raise ImproperlyConfigured("config.middleware.CsrfViewMiddleware keeps the token in its cookie.")
+        super().__init__(get_response)
+        if self.async_mode:
+            # Django's handler takes the hook from the instance: a coroutine is awaited as it is.
+            self.process_view = self._aprocess_view  # type: ignore[method-assign]
+
+    async def _aprocess_view(self, request, callback, callback_args, callback_kwargs):
+        view = csrf.CsrfViewMiddleware.process_view
+        if getattr(callback, "csrf_exempt", False) or request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
+            return view(self, request, callback, callback_args, callback_kwargs)
+        return await sync_to_async(view, thread_sensitive=True)(self, request, callback, callback_args, callback_kwargs)
+
+
+# Django's deployment checks (``manage.py check --deploy``) look for these three by their own
+# names in settings.MIDDLEWARE, so the setting keeps those; the ASGI handler that daphne serves
+# loads the inline subclasses in their place. Django's test clients and WSGI keep Django's own.
+INLINE = {
+    "django.middleware.security.SecurityMiddleware": "config.middleware.SecurityMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware": "config.middleware.CsrfViewMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware": "config.middleware.XFrameOptionsMiddleware",
+}
+
+
+class ASGIHandler(asgi.ASGIHandler):
+    """Django's ASGI handler, with the middleware of settings.MIDDLEWARE named in ``INLINE``
+    loaded as their inline subclasses. Built once, when config.asgi is imported."""
+
+    def load_middleware(self, is_async=False):
+        listed = settings.MIDDLEWARE
+        settings.MIDDLEWARE = [INLINE.get(path, path) for path in listed]
+        try:
+            super().load_middleware(is_async)
+        finally:
+            settings.MIDDLEWARE = listed

@@ -85,7 +85,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # config.middleware's are Django's (and django-csp's) own, with their hooks called in the
     # event loop where they do no I/O: the same hooks, without a hop to a thread for each.
-    # Security, CSRF and clickjacking keep Django's names: `check --deploy` looks for those.
+    # Security, CSRF and clickjacking keep Django's names, which `check --deploy` looks for;
+    # config.asgi's handler loads them as config.middleware's inline subclasses.
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.WhiteNoiseMiddleware",  # whitenoise's, usable in async mode
     "config.middleware.SessionMiddleware",
