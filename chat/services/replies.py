@@ -45,13 +45,9 @@ def reply_finish(
     """
     with transaction.atomic():
         # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the outer join
-        # that select_related("model") makes; only the message row needs the lock.
-        message = (
-            Message.objects.select_for_update(of=("self",))
-            .filter(id=reply_id)
-            .select_related("model", "conversation")
-            .first()
-        )
+        # that select_related("model") makes; only the message row needs the lock. The model
+        # prices the usage; nothing reads the conversation but its id.
+        message = Message.objects.select_for_update(of=("self",)).filter(id=reply_id).select_related("model").first()
         if message is None or message.status != Message.Status.STREAMING:
             if message is None and reservation_id is not None:
                 # The conversation was deleted mid-reply: what was generated is still billed,

@@ -79,3 +79,27 @@ def test_a_new_chat_does_not_lock_the_conversation_it_just_made_and_a_follow_up_
     assert conversation_reads(new_chat.captured_queries) == []
     locks = conversation_reads(follow_up.captured_queries)
     assert locks and (connection.vendor != "postgresql" or any("FOR UPDATE" in sql for sql in locks))
+
+
+def test_a_replys_end_reads_its_row_and_model_and_not_its_conversation(alice, model):
+    # The reply's task sends the finished row to the member and queues it for search: neither
+    # reads more of the conversation than its id.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from chat.services.replies import reply_finish
+
+    plan = start(alice, "hello").plan
+    with CaptureQueriesContext(connection) as queries:
+        message = reply_finish(
+            reply_id=plan.reply.pk,
+            content="hi there",
+            status="complete",
+            prompt_tokens=5,
+            completion_tokens=2,
+            reservation_id=plan.admission.reservation_id,
+        )
+    read = next(q["sql"] for q in queries if q["sql"].startswith("SELECT") and '"chat_message"."id"' in q["sql"])
+    assert "chat_conversation" not in read
+    assert (message.status, message.content, message.completion_tokens) == ("complete", "hi there", 2)
+    assert Conversation.objects.get(pk=plan.conversation.pk).updated_at == message.updated_at
