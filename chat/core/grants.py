@@ -78,9 +78,10 @@ def granted_copies(*, user_id: int, kind: str, recheck: bool = True) -> list[Gra
     ``instance()`` is a fresh ChatModel.
 
     An empty answer is checked against the database once, as :func:`model_granted` checks a
-    refusal, unless ``recheck`` is False: for a caller that asks on every reply and may miss a
-    model added by another process without a shared cache for up to ``_MAX_AGE`` seconds
-    (queueing a finished turn for search by meaning, chat.services.search).
+    refusal, unless ``recheck`` is False: for a caller to whom "none" is an answer rather than
+    a refusal, asked often (whether search by meaning is available, for every finished turn
+    and sidebar search: chat.services.search), which may then miss a model added by another
+    process without a shared cache for up to ``_MAX_AGE`` seconds.
     """
     rows = _catalog().granted(user_id, kind)
     if not rows and recheck:
