@@ -1,7 +1,7 @@
 """Search by meaning: a member's messages embedded after each turn, and the sidebar search that
 fuses text matches with the conversations nearest the search by meaning.
 
-Indexing. When a turn completes, ``turn_index_request`` queues the member's message and the
+Indexing. When a turn completes, ``turn_queue`` queues the member's message and the
 reply (a ``MessageIndex`` row each) and the caller enqueues ``conversation_index``
 (chat/jobs/search.py), the job's body. The job claims the due rows of the conversation with
 one conditional UPDATE that stamps a fresh claim token (a row another worker holds, or that is
@@ -68,37 +68,26 @@ INDEXED_STATUSES = (Message.Status.COMPLETE,)
 
 def search_model(user):
     """The member's embedding model, or None: search by meaning is unavailable, and search stays
-    by text. None is an answer here, not a refusal, so it is not rechecked against the database
-    (``granted_copies``): every sidebar search and finished turn asks."""
+    by text."""
+    return _search_model_of(user.pk)
+
+
+def _search_model_of(user_id: int):
+    # None is an answer here, not a refusal, so it is not rechecked against the database
+    # (``granted_copies``): every sidebar search and finished turn asks.
     try:
-        return embedding_model_of(user.pk, recheck=False)
+        return embedding_model_of(user_id, recheck=False)
     except NoProvider:
         return None
-
-
-def turn_index_request(*, reply_id):
-    """Queue a completed reply and the member's message it answers for embedding; the
-    conversation's id to enqueue ``conversation_index`` for, or None (nothing to do: the reply
-    did not complete, or the member has no embedding model)."""
-    reply = (
-        Message.objects.filter(pk=reply_id, role=Message.Role.ASSISTANT, status__in=INDEXED_STATUSES)
-        .select_related("conversation")
-        .only("pk", "parent_id", "conversation_id", "conversation__owner_id")
-        .first()
-    )
-    if reply is None:
-        return None
-    return turn_queue(reply=reply, owner_id=reply.conversation.owner_id)
 
 
 def turn_queue(*, reply: Message, owner_id: int):
-    """``turn_index_request`` for a reply its caller has just saved complete (the reply's task,
-    chat.transport.runner): nothing read back. Whether the member has an embedding model comes
-    from the process's copy of the catalog, as in ``search_model``, so a member without one
-    costs no query at the end of every reply."""
-    try:
-        embedding_model_of(owner_id, recheck=False)
-    except NoProvider:
+    """Queue a reply its caller has just saved complete (the reply's task,
+    chat.transport.runner) and the member's message it answers for embedding, with nothing read
+    back; the conversation's id to enqueue ``conversation_index`` for, or None when the member
+    has no embedding model (from the process's copy of the catalog: no query at the end of
+    every reply)."""
+    if _search_model_of(owner_id) is None:
         return None
     ids = [reply.pk]
     if reply.parent_id:

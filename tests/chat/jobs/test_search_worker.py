@@ -8,9 +8,8 @@ from django_tasks_db.models import DBTaskResult
 
 from chat.jobs.search import conversation_index_enqueue
 from chat.models import MessageChunk, MessageIndex
-from chat.services import search
 from tests.chat.jobs.test_documents_worker import worker
-from tests.chat.services.test_search import KYOTO, SOUP, make_thread
+from tests.chat.services.test_search import KYOTO, SOUP, make_thread, queue_turn
 from tests.documents_support import make_embedding_model
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
@@ -20,7 +19,7 @@ def test_two_workers_given_the_same_conversation_embed_each_message_once(alice, 
     make_embedding_model(upstream_model.provider)
     conversation = make_thread(alice, KYOTO + SOUP)
     for reply in conversation.messages.filter(role="assistant"):
-        search.turn_index_request(reply_id=reply.pk)
+        queue_turn(reply)
     conversation_index_enqueue(conversation.pk)
     conversation_index_enqueue(conversation.pk)  # the same job twice, as after a requeue racing a worker
 

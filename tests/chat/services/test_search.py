@@ -51,11 +51,16 @@ def make_thread(owner, messages, title="Untitled") -> Conversation:
     return conversation
 
 
+def queue_turn(reply: Message):
+    """What the reply's task does with a reply it has saved complete (chat.transport.runner)."""
+    return search.turn_queue(reply=reply, owner_id=reply.conversation.owner_id)
+
+
 def embedded_thread(owner, messages, title="Untitled") -> Conversation:
     """A conversation whose every turn completed and was embedded by the job."""
     conversation = make_thread(owner, messages, title)
     for reply in conversation.messages.filter(role="assistant"):
-        assert search.turn_index_request(reply_id=reply.pk) == conversation.pk
+        assert queue_turn(reply) == conversation.pk
     assert search.conversation_index(conversation.pk) == "ready"
     return conversation
 
@@ -86,15 +91,11 @@ def test_a_completed_turn_is_embedded_passage_by_passage_and_billed_to_the_membe
     assert not Reservation.objects.exists()
 
 
-def test_a_reply_that_did_not_complete_and_a_member_without_an_embedding_model_queue_nothing(alice, upstream_model):
+def test_a_member_without_an_embedding_model_queues_nothing(alice, upstream_model):
+    # A reply that did not complete is never queued: tests/chat/transport/test_consumer_search.py.
     conversation = make_thread(alice, KYOTO)
     reply = conversation.messages.get(role="assistant")
-    assert search.turn_index_request(reply_id=reply.pk) is None  # no embedding model: text search only
-    assert not MessageIndex.objects.exists()
-
-    make_embedding_model(upstream_model.provider)
-    Message.objects.filter(pk=reply.pk).update(status=Message.Status.STOPPED)
-    assert search.turn_index_request(reply_id=reply.pk) is None
+    assert queue_turn(reply) is None  # no embedding model: text search only
     assert not MessageIndex.objects.exists()
 
 
@@ -150,7 +151,7 @@ def test_an_embedding_model_added_past_the_signals_is_found_by_indexing_at_once_
 def test_the_job_run_twice_or_raced_by_a_second_worker_embeds_each_message_once(alice, embedding, fake_upstream):
     conversation = make_thread(alice, KYOTO + SOUP)
     for reply in conversation.messages.filter(role="assistant"):
-        search.turn_index_request(reply_id=reply.pk)
+        queue_turn(reply)
     seen = []
 
     def second_worker(ids):
@@ -172,7 +173,7 @@ def test_a_failed_embedding_call_is_retried_after_the_lease_and_the_reply_is_unt
 ):
     conversation = make_thread(alice, KYOTO)
     reply = conversation.messages.get(role="assistant")
-    search.turn_index_request(reply_id=reply.pk)
+    queue_turn(reply)
     fake_upstream.always(endpoint="embeddings", status=500)
 
     assert search.conversation_index(conversation.pk) == "retry"
@@ -196,7 +197,7 @@ def test_a_message_failing_every_try_is_marked_failed_and_the_backfill_takes_it_
     alice, embedding, fake_upstream, settings, no_sleep
 ):
     conversation = make_thread(alice, KYOTO)
-    search.turn_index_request(reply_id=conversation.messages.get(role="assistant").pk)
+    queue_turn(conversation.messages.get(role="assistant"))
     settings.PARLEY_DOCUMENT_LEASE_SECONDS = 0
     fake_upstream.always(endpoint="embeddings", status=500)
     for _ in range(search.MAX_TRIES):
@@ -229,7 +230,7 @@ def test_a_budget_that_cannot_cover_the_embedding_leaves_the_messages_queued(ali
     alice.monthly_token_budget = 5
     alice.save()
     conversation = make_thread(alice, KYOTO)
-    search.turn_index_request(reply_id=conversation.messages.get(role="assistant").pk)
+    queue_turn(conversation.messages.get(role="assistant"))
 
     assert search.conversation_index(conversation.pk) == "retry"
     assert set(MessageIndex.objects.values_list("error_code", flat=True)) == {"quota_exceeded"}

@@ -62,3 +62,16 @@ async def test_without_an_embedding_model_a_turn_queues_nothing(alice, upstream_
     await tab.close()
     await asyncio.sleep(0.3)
     assert not await database_sync_to_async(MessageIndex.objects.exists)()
+
+
+async def test_a_reply_that_did_not_complete_queues_nothing(alice, upstream_model, fake_upstream):
+    # Only a complete turn is indexed: the reply's task decides, from the status it saved.
+    await database_sync_to_async(make_embedding_model)(upstream_model.provider)
+    fake_upstream.always(tokens=50, cut_after=20, cut="eof", token_delay=0.005)
+    tab = await Tab.open(alice)
+    await tab.send_message("tell me about Kyoto")
+    await tab.until_type("conversation.created")
+    assert (await tab.reply())["status"] == "interrupted"
+    await tab.close()
+    await asyncio.sleep(0.3)
+    assert not await database_sync_to_async(MessageIndex.objects.exists)()
