@@ -4,9 +4,10 @@
 
 In process, on a temporary SQLite file (or DATABASE_URL's server), one member, one provider
 and one model: prints each query of one new chat and one follow-up (``--show``) and their
-counts, and the median in-process time of ``turn_start`` over ``--runs`` new chats, wall and
-CPU (the thread's own, which a loaded machine stretches much less). The
-replies are settled as stopped right after, so the member never has more than one streaming.
+counts, and the median in-process time of ``turn_start`` over ``--runs`` new chats and as many
+follow-ups (each the second turn of a chat), wall and CPU (the thread's own, which a loaded
+machine stretches much less). The replies are settled as stopped right after, so the member
+never has more than one streaming.
 """
 
 from __future__ import annotations
@@ -87,6 +88,12 @@ def main(argv=None) -> int:
     times = [one(tag=f"run {i}")[2] for i in range(args.runs)]
     wall, cpu = (statistics.median(t[k] for t in times) * 1000 for k in (0, 1))
     print(f"turn_start, new chat: median {wall:.2f} ms, {cpu:.2f} ms of CPU, over {args.runs} (in process)")
+    # A follow-up, each into a chat of one answered turn (a history of two messages).
+    times = [
+        one(conversation_id=one(tag=f"chat {i}")[0].saved.conversation.pk, tag="next")[2] for i in range(args.runs)
+    ]
+    wall, cpu = (statistics.median(t[k] for t in times) * 1000 for k in (0, 1))
+    print(f"turn_start, follow-up: median {wall:.2f} ms, {cpu:.2f} ms of CPU, over {args.runs} (in process)")
     return 0
 
 

@@ -189,6 +189,28 @@ def walk_up(*, conversation_id, message_id, limit: int) -> list[tuple]:
     return [row[1:] for row in rows]
 
 
+_STREAMING_SQL = (
+    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN m.conversation_id = %s THEN 1 ELSE 0 END), 0)"
+    " FROM {message} m JOIN {conversation} c ON c.id = m.conversation_id WHERE c.owner_id = %s AND m.status = %s"
+)
+
+
+def replies_streaming(*, owner_id, conversation_id) -> tuple[int, int]:
+    """How many of the member's replies are streaming, in all and in ``conversation_id``.
+
+    Read at the start of every reply, on the database thread every socket's start waits for:
+    one statement written out, because the ORM's aggregate of the same query spent about
+    30 times as long composing it as the database took to answer (docs/performance.md).
+    """
+    quote = connection.ops.quote_name
+    sql = _STREAMING_SQL.format(message=quote(Message._meta.db_table), conversation=quote(Conversation._meta.db_table))
+    conversation = Conversation._meta.pk.get_db_prep_value(_as_uuid(conversation_id), connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [conversation, owner_id, str(Message.Status.STREAMING)])
+        total, here = cursor.fetchone()
+    return total, here
+
+
 # Statuses that never change once set (a streaming reply ends, the moderation gate settles
 # an unchecked message later): a count over messages in them can be kept.
 SETTLED = tuple(

@@ -52,6 +52,10 @@ class Prompt:
     encoding: str = tokens.O200K  # the encoding counts were made in (for usage_estimate)
     sources: Sources = Sources()  # passages of the conversation's documents, numbered from 1
     history: int | None = None  # the history's whole length when it can be kept (Message.replayed_above)
+    # The member's messages above the newest, nearest first, as (id, status, content), when the
+    # walk read the whole branch: what the moderation gate reads besides the newest
+    # (chat.services.turns), which then costs no query. None when trimming stopped the walk.
+    earlier_questions: tuple[tuple[str, str, str], ...] | None = None
 
 
 def message_token_count(message: Message, encoding_name: str) -> int:
@@ -120,6 +124,8 @@ class _History:
         self.replayed = 0  # replayed messages read so far
         self.settled = True  # whether every message read has a status that no longer changes
         self.recounted: list[Message] = []
+        self.questions: list[tuple[str, str, str]] = []  # Prompt.earlier_questions, as read
+        self.whole = False  # whether the walk reached the top of the branch
 
     def newest_first(self):
         size = _FIRST_PAGE
@@ -128,6 +134,8 @@ class _History:
             self.next_id = page[-1][1] if len(page) == size else None
             for key, _parent, role, status, count, counted_with, content in page:
                 self.settled = self.settled and status in SETTLED
+                if role == Message.Role.USER:
+                    self.questions.append((str(uuid.UUID(str(key))), status, content))
                 if not _replayed(role, status, count, counted_with):
                     continue
                 self.replayed += 1
@@ -139,6 +147,7 @@ class _History:
                         continue
                 yield PromptMessage(role=role, content=content, tokens=count + tokens.ROLE_TOKENS)
             size *= 2
+        self.whole = True
         self.length = self.replayed if self.settled else None
 
     length: int | None = None  # the history's length, once known and settled
@@ -267,4 +276,5 @@ def prompt_build(*, conversation: Conversation, newest: Message, query_vector=No
         encoding=encoding,
         sources=sources,
         history=history.length,
+        earlier_questions=tuple(history.questions) if history.whole else None,
     )

@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -26,7 +25,13 @@ from chat.core.moderation import GateInput, gate_blocklist
 from chat.core.rate import message_admit
 from chat.errors import BadRequest, Busy, NoProvider, ParleyError, TooManyReplies
 from chat.models import Citation, Conversation, Message, ModelKind
-from chat.selectors import conversation_for_user, message_for_user, path_ids, preset_collections_for_user
+from chat.selectors import (
+    conversation_for_user,
+    message_for_user,
+    path_ids,
+    preset_collections_for_user,
+    replies_streaming,
+)
 from chat.services.collections import collections_use
 from chat.services.conversations import conversation_create
 from chat.services.documents import documents_attach
@@ -130,7 +135,9 @@ def message_save(
     if conversation_id is None:
         title = title_fallback(content)
         message_id = uuid.uuid4()
-        with transaction.atomic():
+        # No savepoint of its own inside turn_start's transaction: any error here undoes the
+        # whole turn, as nothing of it is kept without the message.
+        with transaction.atomic(savepoint=False):
             try:
                 conversation = conversation_create(
                     user=user,
@@ -238,7 +245,8 @@ def turn_start(
 
     Errors about the message itself (empty, too long, not found) and a message over the
     member's rates raise before anything is saved; a reply refused by a later rule (budget,
-    busy...) is returned, with the message saved. ``query_vector``: the question's embedding
+    busy...) is returned, with the message saved, and any other error while beginning the
+    reply is raised once the message is committed. ``query_vector``: the question's embedding
     for retrieval, computed by the caller before this trip (documents.question_vector), never
     here: an upstream call inside the database thread would hold every other socket's queries.
     """
@@ -253,38 +261,50 @@ def turn_start(
         if resent is None:
             raise
         return TurnStart(resent, None, None)
-    saved = message_save(
-        user=user,
-        conversation_id=conversation_id,
-        client_id=client_id,
-        content=content,
-        model_id=model_id,
-        chat_settings=chat_settings,
-        fresh_user=True,
-        document_ids=document_ids,
-        preset_id=preset_id,
-        collection_ids=collection_ids,
-        image_ids=image_ids,
-    )
-    if saved.duplicate:
-        return TurnStart(saved, None, None)
-    # A conversation created just now had its model checked for this member a moment ago.
-    checked = saved.conversation.model if saved.created_conversation else None
-    try:
-        plan = reply_begin(
-            conversation=saved.conversation,
-            question=saved.message,
+    failure = None
+    # The message and the reply's start commit together: one commit per turn, where a commit
+    # on PostgreSQL waits for its write-ahead log to reach the disk while every other socket's
+    # start waits for the database thread (docs/performance.md). The reply's part runs in a
+    # savepoint, so a refusal or a failure undoes only it and the message still commits.
+    with transaction.atomic():
+        saved = message_save(
             user=user,
-            model=checked,
-            admitted=True,
-            first_turn=saved.created_conversation,
-            query_vector=query_vector,
-            # A message saved without images has none to read back (one statement fewer).
-            images=None if image_ids else [],
+            conversation_id=conversation_id,
+            client_id=client_id,
+            content=content,
+            model_id=model_id,
+            chat_settings=chat_settings,
+            fresh_user=True,
+            document_ids=document_ids,
+            preset_id=preset_id,
+            collection_ids=collection_ids,
+            image_ids=image_ids,
         )
-    except ParleyError as exc:
-        exc.detail.setdefault("message_id", str(saved.message.id))
-        return TurnStart(saved, None, exc)
+        if saved.duplicate:
+            return TurnStart(saved, None, None)
+        # A conversation created just now had its model checked for this member a moment ago.
+        checked = saved.conversation.model if saved.created_conversation else None
+        try:
+            with transaction.atomic():
+                plan = reply_begin(
+                    conversation=saved.conversation,
+                    question=saved.message,
+                    user=user,
+                    model=checked,
+                    admitted=True,
+                    first_turn=saved.created_conversation,
+                    locked=True,  # message_save's update of its leaf, in this transaction
+                    query_vector=query_vector,
+                    # A message saved without images has none to read back (one statement fewer).
+                    images=None if image_ids else [],
+                )
+        except ParleyError as exc:
+            exc.detail.setdefault("message_id", str(saved.message.id))
+            return TurnStart(saved, None, exc)
+        except Exception as exc:  # noqa: BLE001 - raised again once the message is committed
+            failure = exc
+    if failure is not None:
+        raise failure
     return TurnStart(saved, plan, None)
 
 
@@ -312,6 +332,7 @@ def reply_begin(
     model=None,
     admitted: bool = False,
     first_turn: bool = False,
+    locked: bool = False,
     query_vector=None,
     images: list | None = None,
 ) -> ReplyPlan:
@@ -321,7 +342,9 @@ def reply_begin(
     conversation's model when the caller checked it for this member in the same call;
     ``admitted``: the request was counted against the member's rate already (turn_start).
     ``first_turn``: the conversation was created with ``question`` in this same call, so no
-    earlier message can exist for the moderation gate to read. ``images``: the question's
+    earlier message can exist for the moderation gate to read. ``locked``: the caller's
+    transaction holds the conversation's row already (turn_start saved the question in it and
+    made it the leaf). ``images``: the question's
     images when the caller knows them (none, for a message it saved without any); read otherwise.
     """
     if user is None:
@@ -337,18 +360,18 @@ def reply_begin(
     if images is None:
         images = message_images(question)
     vision_check(model=model, images=images)
-    with transaction.atomic():
-        if not first_turn:
+    # No savepoint of its own: called alone it is the transaction, and turn_start calls it in a
+    # savepoint that also undoes the writes above.
+    with transaction.atomic(savepoint=False):
+        if not (first_turn or locked):
             # Lock the conversation row: two sends racing into one conversation serialize here.
-            # One created in this same call has no other sender yet: its id is not out.
+            # One created in this same call has no other sender yet: its id is not out; one
+            # whose question was saved in this transaction was locked by that update.
             Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
         # The member's replies in progress, and whether one is in this conversation: one query.
-        streaming = Message.objects.filter(conversation__owner=user, status=Message.Status.STREAMING).aggregate(
-            total=Count("id"), here=Count("id", filter=Q(conversation=conversation))
-        )
-        if streaming["here"]:
+        in_flight, here = replies_streaming(owner_id=user.pk, conversation_id=conversation.pk)
+        if here:
             raise Busy()
-        in_flight = streaming["total"]
         if in_flight >= settings.PARLEY_MAX_CONCURRENT_REPLIES:
             raise TooManyReplies(
                 _("You already have %(count)s replies in progress; the limit is %(limit)s.")
@@ -407,7 +430,9 @@ def reply_begin(
         conversation.current_leaf_id = reply.pk
         conversation.choosing = count > 1
     gate = (
-        GateInput(system_prompt=conversation.system_prompt or "") if first_turn else _gate_input(conversation, question)
+        GateInput(system_prompt=conversation.system_prompt or "")
+        if first_turn
+        else _gate_input(conversation, question, prompt.earlier_questions)
     )
     if settings.PARLEY_MODERATE_DOCUMENTS and prompt.sources.chunks:
         gate = replace(gate, documents="\n\n".join(chunk.text for chunk in prompt.sources.chunks))
@@ -428,9 +453,21 @@ def reply_begin(
 UNCHECKED_RECHECKED = 20  # earlier unchecked messages the gate checks again with a new turn
 
 
-def _gate_input(conversation: Conversation, question: Message) -> GateInput:
+def _gate_input(conversation: Conversation, question: Message, earlier=None) -> GateInput:
     """The text besides ``question`` that this turn sends a model, for the moderation gate: the
-    earlier messages are those of its branch (the path to its parent)."""
+    earlier messages are those of its branch (the path to its parent). ``earlier``: the
+    member's messages on that path, nearest first, as (id, status, content), when the prompt's
+    walk read all of them (Prompt.earlier_questions); else they are read here, in two queries."""
+    if earlier is not None:
+        complete = (content for _key, status, content in earlier if status == Message.Status.COMPLETE)
+        oldest_first = reversed(earlier)
+        return GateInput(
+            system_prompt=conversation.system_prompt or "",
+            previous=next(complete, ""),
+            unchecked=tuple(
+                (key, content) for key, status, content in oldest_first if status == Message.Status.UNCHECKED
+            )[:UNCHECKED_RECHECKED],
+        )
     if question.parent_id is None:
         earlier = Message.objects.none()
     else:

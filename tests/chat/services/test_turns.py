@@ -61,11 +61,24 @@ def test_regenerating_a_reply_keeps_the_old_one_as_a_sibling(alice, model):
     assert Message.objects.filter(parent=plan.question).count() == 2
 
 
-def test_a_new_chat_does_not_lock_the_conversation_it_just_made_and_a_follow_up_does(alice, model):
-    # Two sends racing into one conversation serialize on its row; one made in the same call has
-    # no other sender yet, and reading it back was a statement of every new chat's start.
+def _follow_up(user, conversation, text):
+    from django.contrib.auth import get_user_model
+
+    fresh = get_user_model().objects.get(pk=user.pk)  # as the consumer's session check reads it
+    return turn_start(user=fresh, conversation_id=conversation.pk, client_id=text, content=text)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_turn_commits_once_and_locks_its_conversation_once(alice, model):
+    # The message and the reply's start are one transaction: one commit, which on PostgreSQL
+    # waits for the disk while every other socket's start waits for the database thread. A
+    # follow-up's row is locked by saving its message there, so it is not locked again; a new
+    # chat's row is not locked at all (its id is not out yet).
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
+
+    def commits(queries):
+        return sum(q["sql"] == "COMMIT" for q in queries)
 
     def conversation_reads(queries):
         return [q["sql"] for q in queries if q["sql"].startswith('SELECT "chat_conversation"."id"')]
@@ -74,11 +87,72 @@ def test_a_new_chat_does_not_lock_the_conversation_it_just_made_and_a_follow_up_
         first = start(alice, "hello").plan
     Message.objects.filter(pk=first.reply.pk).update(status="complete", content="hi")
     with CaptureQueriesContext(connection) as follow_up:
-        turn_start(user=alice, conversation_id=first.conversation.pk, client_id="again", content="and then?")
+        assert _follow_up(alice, first.conversation, "and then?").plan is not None
 
+    assert commits(new_chat.captured_queries) == commits(follow_up.captured_queries) == 1
     assert conversation_reads(new_chat.captured_queries) == []
-    locks = conversation_reads(follow_up.captured_queries)
-    assert locks and (connection.vendor != "postgresql" or any("FOR UPDATE" in sql for sql in locks))
+    reads = conversation_reads(follow_up.captured_queries)
+    assert len(reads) == 1 and "FOR UPDATE" not in reads[0]  # conversation_for_user's, no lock
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_while_beginning_the_reply_is_raised_with_the_message_committed(alice, model, monkeypatch):
+    from chat.models import UsageMonth
+
+    first = start(alice, "hello").plan
+    Message.objects.filter(pk=first.reply.pk).update(status="complete", content="hi")
+
+    def broken(**kwargs):
+        raise RuntimeError("the prompt could not be built")
+
+    monkeypatch.setattr("chat.services.turns.prompt_build", broken)
+    with pytest.raises(RuntimeError):
+        start(alice, "a new chat")
+    with pytest.raises(RuntimeError):
+        _follow_up(alice, first.conversation, "a follow-up")
+
+    for text in ("a new chat", "a follow-up"):
+        message = Message.objects.get(client_id=text)
+        assert (message.role, message.content) == ("user", text)
+        assert Conversation.objects.get(pk=message.conversation_id).current_leaf_id == message.pk
+    assert Message.objects.filter(role="assistant").count() == 1  # the first turn's only
+    assert Reservation.objects.count() == 1  # the first turn's, not settled here
+    row = UsageMonth.objects.get(user=alice)
+    assert row.tokens_reserved == Reservation.objects.get().tokens
+
+
+@pytest.mark.django_db(transaction=True)
+def test_follow_ups_racing_into_one_conversation_start_one_reply_and_keep_every_message(alice, model):
+    from django.db import close_old_connections
+
+    from tests.chat.core.test_budget import run_at_once
+
+    first = start(alice, "hello").plan
+    Message.objects.filter(pk=first.reply.pk).update(status="complete", content="hi")
+
+    def send(index):
+        close_old_connections()
+        turn = _follow_up(alice, first.conversation, f"racing {index}")
+        return "started" if turn.plan is not None else turn.refusal.code
+
+    outcomes = run_at_once(6, send)
+
+    assert sorted(outcomes) == ["reply_in_progress"] * 5 + ["started"]
+    assert Message.objects.filter(role="user").count() == 7
+    assert Message.objects.filter(role="assistant", status="streaming").count() == 1
+
+
+def test_the_streaming_count_is_the_members_own_and_says_which_are_in_this_conversation(alice, bob, model):
+    from chat.selectors import replies_streaming
+
+    mine = start(alice, "one").plan
+    start(alice, "two")
+    start(bob, "theirs")
+
+    assert replies_streaming(owner_id=alice.pk, conversation_id=mine.conversation.pk) == (2, 1)
+    assert replies_streaming(owner_id=bob.pk, conversation_id=mine.conversation.pk) == (1, 0)
+    Message.objects.filter(pk=mine.reply.pk).update(status="complete")
+    assert replies_streaming(owner_id=alice.pk, conversation_id=mine.conversation.pk) == (1, 0)
 
 
 def test_a_replys_end_reads_its_row_and_model_and_not_its_conversation(alice, model):
@@ -103,3 +177,48 @@ def test_a_replys_end_reads_its_row_and_model_and_not_its_conversation(alice, mo
     assert "chat_conversation" not in read
     assert (message.status, message.content, message.completion_tokens) == ("complete", "hi there", 2)
     assert Conversation.objects.get(pk=plan.conversation.pk).updated_at == message.updated_at
+
+
+def _branch_with_unchecked_messages(user, model):
+    """hello (complete) / second (unchecked) / third (complete) / fourth (unchecked), each answered."""
+    plan = start(user, "hello").plan
+    Message.objects.filter(pk=plan.reply.pk).update(status="complete", content="hi")
+    for text in ("second", "third", "fourth"):
+        reply = _follow_up(user, plan.conversation, text).plan.reply
+        Message.objects.filter(pk=reply.pk).update(status="complete", content=f"about {text}")
+    Message.objects.filter(client_id__in=["second", "fourth"]).update(status="unchecked")
+    return plan.conversation
+
+
+def test_the_moderation_gate_reads_the_branch_from_the_prompts_walk_without_a_query(alice, model):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from chat.services.turns import _gate_input
+
+    conversation = _branch_with_unchecked_messages(alice, model)
+    with CaptureQueriesContext(connection) as queries:
+        plan = _follow_up(alice, conversation, "fifth").plan
+
+    ids = {text: str(Message.objects.get(client_id=text).pk) for text in ("second", "fourth")}
+    assert plan.gate.previous == "third"
+    assert plan.gate.unchecked == ((ids["second"], "second"), (ids["fourth"], "fourth"))
+    assert plan.prompt.earlier_questions is not None
+    # The same as read by its own two queries, which this turn did not make.
+    assert _gate_input(plan.conversation, plan.question) == plan.gate
+    assert not [q for q in queries.captured_queries if q["sql"].startswith('SELECT "chat_message"."content"')]
+
+
+def test_the_moderation_gate_reads_the_branch_itself_when_trimming_stopped_the_walk(alice, model, monkeypatch):
+    from chat.services import prompt as prompt_module
+
+    conversation = _branch_with_unchecked_messages(alice, model)
+    monkeypatch.setattr(prompt_module, "_FIRST_PAGE", 2)  # the walk pages; trimming stops it
+    model.context_window = 80  # half kept for the reply: the prompt holds about four short messages
+    model.save()
+
+    plan = _follow_up(alice, conversation, "fifth").plan
+
+    assert plan.prompt.omitted > 0 and plan.prompt.earlier_questions is None
+    assert plan.gate.previous == "third"
+    assert [content for _id, content in plan.gate.unchecked] == ["second", "fourth"]
