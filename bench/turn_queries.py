@@ -1,13 +1,14 @@
-"""The queries of a reply's start: ``turns.turn_start`` of a new chat and of a follow-up.
+"""The queries of a reply's start (``turns.turn_start``, a new chat and a follow-up) and its end.
 
     python -m bench.turn_queries [--runs 30] [--show]
 
 In process, on a temporary SQLite file (or DATABASE_URL's server), one member, one provider
 and one model: prints each query of one new chat and one follow-up (``--show``) and their
 counts, and the median in-process time of ``turn_start`` over ``--runs`` new chats and as many
-follow-ups (each the second turn of a chat), wall and CPU (the thread's own, which a loaded
-machine stretches much less). The replies are settled as stopped right after, so the member
-never has more than one streaming.
+follow-ups (each the second turn of a chat), and of ``replies.reply_finish`` saving as many
+200-word replies complete, wall and CPU (the thread's own, which a loaded machine stretches
+much less). The replies started are settled right after, so the member never has more than
+one streaming.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def main(argv=None) -> int:
 
     from chat.core.calls import Units, call_settle
     from chat.models import ChatModel, Message, Provider
+    from chat.services.replies import reply_finish
     from chat.services.turns import turn_start
 
     provider = Provider.objects.create(name="Fake", base_url="http://127.0.0.1:9/v1", api_key="sk-x")
@@ -94,6 +96,22 @@ def main(argv=None) -> int:
     ]
     wall, cpu = (statistics.median(t[k] for t in times) * 1000 for k in (0, 1))
     print(f"turn_start, follow-up: median {wall:.2f} ms, {cpu:.2f} ms of CPU, over {args.runs} (in process)")
+    # The end: reply_finish saves a 200-word reply complete and settles its usage.
+    times = []
+    for i in range(args.runs):
+        start = turn_start(user=fresh_user(), conversation_id=None, client_id=f"e{i}", content="hello")
+        started, cpu = time.perf_counter(), time.thread_time()
+        reply_finish(
+            reply_id=start.plan.reply.pk,
+            content="word " * 200,
+            status=Message.Status.COMPLETE,
+            prompt_tokens=20,
+            completion_tokens=200,
+            reservation_id=start.plan.admission.reservation_id,
+        )
+        times.append((time.perf_counter() - started, time.thread_time() - cpu))
+    wall, cpu = (statistics.median(t[k] for t in times) * 1000 for k in (0, 1))
+    print(f"reply_finish: median {wall:.2f} ms, {cpu:.2f} ms of CPU, over {args.runs} (in process)")
     return 0
 
 

@@ -80,9 +80,10 @@ def _month_row(user_id, month: dt.date, *, budgets: bool = False) -> UsageMonth:
     if budgets:
         rows = rows.annotate(token_budget=F("user__monthly_token_budget"), cost_budget=F("user__monthly_cost_budget"))
     rows = rows.filter(user_id=user_id, month=month)
-    row = rows.first()
-    if row is not None:
-        return row
+    try:
+        return rows.get()  # one row per member and month; not first(), whose ORDER BY costs more
+    except UsageMonth.DoesNotExist:
+        pass
     # The month's first call: create the row unless another call just did (INSERT ... ON
     # CONFLICT DO NOTHING, which waits for a racing creator's transaction and never breaks the
     # caller's, so no savepoint), then lock it with the same query.

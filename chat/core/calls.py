@@ -238,13 +238,16 @@ def call_settle(
     # saves it): an error here leaves that whole transaction, which rolls back with it.
     with transaction.atomic(savepoint=False):
         rows = Reservation.objects.select_for_update()
+        lookup: dict[str, object]
         if reservation_id is not None:
-            reservation = rows.filter(pk=reservation_id).first()
+            lookup = {"pk": reservation_id}
         elif message is not None:
-            reservation = rows.filter(message_id=message.pk).first()
+            lookup = {"message_id": message.pk}  # one reservation per message at most
         else:
             raise ValueError("call_settle needs the reservation or its message")
-        if reservation is None:
+        try:
+            reservation = rows.get(**lookup)  # not first(): its ORDER BY costs more than the query
+        except Reservation.DoesNotExist:
             return None
         return _settle(reservation, units=units, estimated=estimated, message=message)
 
