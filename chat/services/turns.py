@@ -344,8 +344,8 @@ def reply_begin(
     ``first_turn``: the conversation was created with ``question`` in this same call, so no
     earlier message can exist for the moderation gate to read. ``locked``: the caller's
     transaction holds the conversation's row already (turn_start saved the question in it and
-    made it the leaf). ``images``: the question's
-    images when the caller knows them (none, for a message it saved without any); read otherwise.
+    made it the leaf). ``images``: the question's images when the caller knows them (none, for
+    a message it saved without any); read otherwise.
     """
     if user is None:
         user = conversation.owner
