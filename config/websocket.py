@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import logging
 
-from channels.security.websocket import WebsocketDenier
 from django.core.handlers.asgi import ASGIRequest
 from django.middleware.csrf import CsrfViewMiddleware
 
@@ -48,4 +47,13 @@ class SameOriginValidator:
             raise ValueError("SameOriginValidator only guards websocket connections")
         if origin_allowed(scope):
             return await self.application(scope, receive, send)
-        return await WebsocketDenier()(scope, receive, send)
+        await _refuse(receive, send)
+
+
+async def _refuse(receive, send) -> None:
+    """Close the handshake before accepting it (daphne answers 403). Not through Channels'
+    ``WebsocketDenier``: a consumer first takes a channel on the layer, a trip to Redis in the
+    team deployment, and keeps waiting on it after the close until the socket's disconnect."""
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close"})

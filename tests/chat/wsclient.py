@@ -99,6 +99,16 @@ class Tab:
         await self.ws.disconnect()
 
 
+async def handshake(communicator: WebsocketCommunicator) -> bool:
+    """Whether the application accepts ``communicator``'s handshake; the application is ended
+    either way, as daphne ends it when a socket closes. A refused one left running is cancelled
+    only when the test's event loop closes, and on the Redis layer that cancellation can hang
+    the loop's teardown past the test's timeout."""
+    connected, _ = await communicator.connect(timeout=5)
+    await communicator.disconnect()
+    return connected
+
+
 async def settle(timeout: float = 10) -> None:
     """Wait for every reply task of this process to end."""
     from chat import runtime

@@ -17,6 +17,7 @@ from django.shortcuts import resolve_url
 from django.test import Client
 from django.urls import reverse
 
+from tests.chat.wsclient import handshake
 from tests.config.routes import http_routes, unique, websocket_routes
 
 PUBLIC, MEMBER, ADMIN = "public", "member", "admin"
@@ -242,11 +243,7 @@ async def _connects(path, cookie=None) -> bool:
     headers = [(b"host", HOST.encode()), (b"origin", ORIGIN.encode())]
     if cookie:
         headers.append((b"cookie", f"sessionid={cookie}".encode()))
-    communicator = WebsocketCommunicator(application, path, headers=headers)
-    connected, _ = await communicator.connect(timeout=5)
-    if connected:
-        await communicator.disconnect()
-    return connected
+    return await handshake(WebsocketCommunicator(application, path, headers=headers))
 
 
 @pytest.mark.django_db(transaction=True)

@@ -7,7 +7,7 @@ and Host (which must be one of DJANGO_ALLOWED_HOSTS), then with DJANGO_CSRF_TRUS
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from tests.chat.wsclient import session_cookie
+from tests.chat.wsclient import handshake, session_cookie
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -26,10 +26,7 @@ async def _connects(alice, *, host: str, origin: str, scheme: str | None = None,
     communicator = WebsocketCommunicator(application, "/ws/chat/", headers=sent)
     if scheme is not None:
         communicator.scope["scheme"] = scheme
-    connected, _ = await communicator.connect(timeout=5)
-    if connected:
-        await communicator.disconnect()
-    return connected
+    return await handshake(communicator)
 
 
 async def test_the_servers_own_origin_with_its_port_is_accepted(alice):
@@ -74,5 +71,24 @@ async def test_a_handshake_without_a_host_header_is_refused(alice):
 
     cookie = await session_cookie(alice)
     headers = [(b"origin", b"http://localhost"), (b"cookie", f"sessionid={cookie}".encode())]
-    connected, _ = await WebsocketCommunicator(application, "/ws/chat/", headers=headers).connect(timeout=5)
-    assert not connected
+    assert not await handshake(WebsocketCommunicator(application, "/ws/chat/", headers=headers))
+
+
+async def test_a_refused_handshake_takes_no_channel_on_the_layer(alice, monkeypatch):
+    # A consumer takes a channel before it can close (a trip to Redis in the team deployment);
+    # a handshake from a wrong origin is closed without one.
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    taken = []
+    real = layer.new_channel
+
+    async def new_channel(*args, **kwargs):
+        taken.append(True)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(layer, "new_channel", new_channel)
+    assert not await _connects(alice, host="localhost:8000", origin="http://localhost:9999")
+    assert taken == []
+    assert await _connects(alice, host="localhost:8000", origin="http://localhost:8000")
+    assert taken == [True]
