@@ -52,10 +52,11 @@ class Prompt:
     encoding: str = tokens.O200K  # the encoding counts were made in (for usage_estimate)
     sources: Sources = Sources()  # passages of the conversation's documents, numbered from 1
     history: int | None = None  # the history's whole length when it can be kept (Message.replayed_above)
-    # The member's messages above the newest, nearest first, as (id, status, content), when the
-    # walk read the whole branch: what the moderation gate reads besides the newest
-    # (chat.services.turns), which then costs no query. None when trimming stopped the walk.
-    earlier_questions: tuple[tuple[str, str, str], ...] | None = None
+    # The member's messages above the newest, nearest first, as (id, status, content) with the
+    # id as the database gives it, when the walk read the whole branch: what the moderation gate
+    # reads besides the newest (chat.services.turns), which then costs no query. None when
+    # trimming stopped the walk.
+    earlier_questions: tuple[tuple[object, str, str], ...] | None = None
 
 
 def message_token_count(message: Message, encoding_name: str) -> int:
@@ -124,7 +125,7 @@ class _History:
         self.replayed = 0  # replayed messages read so far
         self.settled = True  # whether every message read has a status that no longer changes
         self.recounted: list[Message] = []
-        self.questions: list[tuple[str, str, str]] = []  # Prompt.earlier_questions, as read
+        self.questions: list[tuple[object, str, str]] = []  # Prompt.earlier_questions, as read
         self.whole = False  # whether the walk reached the top of the branch
 
     def newest_first(self):
@@ -135,7 +136,7 @@ class _History:
             for key, _parent, role, status, count, counted_with, content in page:
                 self.settled = self.settled and status in SETTLED
                 if role == Message.Role.USER:
-                    self.questions.append((str(uuid.UUID(str(key))), status, content))
+                    self.questions.append((key, status, content))
                 if not _replayed(role, status, count, counted_with):
                     continue
                 self.replayed += 1

@@ -465,7 +465,10 @@ def _gate_input(conversation: Conversation, question: Message, earlier=None) -> 
             system_prompt=conversation.system_prompt or "",
             previous=next(complete, ""),
             unchecked=tuple(
-                (key, content) for key, status, content in oldest_first if status == Message.Status.UNCHECKED
+                # Ids as the selectors give them back (a UUID, or SQLite's hex text).
+                (str(uuid.UUID(str(key))), content)
+                for key, status, content in oldest_first
+                if status == Message.Status.UNCHECKED
             )[:UNCHECKED_RECHECKED],
         )
     if question.parent_id is None:
