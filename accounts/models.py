@@ -4,20 +4,34 @@ from __future__ import annotations
 
 import secrets
 
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
 
+from chat.prepared import PreparedRead
+
 
 def _invite_code() -> str:
     return secrets.token_urlsafe(24)
 
 
+class MemberManager(UserManager):
+    """Django's own, but ``User.objects.get(pk=...)`` alone is composed once (chat/prepared.py):
+    Django's ``get_user`` reads the member so on every request and every websocket send (T23)."""
+
+    def get(self, *args, **kwargs):
+        if not args and kwargs.keys() == {"pk"} and self._db is None:
+            return _MEMBER_BY_PK.get(pk=kwargs["pk"])
+        return super().get(*args, **kwargs)
+
+
 class User(AbstractUser):
     """A member (chats) or an admin (``is_staff``: manages the deployment in the admin)."""
+
+    objects = MemberManager()
 
     # Monthly budgets; blank means unlimited. Enforced before each reply (chat.core.budget).
     monthly_token_budget = models.PositiveBigIntegerField(_("monthly token budget"), null=True, blank=True)
@@ -51,6 +65,9 @@ class User(AbstractUser):
         key_salt = "accounts.User.get_session_auth_hash"
         value = f"{self.password}:{self.session_epoch}"
         return salted_hmac(key_salt, value, secret=secret, algorithm="sha256").hexdigest()
+
+
+_MEMBER_BY_PK = PreparedRead(lambda p: User._default_manager.get_queryset().filter(pk=p.pk), pk=User._meta.pk)
 
 
 class Invite(models.Model):

@@ -38,6 +38,7 @@ from chat.models import (
     Prompt,
     ShareLink,
 )
+from chat.prepared import PreparedRead
 
 
 def _as_uuid(value) -> uuid.UUID:
@@ -47,10 +48,18 @@ def _as_uuid(value) -> uuid.UUID:
         raise NotFound() from None
 
 
+# Read on every follow-up and stop: composed once (chat/prepared.py).
+_CONVERSATION_OWNED = PreparedRead(
+    lambda p: Conversation.objects.select_related("model__provider").filter(id=p.id, owner_id=p.owner_id),
+    id=Conversation._meta.pk,
+    owner_id=Conversation._meta.get_field("owner"),
+)
+
+
 def conversation_for_user(*, user, conversation_id) -> Conversation:
     cid = _as_uuid(conversation_id)
     try:
-        return Conversation.objects.select_related("model__provider").get(id=cid, owner=user)
+        return _CONVERSATION_OWNED.get(id=cid, owner_id=user.pk)
     except Conversation.DoesNotExist:
         raise NotFound() from None
 

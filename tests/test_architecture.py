@@ -18,7 +18,7 @@ PACKAGES = ("chat", "accounts", "config")
 
 # Lowest first: a module may import its own layer and the layers below it.
 LAYERS = {
-    "lib": 0,  # chat.errors, chat.tokens, chat.crypto, chat.runtime: no project imports but each other
+    "lib": 0,  # chat.errors, chat.tokens, chat.crypto, chat.runtime, chat.prepared: no project imports but each other
     "chat.models": 1,
     "chat.upstream": 2,
     "chat.core": 3,
@@ -38,7 +38,7 @@ LAYERS = {
     "accounts": 5,
     "wiring": 6,  # config, chat.apps: put the layers together
 }
-LIB = {"errors", "tokens", "crypto", "runtime"}
+LIB = {"errors", "tokens", "crypto", "runtime", "prepared"}
 HTTP_CLIENTS = {"httpx", "httpcore", "aiohttp", "requests", "urllib3"}
 
 

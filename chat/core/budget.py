@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db.models import DecimalField, F, PositiveBigIntegerField, Value
@@ -24,6 +25,7 @@ from django.utils.translation import gettext as _
 from chat import tokens
 from chat.errors import QuotaExceeded
 from chat.models import UsageMonth
+from chat.prepared import PreparedRead
 
 # Money is stored with 6 decimal places (UsageMonth, Message, UsageRecord).
 MONEY = Decimal("0.000001")
@@ -70,25 +72,39 @@ def _count(number) -> str:
     return formats.number_format(number, force_grouping=True)  # 10,000 rather than 10000
 
 
+def _month_rows(p, *, budgets: bool):
+    rows = UsageMonth.objects.select_for_update(of=("self",)) if budgets else UsageMonth.objects.select_for_update()
+    if budgets:
+        rows = rows.annotate(token_budget=F("user__monthly_token_budget"), cost_budget=F("user__monthly_cost_budget"))
+    return rows.filter(user_id=p.user_id, month=p.month)
+
+
+# Read at every reply's start and end: composed once (chat/prepared.py). One row per member
+# and month, so get() (first()'s ORDER BY would only cost).
+_MONTH_FIELDS: dict[str, Any] = {
+    "user_id": UsageMonth._meta.get_field("user"),
+    "month": UsageMonth._meta.get_field("month"),
+}
+_MONTH_ROW = PreparedRead(lambda p: _month_rows(p, budgets=False), **_MONTH_FIELDS)
+_MONTH_ROW_BUDGETS = PreparedRead(lambda p: _month_rows(p, budgets=True), **_MONTH_FIELDS)
+
+
 def _month_row(user_id, month: dt.date, *, budgets: bool = False) -> UsageMonth:
     """The member's UsageMonth row for ``month``, created if missing, locked until the transaction ends.
 
     ``budgets``: also read the member's budgets in the same query, as ``token_budget`` and
     ``cost_budget`` on the row (only the UsageMonth row is locked); a row created here has none.
     """
-    rows = UsageMonth.objects.select_for_update(of=("self",)) if budgets else UsageMonth.objects.select_for_update()
-    if budgets:
-        rows = rows.annotate(token_budget=F("user__monthly_token_budget"), cost_budget=F("user__monthly_cost_budget"))
-    rows = rows.filter(user_id=user_id, month=month)
+    read = _MONTH_ROW_BUDGETS if budgets else _MONTH_ROW
     try:
-        return rows.get()  # one row per member and month; not first(), whose ORDER BY costs more
+        return read.get(user_id=user_id, month=month)
     except UsageMonth.DoesNotExist:
         pass
     # The month's first call: create the row unless another call just did (INSERT ... ON
     # CONFLICT DO NOTHING, which waits for a racing creator's transaction and never breaks the
     # caller's, so no savepoint), then lock it with the same query.
     UsageMonth.objects.bulk_create([UsageMonth(user_id=user_id, month=month)], ignore_conflicts=True)
-    return rows.get()
+    return read.get(user_id=user_id, month=month)
 
 
 def _refuse(*, kind: str, budget, used, needed, month: dt.date, purpose: str = "reply") -> QuotaExceeded:

@@ -37,6 +37,7 @@ from chat.core.grants import model_granted
 from chat.core.rate import rate_limit_hit
 from chat.errors import ModelUnavailable
 from chat.models import ChatModel, FineTuneJob, Message, ModelKind, Reservation, UsageKind, UsageRecord
+from chat.prepared import PreparedRead
 from chat.upstream import client
 
 PSEUDONYM_LENGTH = 32
@@ -219,6 +220,15 @@ def _model_kind(kind: str) -> str:
     return ModelKind.CHAT if kind == UsageKind.TRAINING else kind
 
 
+# Read at every reply's end: composed once (chat/prepared.py); get(), not first(), whose ORDER
+# BY costs more than the query. One reservation per message at most.
+_RESERVATION = PreparedRead(lambda p: Reservation.objects.select_for_update().filter(pk=p.pk), pk=Reservation._meta.pk)
+_RESERVATION_OF_MESSAGE = PreparedRead(
+    lambda p: Reservation.objects.select_for_update().filter(message_id=p.message_id),
+    message_id=Reservation._meta.get_field("message"),
+)
+
+
 def call_settle(
     *,
     units: Units,
@@ -237,16 +247,13 @@ def call_settle(
     # No savepoint inside the caller's transaction (a reply's end settles inside the one that
     # saves it): an error here leaves that whole transaction, which rolls back with it.
     with transaction.atomic(savepoint=False):
-        rows = Reservation.objects.select_for_update()
-        lookup: dict[str, object]
-        if reservation_id is not None:
-            lookup = {"pk": reservation_id}
-        elif message is not None:
-            lookup = {"message_id": message.pk}  # one reservation per message at most
-        else:
-            raise ValueError("call_settle needs the reservation or its message")
         try:
-            reservation = rows.get(**lookup)  # not first(): its ORDER BY costs more than the query
+            if reservation_id is not None:
+                reservation = _RESERVATION.get(pk=reservation_id)
+            elif message is not None:
+                reservation = _RESERVATION_OF_MESSAGE.get(message_id=message.pk)
+            else:
+                raise ValueError("call_settle needs the reservation or its message")
         except Reservation.DoesNotExist:
             return None
         return _settle(reservation, units=units, estimated=estimated, message=message)

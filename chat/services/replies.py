@@ -8,6 +8,16 @@ from django.utils import timezone
 from chat import tokens
 from chat.core.calls import Units, call_settle
 from chat.models import Conversation, Message
+from chat.prepared import PreparedRead
+
+# Read at every reply's end: composed once (chat/prepared.py). of=("self",): PostgreSQL refuses
+# FOR UPDATE on the nullable side of the outer join that select_related("model") makes; only
+# the message row needs the lock. The model prices the usage; nothing reads the conversation
+# but its id. get() rather than first(), whose ORDER BY costs a fifth of the read to compose.
+_REPLY = PreparedRead(
+    lambda p: Message.objects.select_for_update(of=("self",)).select_related("model").filter(id=p.id),
+    id=Message._meta.pk,
+)
 
 
 def replies_save_progress(*, texts: dict) -> set:
@@ -44,12 +54,8 @@ def reply_finish(
     deleted one is still settled through ``reservation_id``.
     """
     with transaction.atomic():
-        # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the outer join
-        # that select_related("model") makes; only the message row needs the lock. The model
-        # prices the usage; nothing reads the conversation but its id. get() rather than
-        # first(), whose ORDER BY costs a fifth of the read to compose (docs/performance.md).
         try:
-            message = Message.objects.select_for_update(of=("self",)).select_related("model").get(id=reply_id)
+            message = _REPLY.get(id=reply_id)
         except Message.DoesNotExist:
             message = None
         if message is None or message.status != Message.Status.STREAMING:
