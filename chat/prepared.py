@@ -8,7 +8,8 @@ by the fields they are compared with as the ORM converts them, then builds the r
 ORM's own iterable does (converters, ``select_related``, annotations). The tests check that
 each prepared read's SQL and parameters are the ORM's for the same values, on both databases.
 
-For reads of one row by a unique key on hot paths; anything else stays a plain QuerySet.
+A :class:`PreparedUpdate` does the same for an ``update()`` of rows picked by a unique key.
+For statements on hot paths only; anything else stays a plain QuerySet.
 """
 
 from __future__ import annotations
@@ -17,31 +18,45 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Field, Model, QuerySet, Value
 from django.db.models.query import get_related_populators
+from django.db.models.sql import UpdateQuery
 from django.db.transaction import TransactionManagementError
 
 M = TypeVar("M", bound=Model)
 
 
 class Param:
-    """A value bound at each call, named by the keyword the call passes it as."""
+    """A value bound at each call, named by the keyword the call passes it as; ``for_save``:
+    written to a column (an UPDATE's SET), so converted as a save converts it."""
 
-    __slots__ = ("name",)
+    __slots__ = ("name", "for_save")
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, for_save: bool = False):
         self.name = name
+        self.for_save = for_save
 
     def __repr__(self) -> str:
         return f"Param({self.name!r})"
 
 
+class _Placeholder(Value):
+    """Where a call's value goes: typed by the field it is compared with or written to (so the
+    SQL is the one the ORM writes for a value of that type), composed as a bare ``%s``."""
+
+    def as_sql(self, compiler, connection):
+        return "%s", [Param(self.value, for_save=self.for_save)]
+
+
 class _Placeholders:
     """What ``build`` receives when the read is prepared: ``p.owner_id`` stands for the value."""
 
+    def __init__(self, fields: dict):
+        self._fields = fields
+
     def __getattr__(self, name: str) -> Value:
-        return Value(Param(name))
+        return _Placeholder(name, output_field=self._fields[name])
 
 
 class _Values:
@@ -49,6 +64,20 @@ class _Values:
 
     def __init__(self, values: dict):
         self.__dict__.update(values)
+
+
+def _bind(slots: list, fields: dict, connection, values: dict) -> list:
+    """The statement's parameters: each call's value converted by its field, as the ORM would
+    convert it there (a save's conversion for a value written, a lookup's for one compared)."""
+    params = []
+    for slot in slots:
+        if not isinstance(slot, Param):
+            params.append(slot)
+        elif slot.for_save:
+            params.append(fields[slot.name].get_db_prep_save(values[slot.name], connection))
+        else:
+            params.append(fields[slot.name].get_db_prep_value(values[slot.name], connection, prepared=False))
+    return params
 
 
 class _Compiled:
@@ -59,8 +88,8 @@ class _Compiled:
         sql, params = compiler.as_sql()
         self.sql = sql
         self.locks = bool(queryset.query.select_for_update) and connection.features.has_select_for_update
-        # (name, None) for a bound value, (None, value) for a constant of the read itself.
-        self.slots = [(p.name, None) if isinstance(p, Param) else (None, p) for p in params]
+        # A Param for a bound value, else a constant of the read itself.
+        self.slots = params
         select, klass_info = compiler.select, compiler.klass_info
         self.converters = list(compiler.get_converters([column[0] for column in select]).items())
         self.model = klass_info["model"]
@@ -98,14 +127,11 @@ class PreparedRead(Generic[M]):
         transaction, as the ORM does."""
         compiled = self._compiled.get(connection)
         if compiled is None:
-            compiled = self._compiled[connection] = _Compiled(self.build(_Placeholders()), connection)
+            compiled = self._compiled[connection] = _Compiled(self.build(_Placeholders(self.fields)), connection)
         return compiled
 
     def params(self, connection, values: dict) -> list:
-        return [
-            value if name is None else self.fields[name].get_db_prep_value(values[name], connection, prepared=False)
-            for name, value in self.compiled(connection).slots
-        ]
+        return _bind(self.compiled(connection).slots, self.fields, connection, values)
 
     def get(self, **values) -> M:
         """The one row, as the ORM's ``get()`` returns it; ``DoesNotExist`` or
@@ -135,3 +161,53 @@ class PreparedRead(Generic[M]):
         for name, position in compiled.annotations:
             setattr(obj, name, row[position])
         return obj
+
+
+class PreparedUpdate:
+    """An UPDATE of rows picked by a unique key, composed once per connection as a read is:
+    ``build(p)`` returns the QuerySet and the changes its ``update()`` would be given.
+
+        _LEAF = PreparedUpdate(
+            lambda p: (Conversation.objects.filter(pk=p.pk), {"current_leaf_id": p.leaf_id}),
+            pk=Conversation._meta.pk,
+            leaf_id=Conversation._meta.get_field("current_leaf"),
+        )
+        changed = _LEAF.run(pk=conversation.pk, leaf_id=reply.pk)  # rows changed, as update()
+    """
+
+    def __init__(self, build: Callable[[Any], tuple[QuerySet, dict]], **fields: Field):
+        self.build = build
+        self.fields = fields
+        self._compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    @staticmethod
+    def _query(queryset: QuerySet, changes: dict):
+        # What QuerySet.update() composes (its related updates are for inherited models: none).
+        query = queryset.query.chain(UpdateQuery)
+        query.add_update_values(changes)
+        query.annotations = {}
+        return query
+
+    def update_sql(self, connection, **values) -> tuple[str, tuple]:
+        """The same UPDATE composed by the ORM with ``values`` (what the tests compare against)."""
+        return self._query(*self.build(_Values(values))).get_compiler(connection=connection).as_sql()
+
+    def compiled(self, connection) -> tuple[str, list]:
+        compiled = self._compiled.get(connection)
+        if compiled is None:
+            query = self._query(*self.build(_Placeholders(self.fields)))
+            if query.related_updates:
+                raise ValueError("a prepared update changes one table")
+            compiled = self._compiled[connection] = query.get_compiler(connection=connection).as_sql()
+        return compiled
+
+    def params(self, connection, values: dict) -> list:
+        return _bind(self.compiled(connection)[1], self.fields, connection, values)
+
+    def run(self, **values) -> int:
+        """Rows changed, as ``update()`` returns them."""
+        connection = connections[DEFAULT_DB_ALIAS]
+        sql, _slots = self.compiled(connection)
+        with transaction.mark_for_rollback_on_error(using=connection.alias), connection.cursor() as cursor:
+            cursor.execute(sql, self.params(connection, values))
+            return cursor.rowcount

@@ -25,7 +25,7 @@ from django.utils.translation import gettext as _
 from chat import tokens
 from chat.errors import QuotaExceeded
 from chat.models import UsageMonth
-from chat.prepared import PreparedRead
+from chat.prepared import PreparedRead, PreparedUpdate
 
 # Money is stored with 6 decimal places (UsageMonth, Message, UsageRecord).
 MONEY = Decimal("0.000001")
@@ -87,6 +87,52 @@ _MONTH_FIELDS: dict[str, Any] = {
 }
 _MONTH_ROW = PreparedRead(lambda p: _month_rows(p, budgets=False), **_MONTH_FIELDS)
 _MONTH_ROW_BUDGETS = PreparedRead(lambda p: _month_rows(p, budgets=True), **_MONTH_FIELDS)
+
+
+def _field(name: str):
+    return UsageMonth._meta.get_field(name)
+
+
+# Written at every reply's start (the hold) and end (the settlement): composed once.
+_RESERVE = PreparedUpdate(
+    lambda p: (
+        UsageMonth.objects.filter(pk=p.pk),
+        {"tokens_reserved": F("tokens_reserved") + p.tokens, "cost_reserved": F("cost_reserved") + p.cost},
+    ),
+    pk=UsageMonth._meta.pk,
+    tokens=_field("tokens_reserved"),
+    cost=_field("cost_reserved"),
+)
+
+
+def _released(held_tokens, held_cost) -> dict:
+    return {
+        "tokens_reserved": Greatest(
+            F("tokens_reserved") - held_tokens, Value(0), output_field=PositiveBigIntegerField()
+        ),
+        "cost_reserved": Greatest(
+            F("cost_reserved") - held_cost,
+            Value(Decimal(0)),
+            output_field=DecimalField(max_digits=14, decimal_places=6),
+        ),
+    }
+
+
+def _added(used_tokens, used_cost) -> dict:
+    return {"tokens_used": F("tokens_used") + used_tokens, "cost_used": F("cost_used") + used_cost}
+
+
+_SETTLE = PreparedUpdate(
+    lambda p: (
+        UsageMonth.objects.filter(user_id=p.user_id, month=p.month),
+        {**_released(p.held_tokens, p.held_cost), **_added(p.used_tokens, p.used_cost)},
+    ),
+    **_MONTH_FIELDS,
+    held_tokens=_field("tokens_reserved"),
+    held_cost=_field("cost_reserved"),
+    used_tokens=_field("tokens_used"),
+    used_cost=_field("cost_used"),
+)
 
 
 def _month_row(user_id, month: dt.date, *, budgets: bool = False) -> UsageMonth:
@@ -185,10 +231,7 @@ def budget_reserve(*, user, tokens: int, cost: Decimal, purpose: str = "reply") 
             kind="cost", budget=cost_budget, used=_money(cost_held), needed=needed_cost, month=month, purpose=purpose
         )
     if needed_tokens or needed_cost:
-        UsageMonth.objects.filter(pk=row.pk).update(
-            tokens_reserved=F("tokens_reserved") + needed_tokens,
-            cost_reserved=F("cost_reserved") + needed_cost,
-        )
+        _RESERVE.run(pk=row.pk, tokens=needed_tokens, cost=needed_cost)
     return Reservation(tokens=needed_tokens, cost=needed_cost, month=month)
 
 
@@ -202,23 +245,20 @@ def budget_settle(*, owner_id, held: Reservation, used_tokens: int, used_cost: D
     used_cost = _money(used_cost or 0)
     this_month = month_start()
     used = bool(used_tokens or used_cost)
-    release = {}
-    if held.tokens or held.cost:
-        release = {
-            "tokens_reserved": Greatest(
-                F("tokens_reserved") - held.tokens, Value(0), output_field=PositiveBigIntegerField()
-            ),
-            "cost_reserved": Greatest(
-                F("cost_reserved") - _money(held.cost),
-                Value(Decimal(0)),
-                output_field=DecimalField(max_digits=14, decimal_places=6),
-            ),
-        }
-    add = {"tokens_used": F("tokens_used") + used_tokens, "cost_used": F("cost_used") + used_cost}
+    release = _released(held.tokens, _money(held.cost)) if held.tokens or held.cost else {}
+    add = _added(used_tokens, used_cost)
     if used and release and held.month == this_month:
         # The usual case, a call settled in the month it began: one UPDATE does both. The
         # reservation made the row, so it exists unless an admin deleted it meanwhile.
-        if not UsageMonth.objects.filter(user_id=owner_id, month=this_month).update(**release, **add):
+        settled = _SETTLE.run(
+            user_id=owner_id,
+            month=this_month,
+            held_tokens=held.tokens,
+            held_cost=_money(held.cost),
+            used_tokens=used_tokens,
+            used_cost=used_cost,
+        )
+        if not settled:
             UsageMonth.objects.filter(pk=_month_row(owner_id, this_month).pk).update(**add)
         return
     if release:

@@ -8,7 +8,7 @@ from django.utils import timezone
 from chat import tokens
 from chat.core.calls import Units, call_settle
 from chat.models import Conversation, Message
-from chat.prepared import PreparedRead
+from chat.prepared import PreparedRead, PreparedUpdate
 
 # Read at every reply's end: composed once (chat/prepared.py). of=("self",): PostgreSQL refuses
 # FOR UPDATE on the nullable side of the outer join that select_related("model") makes; only
@@ -20,6 +20,18 @@ _REPLY = PreparedRead(
 )
 
 
+# Every reply's text so far and heartbeat, every PARLEY_SAVE_INTERVAL seconds: composed once.
+_PROGRESS = PreparedUpdate(
+    lambda p: (
+        Message.objects.filter(id=p.id, status=Message.Status.STREAMING),
+        {"content": p.content, "heartbeat_at": p.now, "updated_at": p.now},
+    ),
+    id=Message._meta.pk,
+    content=Message._meta.get_field("content"),
+    now=Message._meta.get_field("heartbeat_at"),
+)
+
+
 def replies_save_progress(*, texts: dict) -> set:
     """Save the text so far of several replies ({reply id: text}) in one transaction, and
     refresh their heartbeats; returns the ids still streaming (the others are gone or ended)."""
@@ -27,9 +39,7 @@ def replies_save_progress(*, texts: dict) -> set:
     alive = set()
     with transaction.atomic():
         for reply_id in sorted(texts, key=str):  # one order everywhere: no lock cycles on PostgreSQL
-            if Message.objects.filter(id=reply_id, status=Message.Status.STREAMING).update(
-                content=texts[reply_id], heartbeat_at=now, updated_at=now
-            ):
+            if _PROGRESS.run(id=reply_id, content=texts[reply_id], now=now):
                 alive.add(reply_id)
     return alive
 

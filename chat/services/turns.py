@@ -25,6 +25,7 @@ from chat.core.moderation import GateInput, gate_blocklist
 from chat.core.rate import message_admit
 from chat.errors import BadRequest, Busy, NoProvider, ParleyError, TooManyReplies
 from chat.models import Citation, Conversation, Message, ModelKind
+from chat.prepared import PreparedUpdate
 from chat.selectors import (
     conversation_for_user,
     message_for_user,
@@ -81,6 +82,19 @@ class ReplyPlan:
     @property
     def replies(self) -> tuple[Message, ...]:
         return (self.reply, *self.others)
+
+
+# Every reply's start makes it the branch's leaf: composed once (chat/prepared.py).
+_REPLY_LEAF = PreparedUpdate(
+    lambda p: (
+        Conversation.objects.filter(pk=p.pk),
+        {"updated_at": p.now, "current_leaf": p.leaf_id, "choosing": p.choosing},
+    ),
+    pk=Conversation._meta.pk,
+    now=Conversation._meta.get_field("updated_at"),
+    leaf_id=Conversation._meta.get_field("current_leaf"),
+    choosing=Conversation._meta.get_field("choosing"),
+)
 
 
 def _validate_content(content) -> str:
@@ -426,7 +440,7 @@ def reply_begin(
                 [Citation(message=reply, number=n, chunk=c) for n, c in enumerate(prompt.sources.chunks, start=1)]
             )
         # The first answer is the branch's leaf; with several, the member picks (``choosing``).
-        Conversation.objects.filter(pk=conversation.pk).update(updated_at=now, current_leaf=reply, choosing=count > 1)
+        _REPLY_LEAF.run(pk=conversation.pk, now=now, leaf_id=reply.pk, choosing=count > 1)
         conversation.current_leaf_id = reply.pk
         conversation.choosing = count > 1
     gate = (

@@ -17,11 +17,11 @@ from django.utils import timezone
 
 from chat.errors import NotFound
 from chat.models import ChatModel, Conversation, Message, Provider, Reservation, UsageMonth
-from chat.prepared import PreparedRead
+from chat.prepared import PreparedRead, PreparedUpdate
 from chat.selectors import conversation_for_user
 
 # Every prepared read of the code base, and values to compose it with.
-MODULES = ["chat.selectors", "chat.core.budget", "chat.core.calls", "chat.services.replies"]
+MODULES = ["chat.selectors", "chat.core.budget", "chat.core.calls", "chat.services.replies", "chat.services.turns"]
 MODULES += ["accounts.models", "accounts.session_store"]
 SAMPLES = {
     "_CONVERSATION_OWNED": {"id": uuid.UUID("3d7c64bb-a33a-4ed3-89d0-a1bd3de913e6"), "owner_id": 7},
@@ -33,12 +33,32 @@ SAMPLES = {
     "_MEMBER_BY_PK": {"pk": 7},
     "_SESSION": {"session_key": "k" * 32, "now": dt.datetime(2026, 12, 7, 21, 49, 11, 128035, tzinfo=dt.UTC)},
 }
+NOW = dt.datetime(2026, 12, 7, 21, 49, 11, 128035, tzinfo=dt.UTC)
+REPLY_ID = uuid.UUID("48865abb-9f46-4b9c-ab2c-10b43846f852")
+UPDATE_SAMPLES = {
+    "_RESERVE": {"pk": 3, "tokens": 4_105, "cost": Decimal("0.010263")},
+    "_SETTLE": {
+        "user_id": 7,
+        "month": dt.date(2026, 12, 1),
+        "held_tokens": 4_105,
+        "held_cost": Decimal("0.010263"),
+        "used_tokens": 312,
+        "used_cost": Decimal("0.000781"),
+    },
+    "_PROGRESS": {"id": REPLY_ID, "content": "So far, so good", "now": NOW},
+    "_REPLY_LEAF": {
+        "pk": uuid.UUID("3d7c64bb-a33a-4ed3-89d0-a1bd3de913e6"),
+        "now": NOW,
+        "leaf_id": REPLY_ID,
+        "choosing": True,
+    },
+}
 
 
-def _prepared_reads():
+def _prepared(kind):
     for module_name in MODULES:
         for name, value in vars(importlib.import_module(module_name)).items():
-            if isinstance(value, PreparedRead):
+            if isinstance(value, kind):
                 yield name, value
 
 
@@ -51,7 +71,7 @@ def _orm_sql(queryset):
 
 @pytest.mark.django_db
 def test_every_prepared_read_is_the_orms_sql_and_parameters():
-    reads = dict(_prepared_reads())
+    reads = dict(_prepared(PreparedRead))
     assert set(reads) == set(SAMPLES), "a prepared read without sample values here, or a sample without its read"
     with transaction.atomic():  # the locking reads compose only inside one, as the ORM's
         for name, read in reads.items():
@@ -59,6 +79,17 @@ def test_every_prepared_read_is_the_orms_sql_and_parameters():
             sql, params = _orm_sql(read.queryset(**values))
             assert read.compiled(connection).sql == sql, name
             assert read.params(connection, values) == list(params), name
+
+
+@pytest.mark.django_db
+def test_every_prepared_update_is_the_orms_sql_and_parameters():
+    updates = dict(_prepared(PreparedUpdate))
+    assert set(updates) == set(UPDATE_SAMPLES), "a prepared update without sample values here, or a sample without it"
+    for name, update in updates.items():
+        values = UPDATE_SAMPLES[name]
+        sql, params = update.update_sql(connection, **values)
+        assert update.compiled(connection)[0] == sql, name
+        assert update.params(connection, values) == list(params), name
 
 
 @pytest.fixture
@@ -212,3 +243,44 @@ def test_the_session_store_loads_a_live_session_and_not_an_expired_one(settings,
 
     Session.objects.filter(session_key=live.session_key).delete()  # signed out elsewhere
     assert "member" not in store_class(live.session_key)
+
+
+# --- updates ---------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_prepared_update_writes_what_the_orms_would_and_counts_the_rows(alice):
+    from chat.core import budget
+    from chat.services import replies
+
+    month = dt.date(2026, 12, 1)
+    row = UsageMonth.objects.create(user=alice, month=month, tokens_reserved=10, cost_reserved=Decimal("0.000100"))
+    assert budget._RESERVE.run(pk=row.pk, tokens=4_105, cost=Decimal("0.010263")) == 1
+    assert (
+        budget._SETTLE.run(
+            user_id=alice.pk,
+            month=month,
+            held_tokens=5_000,  # more than is held: the hold floors at zero
+            held_cost=Decimal("0.010263"),
+            used_tokens=312,
+            used_cost=Decimal("0.000781"),
+        )
+        == 1
+    )
+    row.refresh_from_db()
+    assert (row.tokens_reserved, row.cost_reserved) == (0, Decimal("0.000100"))
+    assert (row.tokens_used, row.cost_used) == (312, Decimal("0.000781"))
+    assert budget._RESERVE.run(pk=row.pk + 1000, tokens=1, cost=Decimal(0)) == 0
+
+    conversation = Conversation.objects.create(owner=alice, title="Saving")
+    reply = Message.objects.create(
+        conversation=conversation, role=Message.Role.ASSISTANT, content="", status=Message.Status.STREAMING
+    )
+    assert replies.replies_save_progress(texts={reply.id: "Half of it"}) == {reply.id}
+    reply.refresh_from_db()
+    assert reply.content == "Half of it" and timezone.is_aware(reply.heartbeat_at)
+    assert reply.updated_at == reply.heartbeat_at
+    Message.objects.filter(pk=reply.pk).update(status=Message.Status.COMPLETE)
+    assert replies.replies_save_progress(texts={reply.id: "More"}) == set()  # ended: left alone
+    reply.refresh_from_db()
+    assert reply.content == "Half of it"
