@@ -9,7 +9,9 @@ ORM's own iterable does (converters, ``select_related``, annotations). The tests
 each prepared read's SQL and parameters are the ORM's for the same values, on both databases.
 
 A :class:`PreparedUpdate` does the same for an ``update()`` of rows picked by a unique key.
-For statements on hot paths only; anything else stays a plain QuerySet.
+For statements on hot paths only; anything else stays a plain QuerySet. A value bound is
+compared with ``=``: None there matches nothing (the ORM would write ``IS NULL``), so bind
+only keys that are never null.
 """
 
 from __future__ import annotations
