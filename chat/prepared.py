@@ -68,30 +68,22 @@ class _Values:
         self.__dict__.update(values)
 
 
-def _bind(slots: list, fields: dict, connection, values: dict) -> list:
-    """The statement's parameters: each call's value converted by its field, as the ORM would
-    convert it there (a save's conversion for a value written, a lookup's for one compared)."""
-    params = []
-    for slot in slots:
-        if not isinstance(slot, Param):
-            params.append(slot)
-        elif slot.for_save:
-            params.append(fields[slot.name].get_db_prep_save(values[slot.name], connection))
-        else:
-            params.append(fields[slot.name].get_db_prep_value(values[slot.name], connection, prepared=False))
-    return params
+class _Statement:
+    """A statement's SQL for one connection and its parameters: a Param where a call's value
+    goes, else a constant of the statement itself."""
+
+    def __init__(self, sql: str, slots: list):
+        self.sql = sql
+        self.slots = slots
 
 
-class _Compiled:
+class _Compiled(_Statement):
     """A read's SQL for one connection, and what turns its row into the ORM's objects."""
 
     def __init__(self, queryset: QuerySet, connection):
         compiler = queryset.query.get_compiler(connection=connection)
-        sql, params = compiler.as_sql()
-        self.sql = sql
+        super().__init__(*compiler.as_sql())
         self.locks = bool(queryset.query.select_for_update) and connection.features.has_select_for_update
-        # A Param for a bound value, else a constant of the read itself.
-        self.slots = params
         select, klass_info = compiler.select, compiler.klass_info
         self.converters = list(compiler.get_converters([column[0] for column in select]).items())
         self.model = klass_info["model"]
@@ -102,38 +94,65 @@ class _Compiled:
         self.annotations = list(compiler.annotation_col_map.items())
 
 
-class PreparedRead(Generic[M]):
-    """One row read by a unique key: ``build(p)`` returns the QuerySet, with ``p.<name>`` where
-    each call's value goes; ``fields`` names, for each, the model field it is compared with.
+class _Prepared:
+    """A statement composed once per connection: ``build(p)`` composes it with ``p.<name>``
+    where each call's value goes; ``fields`` names, for each, the model field it is compared
+    with or written to."""
 
-        _BY_OWNER = PreparedRead(
-            lambda p: Conversation.objects.filter(id=p.id, owner_id=p.owner_id),
-            id=Conversation._meta.pk,
-            owner_id=Conversation._meta.get_field("owner"),
-        )
-        conversation = _BY_OWNER.get(id=cid, owner_id=user.pk)  # or Conversation.DoesNotExist
-    """
-
-    def __init__(self, build: Callable[[Any], QuerySet[M]], **fields: Field):
+    def __init__(self, build: Callable[[Any], Any], **fields: Field):
         self.build = build
         self.fields = fields
         self._compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def _compose(self, connection) -> Any:
+        raise NotImplementedError
+
+    def compiled(self, connection) -> Any:
+        """The statement for ``connection``, a wrapper from ``django.db.connections``, composed
+        on its first call there."""
+        compiled = self._compiled.get(connection)
+        if compiled is None:
+            compiled = self._compiled[connection] = self._compose(connection)
+        return compiled
+
+    def params(self, connection, values: dict) -> list:
+        return self._bind(self.compiled(connection), connection, values)
+
+    def _bind(self, statement: _Statement, connection, values: dict) -> list:
+        """The statement's parameters: each call's value converted by its field, as the ORM
+        converts it there (a save's conversion for a value written, a lookup's for one compared)."""
+        params = []
+        for slot in statement.slots:
+            if not isinstance(slot, Param):
+                params.append(slot)
+            elif slot.for_save:
+                params.append(self.fields[slot.name].get_db_prep_save(values[slot.name], connection))
+            else:
+                params.append(self.fields[slot.name].get_db_prep_value(values[slot.name], connection, prepared=False))
+        return params
+
+
+class PreparedRead(_Prepared, Generic[M]):
+    """One row read by a unique key: ``build(p)`` returns the QuerySet.
+
+    _BY_OWNER = PreparedRead(
+        lambda p: Conversation.objects.filter(id=p.id, owner_id=p.owner_id),
+        id=Conversation._meta.pk,
+        owner_id=Conversation._meta.get_field("owner"),
+    )
+    conversation = _BY_OWNER.get(id=cid, owner_id=user.pk)  # or Conversation.DoesNotExist
+    """
+
+    def __init__(self, build: Callable[[Any], QuerySet[M]], **fields: Field):
+        super().__init__(build, **fields)
 
     def queryset(self, **values) -> QuerySet[M]:
         """The same read composed by the ORM with ``values`` (what the tests compare against)."""
         return self.build(_Values(values))
 
-    def compiled(self, connection) -> _Compiled:
-        """The read's SQL for ``connection``, a wrapper from ``django.db.connections``. Composed
-        on its first call there, which for a ``select_for_update`` read raises outside a
-        transaction, as the ORM does."""
-        compiled = self._compiled.get(connection)
-        if compiled is None:
-            compiled = self._compiled[connection] = _Compiled(self.build(_Placeholders(self.fields)), connection)
-        return compiled
-
-    def params(self, connection, values: dict) -> list:
-        return _bind(self.compiled(connection).slots, self.fields, connection, values)
+    def _compose(self, connection) -> _Compiled:
+        # For a select_for_update read this raises outside a transaction, as the ORM does.
+        return _Compiled(self.build(_Placeholders(self.fields)), connection)
 
     def get(self, **values) -> M:
         """The one row, as the ORM's ``get()`` returns it; ``DoesNotExist`` or
@@ -144,7 +163,7 @@ class PreparedRead(Generic[M]):
             # The ORM's own check, made when it composes the read (here, only once).
             raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
         with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, self.params(connection, values))
+            cursor.execute(compiled.sql, self._bind(compiled, connection, values))
             rows = cursor.fetchmany(2)
         model = compiled.model
         if len(rows) != 1:
@@ -165,9 +184,9 @@ class PreparedRead(Generic[M]):
         return obj
 
 
-class PreparedUpdate:
-    """An UPDATE of rows picked by a unique key, composed once per connection as a read is:
-    ``build(p)`` returns the QuerySet and the changes its ``update()`` would be given.
+class PreparedUpdate(_Prepared):
+    """An UPDATE of rows picked by a unique key: ``build(p)`` returns the QuerySet and the
+    changes its ``update()`` would be given.
 
         _LEAF = PreparedUpdate(
             lambda p: (Conversation.objects.filter(pk=p.pk), {"current_leaf_id": p.leaf_id}),
@@ -178,9 +197,7 @@ class PreparedUpdate:
     """
 
     def __init__(self, build: Callable[[Any], tuple[QuerySet, dict]], **fields: Field):
-        self.build = build
-        self.fields = fields
-        self._compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        super().__init__(build, **fields)
 
     @staticmethod
     def _query(queryset: QuerySet, changes: dict):
@@ -194,22 +211,16 @@ class PreparedUpdate:
         """The same UPDATE composed by the ORM with ``values`` (what the tests compare against)."""
         return self._query(*self.build(_Values(values))).get_compiler(connection=connection).as_sql()
 
-    def compiled(self, connection) -> tuple[str, list]:
-        compiled = self._compiled.get(connection)
-        if compiled is None:
-            query = self._query(*self.build(_Placeholders(self.fields)))
-            if query.related_updates:
-                raise ValueError("a prepared update changes one table")
-            compiled = self._compiled[connection] = query.get_compiler(connection=connection).as_sql()
-        return compiled
-
-    def params(self, connection, values: dict) -> list:
-        return _bind(self.compiled(connection)[1], self.fields, connection, values)
+    def _compose(self, connection) -> _Statement:
+        query = self._query(*self.build(_Placeholders(self.fields)))
+        if query.related_updates:
+            raise ValueError("a prepared update changes one table")
+        return _Statement(*query.get_compiler(connection=connection).as_sql())
 
     def run(self, **values) -> int:
         """Rows changed, as ``update()`` returns them."""
         connection = connections[DEFAULT_DB_ALIAS]
-        sql, _slots = self.compiled(connection)
+        statement = self.compiled(connection)
         with transaction.mark_for_rollback_on_error(using=connection.alias), connection.cursor() as cursor:
-            cursor.execute(sql, self.params(connection, values))
+            cursor.execute(statement.sql, self._bind(statement, connection, values))
             return cursor.rowcount

@@ -245,26 +245,26 @@ def budget_settle(*, owner_id, held: Reservation, used_tokens: int, used_cost: D
     used_cost = _money(used_cost or 0)
     this_month = month_start()
     used = bool(used_tokens or used_cost)
-    release = _released(held.tokens, _money(held.cost)) if held.tokens or held.cost else {}
-    add = _added(used_tokens, used_cost)
-    if used and release and held.month == this_month:
+    held_cost = _money(held.cost)
+    releases = bool(held.tokens or held.cost)
+    if used and releases and held.month == this_month:
         # The usual case, a call settled in the month it began: one UPDATE does both. The
         # reservation made the row, so it exists unless an admin deleted it meanwhile.
         settled = _SETTLE.run(
             user_id=owner_id,
             month=this_month,
             held_tokens=held.tokens,
-            held_cost=_money(held.cost),
+            held_cost=held_cost,
             used_tokens=used_tokens,
             used_cost=used_cost,
         )
         if not settled:
-            UsageMonth.objects.filter(pk=_month_row(owner_id, this_month).pk).update(**add)
+            UsageMonth.objects.filter(pk=_month_row(owner_id, this_month).pk).update(**_added(used_tokens, used_cost))
         return
-    if release:
-        UsageMonth.objects.filter(user_id=owner_id, month=held.month).update(**release)
+    if releases:
+        UsageMonth.objects.filter(user_id=owner_id, month=held.month).update(**_released(held.tokens, held_cost))
     if used:
-        UsageMonth.objects.filter(pk=_month_row(owner_id, this_month).pk).update(**add)
+        UsageMonth.objects.filter(pk=_month_row(owner_id, this_month).pk).update(**_added(used_tokens, used_cost))
 
 
 def usage_estimate(*, prompt_tokens: int, text: str, encoding_name: str) -> tuple[int, int]:

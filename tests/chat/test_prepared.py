@@ -88,7 +88,7 @@ def test_every_prepared_update_is_the_orms_sql_and_parameters():
     for name, update in updates.items():
         values = UPDATE_SAMPLES[name]
         sql, params = update.update_sql(connection, **values)
-        assert update.compiled(connection)[0] == sql, name
+        assert update.compiled(connection).sql == sql, name
         assert update.params(connection, values) == list(params), name
 
 
@@ -207,12 +207,29 @@ def test_the_reservation_is_found_by_its_id_or_its_message(alice):
 # --- the member read by Django's session check ----------------------------------------------
 
 
+def _spy(monkeypatch, read) -> list:
+    """Record each call of ``read.get``, so a test sees the prepared read was the one used."""
+    calls: list = []
+    get = read.get
+
+    def spied(**values):
+        calls.append(values)
+        return get(**values)
+
+    monkeypatch.setattr(read, "get", spied)
+    return calls
+
+
 @pytest.mark.django_db
-def test_a_member_read_by_pk_is_the_orms_and_other_reads_are_left_alone(alice):
+def test_a_member_read_by_pk_is_the_orms_and_other_reads_are_left_alone(alice, monkeypatch):
+    from accounts import models as accounts_models
+
+    calls = _spy(monkeypatch, accounts_models._MEMBER_BY_PK)
     user_model = get_user_model()
     expected = user_model.objects.get_queryset().get(pk=alice.pk)
     assert _fields(user_model.objects.get(pk=alice.pk)) == _fields(expected)
     assert _fields(user_model.objects.get(pk=str(alice.pk))) == _fields(expected)  # as a session holds it
+    assert calls == [{"pk": alice.pk}, {"pk": str(alice.pk)}]
     with pytest.raises(user_model.DoesNotExist):
         user_model.objects.get(pk=alice.pk + 1000)
     alice.is_active = False
@@ -220,14 +237,18 @@ def test_a_member_read_by_pk_is_the_orms_and_other_reads_are_left_alone(alice):
     with pytest.raises(user_model.DoesNotExist):  # a filtered read still filters
         user_model.objects.filter(is_active=True).get(pk=alice.pk)
     assert user_model.objects.get(username="alice").pk == alice.pk
+    assert len(calls) == 3  # the filtered read and the read by name were the ORM's
 
 
 # --- sessions ----------------------------------------------------------------------------------
 
 
 @pytest.mark.django_db
-def test_the_session_store_loads_a_live_session_and_not_an_expired_one(settings, alice):
+def test_the_session_store_loads_a_live_session_and_not_an_expired_one(settings, alice, monkeypatch):
+    from accounts import session_store
+
     assert settings.SESSION_ENGINE == "accounts.session_store"
+    calls = _spy(monkeypatch, session_store._SESSION)
     store_class = importlib.import_module(settings.SESSION_ENGINE).SessionStore
     live = store_class()
     live["member"] = alice.pk
@@ -243,6 +264,7 @@ def test_the_session_store_loads_a_live_session_and_not_an_expired_one(settings,
 
     Session.objects.filter(session_key=live.session_key).delete()  # signed out elsewhere
     assert "member" not in store_class(live.session_key)
+    assert [call["session_key"] for call in calls] == [live.session_key, expired.session_key, live.session_key]
 
 
 # --- updates ---------------------------------------------------------------------------------
