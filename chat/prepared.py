@@ -8,8 +8,9 @@ by the fields they are compared with as the ORM converts them, then builds the r
 ORM's own iterable does (converters, ``select_related``, annotations). The tests check that
 each prepared read's SQL and parameters are the ORM's for the same values, on both databases.
 
-A :class:`PreparedUpdate` does the same for an ``update()`` of rows picked by a unique key.
-For statements on hot paths only; anything else stays a plain QuerySet. A value bound is
+A :class:`PreparedUpdate` does the same for an ``update()`` of rows picked by a unique key,
+and a :class:`PreparedInsert` for the INSERT of ``save()`` of a new row. For statements on
+hot paths only; anything else stays a plain QuerySet. A value bound is
 compared with ``=``: None there matches nothing (the ORM would write ``IS NULL``), so bind
 only keys that are never null.
 """
@@ -23,7 +24,8 @@ from typing import Any, Generic, TypeVar
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Field, Model, QuerySet, Value
 from django.db.models.query import get_related_populators
-from django.db.models.sql import UpdateQuery
+from django.db.models.signals import post_save, pre_save
+from django.db.models.sql import InsertQuery, UpdateQuery
 from django.db.transaction import TransactionManagementError
 
 M = TypeVar("M", bound=Model)
@@ -224,3 +226,105 @@ class PreparedUpdate(_Prepared):
         with transaction.mark_for_rollback_on_error(using=connection.alias), connection.cursor() as cursor:
             cursor.execute(statement.sql, self._bind(statement, connection, values))
             return cursor.rowcount
+
+
+class _Insert:
+    """An INSERT of one row for one connection: its SQL, the fields whose values it takes, in
+    order, and what the database returns (an auto-increment key), with its converters."""
+
+    def __init__(self, model: type[Model], connection):
+        meta = model._meta
+        # The fields a save of a new row writes: all, but an auto-increment key the database picks.
+        self.fields = [f for f in meta.local_concrete_fields if not f.generated and f is not meta.auto_field]
+        self.returning = list(meta.db_returning_fields)
+        query = InsertQuery(model)
+        query.insert_values(self.fields, [model()])  # a row of plain values: one ``%s`` each
+        compiler = query.get_compiler(connection=connection)
+        compiler.returning_fields = self.returning
+        [(self.sql, _params)] = compiler.as_sql()
+        self.tail = tuple(compiler.returning_params)
+        self.returns_columns = bool(self.returning) and connection.features.can_return_columns_from_insert
+        columns = [field.get_col(meta.db_table) for field in self.returning]
+        self.converters = list(compiler.get_converters(columns).items())
+
+
+class PreparedInsert(Generic[M]):
+    """``save()`` of a new row of ``model``, with its INSERT composed once per connection.
+
+    Each call does what the save does around the SQL: the related objects' keys, the
+    ``pre_save`` and ``post_save`` signals, each field's ``pre_save`` (``auto_now_add``) and
+    ``get_db_prep_save``, the auto-increment key read back, the instance marked saved. For a
+    model of one table whose fields all take a plain ``%s`` (checked here); a row with an
+    expression among its values, or an explicit key for an auto-increment one, is saved by
+    the ORM instead.
+
+        _MESSAGE = PreparedInsert(Message)
+        _MESSAGE.insert(Message(conversation=conversation, role="user", content=text))
+    """
+
+    def __init__(self, model: type[M]):
+        meta = model._meta
+        if meta.parents or meta.proxy or meta.order_with_respect_to or meta.auto_created:
+            raise ValueError(f"{meta.label}: a prepared insert writes one table of its own")
+        for field in meta.local_concrete_fields:
+            if field.generated or field.has_db_default() or hasattr(field, "get_placeholder"):
+                raise ValueError(f"{meta.label}.{field.name} is not written as a plain value")
+        self.model = model
+        self._compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def compiled(self, connection) -> _Insert:
+        compiled = self._compiled.get(connection)
+        if compiled is None:
+            compiled = self._compiled[connection] = _Insert(self.model, connection)
+        return compiled
+
+    def insert_sql(self, obj: M) -> tuple[str, tuple]:
+        """The INSERT and parameters this would write for ``obj`` (what the tests compare with
+        the ORM's); ``obj`` is left unsaved."""
+        connection = connections[DEFAULT_DB_ALIAS]
+        statement = self.compiled(connection)
+        return statement.sql, tuple(self._params(statement, obj, connection))
+
+    @staticmethod
+    def _params(statement: _Insert, obj: M, connection) -> list:
+        params = [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in statement.fields]
+        params.extend(statement.tail)
+        return params
+
+    def insert(self, obj: M) -> M:
+        """Save ``obj``, a new ``model`` instance, as ``obj.save(force_insert=True)`` does."""
+        if type(obj) is not self.model or not obj._state.adding:
+            raise ValueError(f"a new {self.model._meta.label} is expected")
+        meta = self.model._meta
+        if meta.auto_field is None and obj.pk is None:
+            obj.pk = meta.pk.get_pk_value_on_save(obj)
+        if (meta.auto_field is not None and obj.pk is not None) or any(
+            hasattr(getattr(obj, field.attname), "resolve_expression") for field in meta.local_concrete_fields
+        ):
+            obj.save(force_insert=True)
+            return obj
+        obj._prepare_related_fields_for_save(operation_name="save")
+        connection = connections[DEFAULT_DB_ALIAS]
+        using = connection.alias
+        pre_save.send(sender=self.model, instance=obj, raw=False, using=using, update_fields=None)
+        statement = self.compiled(connection)
+        with transaction.mark_for_rollback_on_error(using=using), connection.cursor() as cursor:
+            cursor.execute(statement.sql, self._params(statement, obj, connection))
+            if statement.returns_columns:
+                row = connection.ops.fetch_returned_insert_columns(cursor, statement.tail)
+            elif statement.returning:
+                key = statement.returning[0]
+                row = (connection.ops.last_insert_id(cursor, meta.db_table, key.column),)
+            else:
+                row = ()
+        if row:
+            values = list(row)
+            for position, (converters, expression) in statement.converters:
+                for converter in converters:
+                    values[position] = converter(values[position], expression, connection)
+            for value, field in zip(values, statement.returning, strict=True):
+                setattr(obj, field.attname, value)
+        obj._state.db = using
+        obj._state.adding = False
+        post_save.send(sender=self.model, instance=obj, created=True, update_fields=None, raw=False, using=using)
+        return obj

@@ -37,7 +37,7 @@ from chat.core.grants import model_granted
 from chat.core.rate import rate_limit_hit
 from chat.errors import ModelUnavailable
 from chat.models import ChatModel, FineTuneJob, Message, ModelKind, Reservation, UsageKind, UsageRecord
-from chat.prepared import PreparedRead
+from chat.prepared import PreparedInsert, PreparedRead
 from chat.upstream import client
 
 PSEUDONYM_LENGTH = 32
@@ -163,18 +163,20 @@ def call_admit(
     # refusal raised here leaves the caller's whole transaction, which rolls back with it.
     with transaction.atomic(savepoint=False):
         held = budget.budget_reserve(user=user, tokens=_budget_tokens(kind, estimate), cost=cost, purpose=purpose)
-        reservation = Reservation.objects.create(
-            user_id=user.pk,
-            model=model,
-            model_name=model.model_id[:200],
-            kind=kind,
-            purpose=purpose,
-            conversation_id=conversation_id,
-            message=message,
-            month=held.month,
-            tokens=held.tokens,
-            cost=held.cost,
-            api_token_id=api_token_id,
+        reservation = _NEW_RESERVATION.insert(
+            Reservation(
+                user_id=user.pk,
+                model=model,
+                model_name=model.model_id[:200],
+                kind=kind,
+                purpose=purpose,
+                conversation_id=conversation_id,
+                message=message,
+                month=held.month,
+                tokens=held.tokens,
+                cost=held.cost,
+                api_token_id=api_token_id,
+            )
         )
     return Admission(
         reservation_id=reservation.pk,
@@ -222,6 +224,9 @@ def _model_kind(kind: str) -> str:
 
 # Read at every reply's end: composed once (chat/prepared.py); get(), not first(), whose ORDER
 # BY costs more than the query. One reservation per message at most.
+# A reservation made, and a model call's usage recorded: on every reply's start and end.
+_NEW_RESERVATION = PreparedInsert(Reservation)
+_NEW_RECORD = PreparedInsert(UsageRecord)
 _RESERVATION = PreparedRead(lambda p: Reservation.objects.select_for_update().filter(pk=p.pk), pk=Reservation._meta.pk)
 _RESERVATION_OF_MESSAGE = PreparedRead(
     lambda p: Reservation.objects.select_for_update().filter(message_id=p.message_id),
@@ -285,22 +290,24 @@ def _settle(
     reservation.delete()
     if units.empty and not cost:
         return None
-    record = UsageRecord.objects.create(
-        user_id=reservation.user_id,
-        conversation_id=reservation.conversation_id,
-        message_id=message_id,
-        model=model,
-        model_name=reservation.model_name or "unknown",
-        kind=reservation.kind,
-        purpose=reservation.purpose,
-        prompt_tokens=max(int(units.input_tokens), 0),
-        completion_tokens=max(int(units.output_tokens), 0),
-        images=units.images,
-        audio_seconds=Decimal(units.audio_seconds),
-        characters=units.characters,
-        cost=cost,
-        estimated=estimated,
-        api_token_id=reservation.api_token_id,
+    record = _NEW_RECORD.insert(
+        UsageRecord(
+            user_id=reservation.user_id,
+            conversation_id=reservation.conversation_id,
+            message_id=message_id,
+            model=model,
+            model_name=reservation.model_name or "unknown",
+            kind=reservation.kind,
+            purpose=reservation.purpose,
+            prompt_tokens=max(int(units.input_tokens), 0),
+            completion_tokens=max(int(units.output_tokens), 0),
+            images=units.images,
+            audio_seconds=Decimal(units.audio_seconds),
+            characters=units.characters,
+            cost=cost,
+            estimated=estimated,
+            api_token_id=reservation.api_token_id,
+        )
     )
     if message_id is not None:
         changes = {

@@ -12,7 +12,11 @@ from chat import tokens
 from chat.core.grants import model_granted
 from chat.errors import BadRequest, InvalidSetting, ModelUnavailable, UnknownSetting
 from chat.models import Conversation
+from chat.prepared import PreparedInsert
 from chat.selectors import folder_for_user, preset_for_user
+
+# Every new chat's row, written composed once (chat/prepared.py).
+_NEW_CONVERSATION = PreparedInsert(Conversation)
 
 # Settings a member may change, with the type each must have. Anything else in a payload is
 # refused with ``unknown_setting`` (never silently dropped), so extra fields (owner, user_id,
@@ -193,7 +197,7 @@ def conversation_create(
         conversation.full_clean(exclude=["owner", "model", "current_leaf", "preset", "folder"], validate_unique=False)
     except ValidationError as exc:
         raise BadRequest("; ".join(exc.messages)) from None
-    conversation.save()
+    _NEW_CONVERSATION.insert(conversation)
     return conversation
 
 

@@ -25,7 +25,7 @@ from chat.core.moderation import GateInput, gate_blocklist
 from chat.core.rate import message_admit
 from chat.errors import BadRequest, Busy, NoProvider, ParleyError, TooManyReplies
 from chat.models import Citation, Conversation, Message, ModelKind
-from chat.prepared import PreparedUpdate
+from chat.prepared import PreparedInsert, PreparedUpdate
 from chat.selectors import (
     conversation_for_user,
     message_for_user,
@@ -84,7 +84,9 @@ class ReplyPlan:
         return (self.reply, *self.others)
 
 
-# Every reply's start makes it the branch's leaf: composed once (chat/prepared.py).
+# Every turn saves the member's message and its reply, and makes the reply the branch's leaf:
+# composed once (chat/prepared.py).
+_NEW_MESSAGE = PreparedInsert(Message)
 _REPLY_LEAF = PreparedUpdate(
     lambda p: (
         Conversation.objects.filter(pk=p.pk),
@@ -169,7 +171,7 @@ def message_save(
             message = _user_message(conversation, client_id, content)
             message.id = message_id
             # The conversation already names it as its leaf (checked when this commits).
-            message.save(force_insert=True)
+            _NEW_MESSAGE.insert(message)
             conversation.current_leaf = message
             documents_attach(user=user, conversation=conversation, message=message, document_ids=document_ids)
             skipped = _preset_collections_use(user=user, conversation=conversation)
@@ -215,7 +217,7 @@ def _append(conversation: Conversation, message: Message) -> None:
     """
     expected = conversation.current_leaf_id
     message.parent_id = expected
-    message.save()
+    _NEW_MESSAGE.insert(message)
     rows = Conversation.objects.filter(pk=conversation.pk)
     changes = {"updated_at": message.created_at, "current_leaf": message, "choosing": False}
     if not rows.filter(current_leaf_id=expected).update(**changes):
@@ -418,7 +420,10 @@ def reply_begin(
             )
             for index in range(count)
         ]
-        Message.objects.bulk_create(replies)
+        if count == 1:
+            _NEW_MESSAGE.insert(replies[0])
+        else:
+            Message.objects.bulk_create(replies)
         reply = replies[0]
         # The model-call core: the rate and the budget, reserved in this transaction so that a
         # refusal leaves no reply behind (the grant was checked above, in this same trip).

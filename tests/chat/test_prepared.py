@@ -1,7 +1,8 @@
-"""Reads composed once (chat/prepared.py): the same SQL, the same rows, the same errors as the ORM's."""
+"""Statements composed once (chat/prepared.py): the same SQL, the same rows, the same errors as the ORM's."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import importlib
 import uuid
@@ -16,13 +17,13 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chat.errors import NotFound
-from chat.models import ChatModel, Conversation, Message, Provider, Reservation, UsageMonth
-from chat.prepared import PreparedRead, PreparedUpdate
+from chat.models import ChatModel, Conversation, Message, Provider, Reservation, UsageMonth, UsageRecord
+from chat.prepared import PreparedInsert, PreparedRead, PreparedUpdate
 from chat.selectors import conversation_for_user
 
 # Every prepared read of the code base, and values to compose it with.
 MODULES = ["chat.selectors", "chat.core.budget", "chat.core.calls", "chat.services.replies", "chat.services.turns"]
-MODULES += ["accounts.models", "accounts.session_store"]
+MODULES += ["accounts.models", "accounts.session_store", "chat.services.conversations"]
 SAMPLES = {
     "_CONVERSATION_OWNED": {"id": uuid.UUID("3d7c64bb-a33a-4ed3-89d0-a1bd3de913e6"), "owner_id": 7},
     "_MONTH_ROW": {"user_id": 7, "month": dt.date(2026, 12, 1)},
@@ -306,3 +307,177 @@ def test_a_prepared_update_writes_what_the_orms_would_and_counts_the_rows(alice)
     assert replies.replies_save_progress(texts={reply.id: "More"}) == set()  # ended: left alone
     reply.refresh_from_db()
     assert reply.content == "Half of it"
+
+
+# --- inserts ---------------------------------------------------------------------------------
+
+
+def _new_rows(alice, model) -> dict:
+    """A new row of each prepared insert of the code base, as the code makes it."""
+    conversation = Conversation.objects.create(owner=alice, title="Saved", model=model)
+    reply = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, content="")
+    month = dt.date(2026, 12, 1)
+    return {
+        "_NEW_CONVERSATION": Conversation(
+            owner=alice, title="Plans", model=model, temperature=0.5, stop=["END"], logit_bias={"50256": -100}
+        ),
+        "_NEW_MESSAGE": Message(
+            conversation=conversation,
+            parent=reply,
+            role=Message.Role.USER,
+            content="Hello, “world”",
+            client_id="c-1",
+            token_count=4,
+            token_encoding="o200k_base",
+        ),
+        "_NEW_RESERVATION": Reservation(
+            user_id=alice.pk,
+            model=model,
+            model_name=model.model_id,
+            conversation_id=conversation.pk,
+            message=reply,
+            month=month,
+            tokens=4_105,
+            cost=Decimal("0.010263"),
+        ),
+        "_NEW_RECORD": UsageRecord(
+            user_id=alice.pk,
+            conversation_id=conversation.pk,
+            message_id=reply.pk,
+            model=model,
+            model_name=model.model_id,
+            prompt_tokens=12,
+            completion_tokens=200,
+            audio_seconds=Decimal("1.5"),
+            cost=Decimal("0.000781"),
+            estimated=True,
+        ),
+    }
+
+
+def _executed(write) -> list[tuple[str, tuple]]:
+    """The statements ``write()`` sends to the database, with their parameters; undone after."""
+    sent: list[tuple[str, tuple]] = []
+
+    def record(execute, sql, params, many, context):
+        # psycopg's JSON wrappers compare by identity: compare what they wrap.
+        sent.append((sql, tuple(getattr(param, "obj", param) for param in params)))
+        return execute(sql, params, many, context)
+
+    with transaction.atomic(), connection.execute_wrapper(record):
+        write()
+        transaction.set_rollback(True)
+    return sent
+
+
+@pytest.mark.django_db
+def test_every_prepared_insert_sends_what_the_orms_save_sends(alice, provider_model):
+    inserts = dict(_prepared(PreparedInsert))
+    rows = _new_rows(alice, provider_model)
+    assert set(inserts) == set(rows), "a prepared insert without a sample row here, or a sample without it"
+    for name, insert in inserts.items():
+        obj = rows[name]
+        twin = copy.deepcopy(obj)
+        orm = _executed(lambda twin=twin: twin.save(force_insert=True))
+        prepared = _executed(lambda insert=insert, obj=obj: insert.insert(obj))
+        assert prepared == orm, name
+        assert len(orm) == 1 and orm[0][0].startswith("INSERT"), name
+        assert obj._state.adding is False and obj._state.db == "default", name
+        # An auto-increment key read back as the ORM reads it (PostgreSQL does not take a number back).
+        assert obj.pk is not None and type(obj.pk) is type(twin.pk), name
+
+
+@pytest.mark.django_db
+def test_a_prepared_insert_writes_the_orms_row_and_sends_its_signals(alice, provider_model):
+    from django.db.models.signals import post_save, pre_save
+
+    from chat.core import calls
+
+    heard: list[tuple] = []
+
+    def listen(signal):
+        def receiver(sender, instance, **kwargs):
+            heard.append((signal, instance.pk, kwargs.get("created"), kwargs["raw"], kwargs["update_fields"]))
+
+        return receiver
+
+    before, after = listen("pre_save"), listen("post_save")
+    pre_save.connect(before, sender=Reservation)
+    post_save.connect(after, sender=Reservation)
+    try:
+        rows = _new_rows(alice, provider_model)
+        expected = Reservation.objects.create(**_fields(copy.deepcopy(rows["_NEW_RESERVATION"])) | {"message_id": None})
+        got = calls._NEW_RESERVATION.insert(rows["_NEW_RESERVATION"])
+    finally:
+        pre_save.disconnect(before, sender=Reservation)
+        post_save.disconnect(after, sender=Reservation)
+    assert isinstance(got.pk, int) and got.pk != expected.pk
+    saved = Reservation.objects.get(pk=got.pk)
+    differs = {"id", "message_id"}
+    assert {k: v for k, v in _fields(saved).items() if k not in differs} == {
+        k: v for k, v in _fields(Reservation.objects.get(pk=expected.pk)).items() if k not in differs
+    }
+    assert saved.message_id == rows["_NEW_RESERVATION"].message_id
+    assert heard[-2:] == [("pre_save", None, None, False, None), ("post_save", got.pk, True, False, None)]
+    assert heard[:2] == [("pre_save", None, None, False, None), ("post_save", expected.pk, True, False, None)]
+
+
+@pytest.mark.django_db
+def test_a_prepared_insert_refuses_what_the_orms_save_refuses_and_leaves_it_the_odd_rows(alice):
+    from django.db.models import Value
+
+    from chat.services import turns
+
+    conversation = Conversation.objects.create(owner=alice, title="Odd")
+    inserts = PreparedInsert(Reservation)
+    unsaved = get_user_model()(username="nobody")  # no key yet
+    with pytest.raises(ValueError, match="unsaved related object 'user'"):
+        inserts.insert(Reservation(user=unsaved, month=dt.date(2026, 12, 1)))
+    with pytest.raises(ValueError, match="a new chat.Reservation"):
+        inserts.insert(Reservation.objects.create(user=alice, month=dt.date(2026, 12, 1)))  # saved already
+    # A key given for an auto-increment one, and an expression among the values: the ORM's save.
+    chosen = inserts.insert(Reservation(pk=9_001, user=alice, month=dt.date(2026, 12, 1)))
+    assert Reservation.objects.get(pk=9_001).user_id == alice.pk and chosen._state.adding is False
+    message = turns._NEW_MESSAGE.insert(Message(conversation=conversation, role="user", content=Value("Made so")))
+    assert Message.objects.get(pk=message.pk).content == "Made so"
+
+
+@pytest.mark.django_db
+def test_a_turns_rows_are_written_by_the_prepared_inserts(alice, provider_model, monkeypatch):
+    from chat.core import calls
+    from chat.core.calls import Units, call_settle
+    from chat.services import conversations, turns
+
+    provider_model.is_default = True
+    provider_model.save()
+    written: dict[str, list] = {}
+    for module, name in [
+        (conversations, "_NEW_CONVERSATION"),
+        (turns, "_NEW_MESSAGE"),
+        (calls, "_NEW_RESERVATION"),
+        (calls, "_NEW_RECORD"),
+    ]:
+        prepared, seen = getattr(module, name), written.setdefault(name, [])
+        spy = lambda obj, insert=prepared.insert, seen=seen: seen.append(obj) or insert(obj)  # noqa: E731
+        monkeypatch.setattr(prepared, "insert", spy)
+
+    first = turns.turn_start(user=alice, conversation_id=None, client_id="first", content="Hello")
+    call_settle(units=Units(input_tokens=5, output_tokens=3), message=first.plan.reply)
+    Message.objects.filter(pk=first.plan.reply.pk).update(status=Message.Status.COMPLETE)
+    conversation = first.saved.conversation
+    second = turns.turn_start(user=alice, conversation_id=conversation.pk, client_id="second", content="And?")
+    assert [c.pk for c in written["_NEW_CONVERSATION"]] == [conversation.pk]
+    assert [m.pk for m in written["_NEW_MESSAGE"]] == [
+        first.saved.message.pk,
+        first.plan.reply.pk,
+        second.saved.message.pk,
+        second.plan.reply.pk,
+    ]
+    assert [r.message_id for r in written["_NEW_RESERVATION"]] == [first.plan.reply.pk, second.plan.reply.pk]
+    assert [r.message_id for r in written["_NEW_RECORD"]] == [first.plan.reply.pk]
+    assert list(conversation.messages.order_by("created_at").values_list("content", "parent_id")) == [
+        ("Hello", None),
+        ("", first.saved.message.pk),
+        ("And?", first.plan.reply.pk),
+        ("", second.saved.message.pk),
+    ]
