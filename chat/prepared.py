@@ -47,10 +47,19 @@ class Param:
 
 class _Placeholder(Value):
     """Where a call's value goes: typed by the field it is compared with or written to (so the
-    SQL is the one the ORM writes for a value of that type), composed as a bare ``%s``."""
+    SQL is the one the ORM writes for a value of that type), composed as a bare ``%s``.
+    ``bare``: the whole new value of a column, which the ORM writes as ``%s`` even where, inside
+    an expression, SQLite's money would be ``CAST(%s AS NUMERIC)``."""
+
+    bare = False
 
     def as_sql(self, compiler, connection):
         return "%s", [Param(self.value, for_save=self.for_save)]
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        if self.bare:
+            return self.as_sql(compiler, connection)
+        return super().as_sqlite(compiler, connection, **extra_context)
 
 
 class _Placeholders:
@@ -204,6 +213,9 @@ class PreparedUpdate(_Prepared):
     @staticmethod
     def _query(queryset: QuerySet, changes: dict):
         # What QuerySet.update() composes (its related updates are for inherited models: none).
+        for value in changes.values():
+            if isinstance(value, _Placeholder):
+                value.bare = True
         query = queryset.query.chain(UpdateQuery)
         query.add_update_values(changes)
         query.annotations = {}

@@ -224,6 +224,9 @@ def _model_kind(kind: str) -> str:
 
 # Read at every reply's end: composed once (chat/prepared.py); get(), not first(), whose ORDER
 # BY costs more than the query. One reservation per message at most.
+# What a settled call writes on its reply's row (set on the instance when the caller passes it).
+USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "usage_estimated", "cost")
+
 # A reservation made, and a model call's usage recorded: on every reply's start and end.
 _NEW_RESERVATION = PreparedInsert(Reservation)
 _NEW_RECORD = PreparedInsert(UsageRecord)
@@ -310,12 +313,9 @@ def _settle(
         )
     )
     if message_id is not None:
-        changes = {
-            "prompt_tokens": record.prompt_tokens,
-            "completion_tokens": record.completion_tokens,
-            "usage_estimated": estimated,
-            "cost": cost,
-        }
+        changes = dict(
+            zip(USAGE_FIELDS, (record.prompt_tokens, record.completion_tokens, estimated, cost), strict=True)
+        )
         if message is not None:
             # The caller holds the reply's row and saves it with the rest of its changes: one UPDATE.
             for name, value in changes.items():

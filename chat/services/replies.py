@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import typing
+
 from django.db import transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from chat import tokens
-from chat.core.calls import Units, call_settle
+from chat.core.calls import USAGE_FIELDS, Units, call_settle
 from chat.models import Conversation, Message
 from chat.prepared import PreparedRead, PreparedUpdate
 
@@ -29,6 +32,33 @@ _PROGRESS = PreparedUpdate(
     id=Message._meta.pk,
     content=Message._meta.get_field("content"),
     now=Message._meta.get_field("heartbeat_at"),
+)
+
+
+# A reply's end: its final state, with the usage call_settle set on it, in one UPDATE of the row
+# (what a save() of the row would write for the fields that change; Message has no save() of
+# its own and no signal receivers), and the conversation's time. Composed once.
+_FINAL_FIELDS = (
+    "content",
+    "token_count",
+    "token_encoding",
+    "status",
+    "finish_reason",
+    "error_code",
+    "error_text",
+    "updated_at",
+    "heartbeat_at",
+    *USAGE_FIELDS,
+)
+_FINAL = PreparedUpdate(
+    lambda p: (Message.objects.filter(id=p.id), {name: getattr(p, name) for name in _FINAL_FIELDS}),
+    id=Message._meta.pk,
+    **{name: typing.cast(Field, Message._meta.get_field(name)) for name in _FINAL_FIELDS},
+)
+_TOUCHED = PreparedUpdate(
+    lambda p: (Conversation.objects.filter(pk=p.pk), {"updated_at": p.now}),
+    pk=Conversation._meta.pk,
+    now=Conversation._meta.get_field("updated_at"),
 )
 
 
@@ -95,6 +125,6 @@ def reply_finish(
             units=Units(input_tokens=prompt_tokens, output_tokens=completion_tokens),
             estimated=estimated,
         )
-        message.save()
-        Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
+        _FINAL.run(id=message.pk, **{name: getattr(message, name) for name in _FINAL_FIELDS})
+        _TOUCHED.run(pk=message.conversation_id, now=now)
     return message

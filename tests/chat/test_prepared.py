@@ -47,6 +47,23 @@ UPDATE_SAMPLES = {
         "used_cost": Decimal("0.000781"),
     },
     "_PROGRESS": {"id": REPLY_ID, "content": "So far, so good", "now": NOW},
+    "_FINAL": {
+        "id": REPLY_ID,
+        "content": "All of it",
+        "token_count": 3,
+        "token_encoding": "o200k_base",
+        "status": "complete",
+        "finish_reason": "stop",
+        "error_code": "",
+        "error_text": "",
+        "updated_at": NOW,
+        "heartbeat_at": NOW,
+        "prompt_tokens": 12,
+        "completion_tokens": 3,
+        "usage_estimated": False,
+        "cost": Decimal("0.000781"),
+    },
+    "_TOUCHED": {"pk": uuid.UUID("3d7c64bb-a33a-4ed3-89d0-a1bd3de913e6"), "now": NOW},
     "_REPLY_LEAF": {
         "pk": uuid.UUID("3d7c64bb-a33a-4ed3-89d0-a1bd3de913e6"),
         "now": NOW,
@@ -481,3 +498,47 @@ def test_a_turns_rows_are_written_by_the_prepared_inserts(alice, provider_model,
         ("And?", first.plan.reply.pk),
         ("", second.saved.message.pk),
     ]
+
+
+@pytest.mark.django_db
+def test_a_replys_end_writes_every_field_it_changes(alice, provider_model):
+    """reply_finish writes the reply's final state with one prepared UPDATE of the fields it
+    and call_settle change: the row read back is the instance it returns, field for field."""
+    from chat.core.calls import Units, call_admit
+    from chat.models import ModelKind
+    from chat.services.replies import reply_finish
+
+    conversation = Conversation.objects.create(owner=alice, title="Ending", model=provider_model)
+    reply = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        content="",
+        status=Message.Status.STREAMING,
+        model=provider_model,
+    )
+    with transaction.atomic():
+        call_admit(
+            user=alice,
+            kind=ModelKind.CHAT,
+            estimate=Units(input_tokens=20, output_tokens=200),
+            purpose="reply",
+            model=provider_model,
+            granted=True,
+            rate=False,
+            message=reply,
+        )
+    ended = reply_finish(
+        reply_id=reply.pk,
+        content="The whole answer",
+        status=Message.Status.COMPLETE,
+        finish_reason="stop",
+        prompt_tokens=20,
+        completion_tokens=4,
+    )
+    row = Message.objects.get(pk=reply.pk)
+    assert _fields(row) == _fields(ended)
+    assert (row.status, row.content) == ("complete", "The whole answer")
+    assert (row.prompt_tokens, row.completion_tokens) == (20, 4)
+    assert row.cost > 0 and row.token_count > 0
+    conversation.refresh_from_db()
+    assert conversation.updated_at == row.updated_at
