@@ -105,14 +105,10 @@ class _Compiled(_Statement):
         self.annotations = list(compiler.annotation_col_map.items())
 
 
-class _Prepared:
-    """A statement composed once per connection: ``build(p)`` composes it with ``p.<name>``
-    where each call's value goes; ``fields`` names, for each, the model field it is compared
-    with or written to."""
+class _PerConnection:
+    """A statement composed once per database connection."""
 
-    def __init__(self, build: Callable[[Any], Any], **fields: Field):
-        self.build = build
-        self.fields = fields
+    def __init__(self):
         self._compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def _compose(self, connection) -> Any:
@@ -125,6 +121,17 @@ class _Prepared:
         if compiled is None:
             compiled = self._compiled[connection] = self._compose(connection)
         return compiled
+
+
+class _Prepared(_PerConnection):
+    """A statement composed with values bound at each call: ``build(p)`` composes it with
+    ``p.<name>`` where each call's value goes; ``fields`` names, for each, the model field it
+    is compared with or written to."""
+
+    def __init__(self, build: Callable[[Any], Any], **fields: Field):
+        super().__init__()
+        self.build = build
+        self.fields = fields
 
     def params(self, connection, values: dict) -> list:
         return self._bind(self.compiled(connection), connection, values)
@@ -260,7 +267,7 @@ class _Insert:
         self.converters = list(compiler.get_converters(columns).items())
 
 
-class PreparedInsert(Generic[M]):
+class PreparedInsert(_PerConnection, Generic[M]):
     """``save()`` of a new row of ``model``, with its INSERT composed once per connection.
 
     Each call does what the save does around the SQL: the related objects' keys, the
@@ -270,8 +277,8 @@ class PreparedInsert(Generic[M]):
     expression among its values, or an explicit key for an auto-increment one, is saved by
     the ORM instead.
 
-        _MESSAGE = PreparedInsert(Message)
-        _MESSAGE.insert(Message(conversation=conversation, role="user", content=text))
+        _NEW_MESSAGE = PreparedInsert(Message)
+        _NEW_MESSAGE.insert(Message(conversation=conversation, role="user", content=text))
     """
 
     def __init__(self, model: type[M]):
@@ -281,21 +288,11 @@ class PreparedInsert(Generic[M]):
         for field in meta.local_concrete_fields:
             if field.generated or field.has_db_default() or hasattr(field, "get_placeholder"):
                 raise ValueError(f"{meta.label}.{field.name} is not written as a plain value")
+        super().__init__()
         self.model = model
-        self._compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def compiled(self, connection) -> _Insert:
-        compiled = self._compiled.get(connection)
-        if compiled is None:
-            compiled = self._compiled[connection] = _Insert(self.model, connection)
-        return compiled
-
-    def insert_sql(self, obj: M) -> tuple[str, tuple]:
-        """The INSERT and parameters this would write for ``obj`` (what the tests compare with
-        the ORM's); ``obj`` is left unsaved."""
-        connection = connections[DEFAULT_DB_ALIAS]
-        statement = self.compiled(connection)
-        return statement.sql, tuple(self._params(statement, obj, connection))
+    def _compose(self, connection) -> _Insert:
+        return _Insert(self.model, connection)
 
     @staticmethod
     def _params(statement: _Insert, obj: M, connection) -> list:
