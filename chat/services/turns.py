@@ -97,6 +97,17 @@ _REPLY_LEAF = PreparedUpdate(
     leaf_id=Conversation._meta.get_field("current_leaf"),
     choosing=Conversation._meta.get_field("choosing"),
 )
+# A follow-up's message made the leaf, if the leaf is still the one it was read with (_append).
+_APPENDED = PreparedUpdate(
+    lambda p: (
+        Conversation.objects.filter(pk=p.pk, current_leaf_id=p.expected),
+        {"updated_at": p.now, "current_leaf": p.leaf_id, "choosing": False},
+    ),
+    pk=Conversation._meta.pk,
+    expected=Conversation._meta.get_field("current_leaf"),
+    now=Conversation._meta.get_field("updated_at"),
+    leaf_id=Conversation._meta.get_field("current_leaf"),
+)
 
 
 def _validate_content(content) -> str:
@@ -220,7 +231,11 @@ def _append(conversation: Conversation, message: Message) -> None:
     _NEW_MESSAGE.insert(message)
     rows = Conversation.objects.filter(pk=conversation.pk)
     changes = {"updated_at": message.created_at, "current_leaf": message, "choosing": False}
-    if not rows.filter(current_leaf_id=expected).update(**changes):
+    if expected is not None:  # the usual case: composed once (a bound None would match nothing)
+        appended = _APPENDED.run(pk=conversation.pk, expected=expected, now=message.created_at, leaf_id=message.pk)
+    else:
+        appended = rows.filter(current_leaf_id=None).update(**changes)
+    if not appended:
         leaf = rows.select_for_update().values_list("current_leaf_id", flat=True).first()
         Message.objects.filter(pk=message.pk).update(parent_id=leaf)
         message.parent_id = leaf

@@ -63,6 +63,12 @@ UPDATE_SAMPLES = {
         "usage_estimated": False,
         "cost": Decimal("0.000781"),
     },
+    "_APPENDED": {
+        "pk": uuid.UUID("3d7c64bb-a33a-4ed3-89d0-a1bd3de913e6"),
+        "expected": REPLY_ID,
+        "now": NOW,
+        "leaf_id": uuid.UUID("5a0d8f52-3c1e-4d5b-9b8e-0f6f2d7c9a11"),
+    },
     "_TOUCHED": {"pk": uuid.UUID("3d7c64bb-a33a-4ed3-89d0-a1bd3de913e6"), "now": NOW},
     "_REPLY_LEAF": {
         "pk": uuid.UUID("3d7c64bb-a33a-4ed3-89d0-a1bd3de913e6"),
@@ -546,3 +552,29 @@ def test_a_replys_end_writes_every_field_it_changes(alice, provider_model):
     assert row.cost > 0 and row.token_count > 0
     conversation.refresh_from_db()
     assert conversation.updated_at == row.updated_at
+
+
+@pytest.mark.django_db
+def test_a_follow_up_is_appended_to_the_leaf_even_when_it_moved_since_it_was_read(alice):
+    """_append's prepared update makes the message the leaf only if the leaf is the one read;
+    else the row is locked, the leaf read again and the message moved under it."""
+    from chat.services import turns
+
+    conversation = Conversation.objects.create(owner=alice, title="Moving")
+
+    def append(content):
+        message = Message(conversation=conversation, role=Message.Role.USER, content=content, client_id=content)
+        with transaction.atomic():
+            turns._append(conversation, message)
+        return Message.objects.get(pk=message.pk)
+
+    first = append("first")  # no leaf yet: the ORM's update, which compares with NULL
+    assert first.parent_id is None
+    second = append("second")  # the leaf as read
+    assert second.parent_id == first.pk
+    behind = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, content="", parent=second)
+    Conversation.objects.filter(pk=conversation.pk).update(current_leaf=behind)  # moved behind its back
+    third = append("third")
+    assert third.parent_id == behind.pk
+    conversation.refresh_from_db()
+    assert conversation.current_leaf_id == third.pk and conversation.choosing is False
