@@ -253,8 +253,9 @@ class _Insert:
 
     def __init__(self, model: type[Model], connection):
         meta = model._meta
-        # The fields a save of a new row writes: all, but an auto-increment key the database picks.
-        self.fields = [f for f in meta.local_concrete_fields if not f.generated and f is not meta.auto_field]
+        # The fields a save of a new row writes: all (none is generated: PreparedInsert refuses
+        # those), but an auto-increment key the database picks.
+        self.fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
         self.returning = list(meta.db_returning_fields)
         query = InsertQuery(model)
         query.insert_values(self.fields, [model()])  # a row of plain values: one ``%s`` each

@@ -222,14 +222,14 @@ def _model_kind(kind: str) -> str:
     return ModelKind.CHAT if kind == UsageKind.TRAINING else kind
 
 
-# Read at every reply's end: composed once (chat/prepared.py); get(), not first(), whose ORDER
-# BY costs more than the query. One reservation per message at most.
 # What a settled call writes on its reply's row (set on the instance when the caller passes it).
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "usage_estimated", "cost")
 
 # A reservation made, and a model call's usage recorded: on every reply's start and end.
 _NEW_RESERVATION = PreparedInsert(Reservation)
 _NEW_RECORD = PreparedInsert(UsageRecord)
+# Read at every reply's end: composed once (chat/prepared.py); get(), not first(), whose ORDER
+# BY costs more than the query. One reservation per message at most.
 _RESERVATION = PreparedRead(lambda p: Reservation.objects.select_for_update().filter(pk=p.pk), pk=Reservation._meta.pk)
 _RESERVATION_OF_MESSAGE = PreparedRead(
     lambda p: Reservation.objects.select_for_update().filter(message_id=p.message_id),
